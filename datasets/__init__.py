@@ -1,0 +1,1 @@
+"""Generators and loaders of data sets (import as ``infragym.datasets``)."""

@@ -1,0 +1,134 @@
+"""Event features: validation of a feature table and its fixed numeric encoding.
+
+The encoding (one-hot categoricals in a fixed category order, then the numeric columns) is
+shared by the gymnasium env's observations, the learners and the export's input schema, so a
+model trained on one is served on the other without drift.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from infragym.envs.health.simulator import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+INTEGER_FEATURES = frozenset(
+    {"heartbeat_lost", "error_count_1h", "error_count_24h", "prior_incidents_30d", "num_vms", "hour_of_day"}
+)
+# Bounds checked on input (inclusive); None = unbounded.
+FEATURE_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "node_age_days": (0.0, None),
+    "heartbeat_lost": (0, 1),
+    "error_count_1h": (0, None),
+    "error_count_24h": (0, None),
+    "prior_incidents_30d": (0, None),
+    "num_vms": (0, None),
+    "live_migratable_share": (0.0, 1.0),
+    "mean_vm_cores": (0.0, None),
+    "large_vm_share": (0.0, 1.0),
+    "cpu_utilisation": (0.0, 1.0),
+    "memory_utilisation": (0.0, 1.0),
+    "cluster_free_capacity": (0.0, 1.0),
+    "hour_of_day": (0, 23),
+}
+# Typical magnitudes, so that encoded observations are O(1) for neural policies.
+FEATURE_SCALE: dict[str, float] = {
+    "node_age_days": 1000.0,
+    "error_count_1h": 10.0,
+    "error_count_24h": 20.0,
+    "prior_incidents_30d": 5.0,
+    "num_vms": 10.0,
+    "mean_vm_cores": 16.0,
+    "hour_of_day": 24.0,
+}
+
+
+class FeatureError(ValueError):
+    """A feature table with a missing column, a wrong type or an invalid value."""
+
+
+def encoded_feature_names() -> list[str]:
+    names = [f"{col}={cat}" for col, cats in CATEGORICAL_FEATURES.items() for cat in cats]
+    return names + list(NUMERIC_FEATURES)
+
+
+def _first_bad_row(index: pd.Index, mask: np.ndarray) -> object:
+    return index[np.flatnonzero(mask)[0]]
+
+
+def validate_features(frame: pd.DataFrame, source: str = "features") -> pd.DataFrame:
+    """Check columns, dtypes, NaN and ranges; return a copy with canonical dtypes.
+
+    Errors name ``source`` (a file or "features"), the column and the first offending row.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise FeatureError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in (*CATEGORICAL_FEATURES, *NUMERIC_FEATURES) if c not in frame.columns]
+    if missing:
+        raise FeatureError(f"{source}: missing column(s) {missing}")
+    out = pd.DataFrame(index=frame.index)
+    for column, categories in CATEGORICAL_FEATURES.items():
+        values = frame[column]
+        if not (
+            isinstance(values.dtype, pd.CategoricalDtype)
+            or pd.api.types.is_string_dtype(values.dtype)
+            or values.dtype == object
+        ):
+            raise FeatureError(f"{source}: column {column!r} must hold strings, got dtype {values.dtype}")
+        as_str = values.astype("string")
+        null = as_str.isna().to_numpy()
+        if null.any():
+            raise FeatureError(f"{source}: column {column!r} is null at row {_first_bad_row(frame.index, null)}")
+        unknown = ~as_str.isin(categories).to_numpy()
+        if unknown.any():
+            row = _first_bad_row(frame.index, unknown)
+            raise FeatureError(
+                f"{source}: column {column!r} has unknown value {as_str.loc[row]!r} at row {row} "
+                f"(expected one of {list(categories)})"
+            )
+        out[column] = pd.Categorical(as_str.to_numpy(dtype=object), categories=categories)
+    for column in NUMERIC_FEATURES:
+        values = frame[column]
+        if values.dtype == bool:
+            values = values.astype(np.int64)
+        if not pd.api.types.is_numeric_dtype(values.dtype):
+            raise FeatureError(f"{source}: column {column!r} must be numeric, got dtype {values.dtype}")
+        array = values.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise FeatureError(
+                f"{source}: column {column!r} is NaN or infinite at row {_first_bad_row(frame.index, bad)}"
+            )
+        low, high = FEATURE_BOUNDS[column]
+        out_of_range = np.zeros(len(array), dtype=bool)
+        if low is not None:
+            out_of_range |= array < low
+        if high is not None:
+            out_of_range |= array > high
+        if out_of_range.any():
+            row = _first_bad_row(frame.index, out_of_range)
+            raise FeatureError(
+                f"{source}: column {column!r} = {values.loc[row]} at row {row} is outside [{low}, {high}]"
+            )
+        if column in INTEGER_FEATURES:
+            if not np.all(array == np.round(array)):
+                row = _first_bad_row(frame.index, array != np.round(array))
+                raise FeatureError(f"{source}: column {column!r} must be whole numbers (row {row})")
+            out[column] = array.astype(np.int64)
+        else:
+            out[column] = array
+    return out
+
+
+def encode_features(frame: pd.DataFrame, *, scaled: bool = False) -> np.ndarray:
+    """Encode a validated feature table as a float matrix in ``encoded_feature_names()`` order."""
+    blocks = []
+    for column, categories in CATEGORICAL_FEATURES.items():
+        codes = pd.Categorical(frame[column], categories=categories).codes
+        blocks.append(np.eye(len(categories))[codes])
+    numeric = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
+    if scaled:
+        scale = np.array([FEATURE_SCALE.get(c, 1.0) for c in NUMERIC_FEATURES])
+        numeric = numeric / scale
+    blocks.append(numeric)
+    return np.concatenate(blocks, axis=1)

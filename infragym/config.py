@@ -1,0 +1,69 @@
+"""Structured-config schemas for the top-level keys of ``train.yaml`` and ``evaluate.yaml``.
+
+Registered in Hydra's ConfigStore as ``train_schema`` and ``evaluate_schema`` and listed first
+in the defaults of the primary configs, so a misspelt top-level key or a value of the wrong
+type stops the run at once with Hydra's message naming the key. Component groups (env,
+dataset, model, task, logger, ...) are ``_target_`` nodes: their keys are checked by the
+constructors' keyword-only signatures when they are instantiated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = MISSING
+    data_dir: str = MISSING
+    log_dir: str = MISSING
+    output_dir: str = MISSING
+    work_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    task_name: str = "train"
+    tags: list[str] = field(default_factory=list)
+    # The metric that train.py returns to a sweeper (e.g. "val/deoxys/dr_objective").
+    optimized_metric: Optional[str] = None
+    export: bool = True
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    logger: Any = MISSING
+    trainer: Any = None
+    callbacks: Any = None
+    env: Any = MISSING
+    dataset: Any = MISSING
+    model: Any = MISSING
+    task: Any = MISSING
+
+
+@dataclass
+class EvaluateConfig:
+    # Seed of the fresh evaluation events; null reuses the training run's seed, which
+    # reproduces the numbers that run reported.
+    seed: Optional[int] = None
+    task_name: str = "evaluate"
+    tags: list[str] = field(default_factory=list)
+    # The export folder to evaluate (outputs/<run>/export).
+    checkpoint: str = MISSING
+    # Load pickled estimators even when the export was not signed with this machine's key.
+    trust: bool = False
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    logger: Any = MISSING
+    # Overrides of the exported run's evaluation settings (e.g. n_test_events).
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+
+
+register_configs()

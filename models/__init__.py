@@ -1,0 +1,1 @@
+"""Learning components and their baselines (import as ``infragym.models``)."""
