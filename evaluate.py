@@ -10,7 +10,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-import infragym.config  # noqa: F401  (registers the structured-config schemas)
+import infragym.config
 import infragym.envs  # noqa: F401
 from infragym.runner import run_evaluate
 

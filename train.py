@@ -9,7 +9,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-import infragym.config  # noqa: F401  (registers the structured-config schemas)
+import infragym.config
 import infragym.envs  # noqa: F401  (registers the gymnasium envs)
 from infragym.runner import run_train
 

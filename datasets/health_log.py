@@ -90,9 +90,7 @@ def simulate_events(
     )
 
 
-def generate_health_log(
-    simulator: UnhealthyNodeSimulator, n: int, rng: np.random.Generator
-) -> LoggedEvents:
+def generate_health_log(simulator: UnhealthyNodeSimulator, n: int, rng: np.random.Generator) -> LoggedEvents:
     """Simulate ``n`` events, let the (randomised) legacy policy act, log what it observed."""
     events, realised, expected = simulate_events(simulator, n, rng, desc="simulating the legacy log")
     actions = simulator.sample_legacy_actions(events.features, rng)
@@ -234,5 +232,5 @@ class HealthLogDataset:
     def split(self, logged: LoggedEvents, rng: np.random.Generator) -> tuple[LoggedEvents, LoggedEvents]:
         """Random split into the fitting part and the held-out part."""
         order = rng.permutation(len(logged))
-        n_holdout = int(round(self.holdout_fraction * len(logged)))
+        n_holdout = round(self.holdout_fraction * len(logged))
         return logged.subset(np.sort(order[n_holdout:])), logged.subset(np.sort(order[:n_holdout]))

@@ -8,7 +8,9 @@ from gymnasium.envs.registration import register, registry
 _ENVS = {
     "infragym/UnhealthyNodeMitigation-v0": (
         "infragym.envs.health.env:UnhealthyNodeMitigationEnv",
-        1,  # one event per episode
+        # One event per episode: the env terminates after one step. A limit of 1 would make
+        # TimeLimit flag that step as truncated too; 2 only guards against misuse.
+        2,
     ),
 }
 

@@ -8,4 +8,4 @@ export/load, seeding, the results table and logging helpers. Domain code lives i
 from infragym.export import ExportError, load
 
 __version__ = "0.1.0"
-__all__ = ["ExportError", "load", "__version__"]
+__all__ = ["ExportError", "__version__", "load"]

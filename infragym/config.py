@@ -10,7 +10,7 @@ constructors' keyword-only signatures when they are instantiated.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -31,7 +31,7 @@ class TrainConfig:
     task_name: str = "train"
     tags: list[str] = field(default_factory=list)
     # The metric that train.py returns to a sweeper (e.g. "val/deoxys/dr_objective").
-    optimized_metric: Optional[str] = None
+    optimized_metric: str | None = None
     export: bool = True
     paths: PathsConfig = field(default_factory=PathsConfig)
     logger: Any = MISSING
@@ -47,7 +47,7 @@ class TrainConfig:
 class EvaluateConfig:
     # Seed of the fresh evaluation events; null reuses the training run's seed, which
     # reproduces the numbers that run reported.
-    seed: Optional[int] = None
+    seed: int | None = None
     task_name: str = "evaluate"
     tags: list[str] = field(default_factory=list)
     # The export folder to evaluate (outputs/<run>/export).

@@ -294,10 +294,7 @@ def load(path: str | os.PathLike[str], *, trust: bool = False) -> Any:
     manifest = verify_export(directory, trust=trust)
     component = manifest["component"]
     if component not in COMPONENT_LOADERS:
-        raise ExportError(
-            f"{directory}: component {component!r} is unknown "
-            f"(known: {sorted(COMPONENT_LOADERS)})"
-        )
+        raise ExportError(f"{directory}: component {component!r} is unknown (known: {sorted(COMPONENT_LOADERS)})")
     current = library_versions(tuple(manifest["libraries"]))
     for name, version in manifest["libraries"].items():
         if name != "python" and current.get(name) != version:

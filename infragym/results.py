@@ -39,9 +39,9 @@ class ResultsTable:
         header = ["method", *self.columns]
         body = [[name, *(fmt(row.get(c)) for c in self.columns)] for name, row in self.rows.items()]
         widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-        lines = [self.title, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+        lines = [self.title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
         lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in body]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
         lines += self.notes
         return "\n".join(lines)
 

@@ -12,16 +12,16 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # plots are files; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-from hydra.utils import get_class, instantiate  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import matplotlib.pyplot as plt
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
 
-from infragym.export import load  # noqa: E402
-from infragym.io import atomic_write_text  # noqa: E402
-from infragym.logging import RunLogger  # noqa: E402
-from infragym.results import render_tables, write_metrics  # noqa: E402
-from infragym.seeding import seed_everything  # noqa: E402
-from infragym.task import EvaluationReport  # noqa: E402
+from infragym.export import load
+from infragym.io import atomic_write_text
+from infragym.logging import RunLogger
+from infragym.results import render_tables, write_metrics
+from infragym.seeding import seed_everything
+from infragym.task import EvaluationReport
 
 log = logging.getLogger("infragym")
 
@@ -90,8 +90,7 @@ def run_train(cfg: DictConfig) -> float | None:
     if cfg.optimized_metric:
         if cfg.optimized_metric not in report.metrics:
             raise KeyError(
-                f"optimized_metric {cfg.optimized_metric!r} is not among the metrics: "
-                f"{sorted(report.metrics)}"
+                f"optimized_metric {cfg.optimized_metric!r} is not among the metrics: {sorted(report.metrics)}"
             )
         return report.metrics[cfg.optimized_metric]
     return None

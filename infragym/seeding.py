@@ -18,7 +18,7 @@ def seed_everything(seed: int) -> np.random.Generator:
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     seed = int(seed)
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002  (for third-party code that uses the global RNG)
     os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         from lightning_fabric.utilities.seed import seed_everything as _lightning_seed

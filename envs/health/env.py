@@ -17,6 +17,8 @@ from infragym.envs.health.features import encode_features, encoded_feature_names
 from infragym.envs.health.objective import MitigationObjective
 from infragym.envs.health.simulator import ACTIONS, OUTCOMES, EventBatch, UnhealthyNodeSimulator
 
+OBS_HIGH = 100.0
+
 
 class UnhealthyNodeMitigationEnv(gym.Env[np.ndarray, np.int64]):
     """Contextual-bandit env; events are drawn in batches (vectorised) from ``self.np_random``."""
@@ -40,7 +42,8 @@ class UnhealthyNodeMitigationEnv(gym.Env[np.ndarray, np.int64]):
         self.batch_size = batch_size
         self.feature_names = encoded_feature_names()
         n = len(self.feature_names)
-        self.observation_space = gym.spaces.Box(low=0.0, high=np.inf, shape=(n,), dtype=np.float32)
+        # Scaled features are O(1); counts are clipped at OBS_HIGH so the space is bounded.
+        self.observation_space = gym.spaces.Box(low=0.0, high=OBS_HIGH, shape=(n,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(len(ACTIONS))
         self._batch: EventBatch | None = None
         self._obs = np.zeros((0, n), dtype=np.float32)
@@ -54,7 +57,7 @@ class UnhealthyNodeMitigationEnv(gym.Env[np.ndarray, np.int64]):
         rng = self.np_random
         batch = self.simulator.sample_events(self.batch_size, rng)
         self._batch = batch
-        self._obs = encode_features(batch.features, scaled=True).astype(np.float32)
+        self._obs = np.clip(encode_features(batch.features, scaled=True), 0.0, OBS_HIGH).astype(np.float32)
         self._realised = self.simulator.outcome_table(batch, rng)
         self._expected = self.simulator.outcome_table(batch)
         self._legacy = self.simulator.legacy_rule(batch.features)

@@ -198,13 +198,9 @@ class UnhealthyNodeSimulator:
         cluster_free_capacity = np.clip(rng.beta(4.0, 4.0 / region_spare - 4.0), 0.005, 0.6)
         num_vms = np.clip(1 + rng.negative_binomial(3, 3.0 / 11.0, size=n), 1, 48)
         kind = rng.random(n)
-        live_migratable_share = np.where(
-            kind < 0.4, 1.0, np.where(kind < 0.55, 0.0, rng.beta(3.0, 2.0, n))
-        )
+        live_migratable_share = np.where(kind < 0.4, 1.0, np.where(kind < 0.55, 0.0, rng.beta(3.0, 2.0, n)))
         mean_vm_cores = np.clip(np.exp(rng.normal(np.log(6.0), 0.6, n)), 2.0, 64.0)
-        large_vm_share = np.clip(
-            (np.log(mean_vm_cores) - np.log(2.0)) / np.log(32.0) + rng.normal(0, 0.08, n), 0, 1
-        )
+        large_vm_share = np.clip((np.log(mean_vm_cores) - np.log(2.0)) / np.log(32.0) + rng.normal(0, 0.08, n), 0, 1)
         cpu_utilisation = rng.beta(5.0, 3.0, n)
         memory_utilisation = np.clip(0.6 * cpu_utilisation + 0.4 * rng.beta(4.0, 3.0, n), 0, 1)
         hour_of_day = rng.integers(0, 24, size=n)
@@ -295,9 +291,7 @@ class UnhealthyNodeSimulator:
         )
         return {"reboot": reboot, "power_cycle": power_cycle, "heal": heal}
 
-    def outcome_table(
-        self, events: EventBatch, rng: np.random.Generator | None = None
-    ) -> dict[str, np.ndarray]:
+    def outcome_table(self, events: EventBatch, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """Potential outcomes for every event and action.
 
         With ``rng``: one realisation (root cause as drawn in ``events``, random durations and

@@ -53,7 +53,9 @@ class DoublyRobustEvaluator:
         self.min_propensity = min_propensity
         self.random_state = random_state
 
-    def fit(self, features: pd.DataFrame, actions: np.ndarray, outcomes: Mapping[str, np.ndarray]) -> DoublyRobustEvaluator:
+    def fit(
+        self, features: pd.DataFrame, actions: np.ndarray, outcomes: Mapping[str, np.ndarray]
+    ) -> DoublyRobustEvaluator:
         """Fit the nuisances on a held-out log; ``outcomes`` maps a name to observed values."""
         x = encode_features(validate_features(features))
         n = len(x)

@@ -236,7 +236,7 @@ class Deoxys:
         estimator = self._require_fitted()
         x = encode_features(validate_features(features))
         tau = estimator.const_marginal_effect(x)  # (n, d_y, n_actions - 1)
-        return np.concatenate([np.zeros(tau.shape[:2] + (1,)), tau], axis=2)
+        return np.concatenate([np.zeros((*tau.shape[:2], 1)), tau], axis=2)
 
     def decide(
         self,
@@ -249,7 +249,7 @@ class Deoxys:
         intervals: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Decisions:
         """Recommend, fall back, override. ``effects``/``intervals`` reuse earlier predictions."""
-        estimator = self._require_fitted()
+        self._require_fitted()
         features = validate_features(features)
         legacy = legacy_rule(features) if legacy_actions is None else action_indices(legacy_actions)
         if len(legacy) != len(features):

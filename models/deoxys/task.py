@@ -132,7 +132,10 @@ class DeoxysTask:
             metrics.update({f"test/{name}/{k}": float(v) for k, v in row.items()})
         table.add_row(
             "paper: Deoxys deployed",
-            {"downtime_vs_legacy_pct": PAPER_DOWNTIME_CHANGE_PCT, "interruption_vs_legacy_pct": PAPER_INTERRUPTION_CHANGE_PCT},
+            {
+                "downtime_vs_legacy_pct": PAPER_DOWNTIME_CHANGE_PCT,
+                "interruption_vs_legacy_pct": PAPER_INTERRUPTION_CHANGE_PCT,
+            },
         )
         table.notes.append(
             "oracle = best action by expected potential outcomes given everything the simulator knows; "
@@ -141,7 +144,12 @@ class DeoxysTask:
         return metrics, table
 
     def _tradeoff(
-        self, features: Any, legacy: np.ndarray, effects: np.ndarray, intervals: Any, potential: Mapping[str, np.ndarray]
+        self,
+        features: Any,
+        legacy: np.ndarray,
+        effects: np.ndarray,
+        intervals: Any,
+        potential: Mapping[str, np.ndarray],
     ) -> tuple[ResultsTable, list[tuple[str, float, dict[str, float]]]]:
         points = []
         for tol in self.tradeoff_tolerances:
@@ -232,7 +240,9 @@ class DeoxysTask:
                 }
             table.add_row(name, row)
             metrics.update({f"val/{name}/{k}": v for k, v in row.items()})
-        table.notes.append("dr_* use only the held-out log (cross-fitted nuisances); true_* use the simulator's ground truth.")
+        table.notes.append(
+            "dr_* use only the held-out log (cross-fitted nuisances); true_* use the simulator's ground truth."
+        )
         return metrics, table
 
     def evaluate(self) -> EvaluationReport:
@@ -275,7 +285,9 @@ class DeoxysTask:
             figures=self._plots(stats, points),
         )
 
-    def evaluate_export(self, predictor: deoxys_export.DeoxysPredictor, n_test_events: int | None = None) -> EvaluationReport:
+    def evaluate_export(
+        self, predictor: deoxys_export.DeoxysPredictor, n_test_events: int | None = None
+    ) -> EvaluationReport:
         """Evaluate a loaded export on the fresh test events against the untrained baselines."""
         events, realised, expected = self._test_events(n_test_events)
         features = events.features
@@ -296,7 +308,9 @@ class DeoxysTask:
         return EvaluationReport(metrics=metrics, tables={"test": table}, figures={"policies_vs_legacy": fig})
 
     # ------------------------------------------------------------------ export
-    def export(self, directory: str | os.PathLike[str], *, metrics: Mapping[str, float], config: Mapping[str, Any]) -> Path:
+    def export(
+        self, directory: str | os.PathLike[str], *, metrics: Mapping[str, float], config: Mapping[str, Any]
+    ) -> Path:
         return write_export(
             directory,
             component="deoxys",
@@ -310,4 +324,4 @@ class DeoxysTask:
         )
 
 
-__all__ = ["DeoxysTask", "OUTCOMES"]
+__all__ = ["OUTCOMES", "DeoxysTask"]

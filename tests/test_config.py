@@ -1,0 +1,130 @@
+"""Every option of every config group composes and instantiates; the schema catches mistakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from infragym.envs.health import UnhealthyNodeMitigationEnv
+from infragym.logging import RunLogger
+from infragym.models.deoxys import Deoxys
+from infragym.runner import build_task
+from infragym.task import Task
+
+from .conftest import CONF, compose_config
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_has_options() -> None:
+    for group in ("experiment", "env", "dataset", "model", "logger", "trainer", "callbacks", "hparams_search"):
+        assert _options(group), f"conf/{group} is empty"
+    assert {"wandb", "csv", "none"} <= set(_options("logger"))
+    assert {"cpu", "gpu", "ddp"} <= set(_options("trainer"))
+    assert {"local", "slurm"} <= set(_options("launcher"))
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"experiment={experiment}", "logger=none"], tmp_path)
+    task = build_task(cfg)
+    assert isinstance(task, Task)
+    assert isinstance(task.model, Deoxys)
+    assert isinstance(task.env, UnhealthyNodeMitigationEnv)
+
+
+@pytest.mark.parametrize("name", _options("logger"))
+def test_logger_options_instantiate(name: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"logger={name}"], tmp_path)
+    logger = instantiate(cfg.logger)
+    assert isinstance(logger, RunLogger)
+    assert str(logger.save_dir) == str(tmp_path)
+    if name == "wandb":
+        assert cfg.logger.mode == "offline"  # the default for users: no account, no network
+
+
+@pytest.mark.parametrize("name", _options("trainer"))
+def test_trainer_options_instantiate(name: str, tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    overrides = [f"trainer={name}"]
+    if name == "gpu" and not torch.cuda.is_available():
+        # Lightning refuses accelerator=gpu without a GPU; check everything else of the preset.
+        overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true"]
+    if name == "ddp":
+        overrides += ["trainer.strategy=ddp_spawn", "trainer.accelerator=cpu"]
+    cfg = compose_config("train", overrides, tmp_path)
+    trainer = instantiate(cfg.trainer)
+    assert isinstance(trainer, pl.Trainer)
+    if name == "ddp":
+        assert trainer.world_size == 2
+
+
+@pytest.mark.parametrize("name", _options("callbacks"))
+def test_callback_options_instantiate(name: str, tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    cfg = compose_config("train", [f"callbacks={name}"], tmp_path)
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    assert all(isinstance(c, pl.Callback) for c in callbacks)
+    if name == "default":
+        assert {type(c).__name__ for c in callbacks} == {"ModelCheckpoint", "EarlyStopping", "RichProgressBar"}
+
+
+@pytest.mark.parametrize("group", ["env", "dataset", "model"])
+def test_component_options_instantiate(group: str, tmp_path: Path) -> None:
+    for name in _options(group):
+        cfg = compose_config("train", [f"{group}={name}"], tmp_path)
+        obj = instantiate(cfg[group])
+        assert type(obj).__name__ == cfg[group]._target_.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("name", _options("hparams_search"))
+def test_hparams_search_composes(name: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"hparams_search={name}"], tmp_path)
+    # The search selects on the off-policy estimate from the held-out log, never on test truth.
+    assert cfg.optimized_metric.startswith("val/")
+
+
+@pytest.mark.parametrize("name", _options("launcher"))
+def test_launcher_presets_compose(name: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"launcher={name}"], tmp_path)
+    assert OmegaConf.select(cfg, "task._target_")
+
+
+def test_evaluate_config_composes(tmp_path: Path) -> None:
+    cfg = compose_config("evaluate", ["checkpoint=/some/export"], tmp_path)
+    assert cfg.checkpoint == "/some/export"
+    assert cfg.seed is None
+
+
+def test_misspelt_top_level_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigCompositionException, match="sed"):
+        compose_config("train", ["sed=3"], tmp_path)
+    # A misspelt key inside an experiment file is refused too (the schema is closed).
+    extra = tmp_path / "conf" / "experiment"
+    extra.mkdir(parents=True)
+    (extra / "typo.yaml").write_text("# @package _global_\nsede: 3\n")
+    with pytest.raises((ConfigCompositionException, ConfigKeyError), match="sede"):
+        compose_config("train", [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "experiment=typo"], tmp_path)
+
+
+def test_wrong_type_is_refused(tmp_path: Path) -> None:
+    with pytest.raises((ConfigCompositionException, ValidationError), match="seed"):
+        compose_config("train", ["seed=abc"], tmp_path)
+    with pytest.raises((ConfigCompositionException, ValidationError), match="export"):
+        compose_config("train", ["export=maybe"], tmp_path)
+
+
+def test_wrong_component_key_names_the_key(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["+model.n_trees=10"], tmp_path)
+    with pytest.raises(Exception, match="n_trees"):
+        instantiate(cfg.model)

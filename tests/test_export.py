@@ -1,0 +1,158 @@
+"""The export format: checksums, foreign files, signatures, atomic replacement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infragym.export import (
+    COMPONENT_LOADERS,
+    ExportError,
+    read_manifest,
+    register_loader,
+    verify_export,
+    write_export,
+)
+
+
+class _Echo:
+    def __init__(self, directory: Path, manifest: dict) -> None:
+        self.payload = (directory / "model.bin").read_bytes()
+        self.manifest = manifest
+
+    @classmethod
+    def from_export(cls, directory: Path, manifest: dict) -> _Echo:
+        return cls(directory, manifest)
+
+
+@pytest.fixture(autouse=True)
+def _echo_component() -> None:
+    register_loader("echo", f"{__name__}:_Echo.from_export")
+    yield
+    COMPONENT_LOADERS.pop("echo", None)
+
+
+def _write(path: Path, payload: bytes = b"weights-v1", requires_trust: bool = False) -> Path:
+    return write_export(
+        path,
+        component="echo",
+        files={"model.bin": payload},
+        input_schema={"x": "float"},
+        output_schema={"y": "float"},
+        metrics={"test/mae": 1.5},
+        config={"seed": 0},
+        requires_trust=requires_trust,
+    )
+
+
+def test_manifest_has_everything(tmp_path: Path) -> None:
+    export = _write(tmp_path / "export")
+    manifest = read_manifest(export)
+    assert manifest["component"] == "echo"
+    assert manifest["format_version"] == 1
+    assert manifest["metrics"] == {"test/mae": 1.5}
+    assert {"python", "numpy", "infragym"} <= set(manifest["libraries"])
+    assert len(manifest["files"]["model.bin"]["sha256"]) == 64
+    from infragym import load
+
+    assert load(export).payload == b"weights-v1"
+
+
+def test_modified_file_is_refused(tmp_path: Path) -> None:
+    export = _write(tmp_path / "export")
+    (export / "model.bin").write_bytes(b"weights-evil")
+    with pytest.raises(ExportError, match=r"model\.bin.*sha256.*does not match"):
+        verify_export(export)
+
+
+def test_foreign_file_and_missing_file_are_refused(tmp_path: Path) -> None:
+    export = _write(tmp_path / "export")
+    (export / "payload.pkl").write_bytes(b"x")
+    with pytest.raises(ExportError, match=r"not listed.*payload\.pkl"):
+        verify_export(export)
+    (export / "payload.pkl").unlink()
+    (export / "model.bin").unlink()
+    with pytest.raises(ExportError, match=r"model\.bin.*missing"):
+        verify_export(export)
+
+
+def test_not_an_export_and_bad_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"manifest\.json is missing"):
+        verify_export(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ExportError, match="not valid JSON"):
+        verify_export(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 1}))
+    with pytest.raises(ExportError, match="missing field"):
+        verify_export(tmp_path)
+
+
+def test_code_bearing_export_needs_our_signature_or_trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    export = _write(tmp_path / "export", requires_trust=True)
+    verify_export(export)  # signed with this machine's key
+    # Made elsewhere: another key signed it.
+    monkeypatch.setenv("INFRAGYM_SIGNING_KEY", "ab" * 32)
+    with pytest.raises(ExportError, match="trust=True"):
+        verify_export(export)
+    verify_export(export, trust=True)
+    # Rewriting the manifest (e.g. to drop requires_trust) breaks the signature too.
+    monkeypatch.delenv("INFRAGYM_SIGNING_KEY")
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["files"]["model.bin"]["sha256"] = "0" * 64
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match="does not match"):
+        verify_export(export, trust=True)
+
+
+def test_unknown_component_is_refused(tmp_path: Path) -> None:
+    export = _write(tmp_path / "export")
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["component"] = "os.system"
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    from infragym import load
+
+    with pytest.raises(ExportError, match="unknown"):
+        load(export)
+
+
+def test_crash_mid_export_leaves_previous_export_intact(tmp_path: Path) -> None:
+    export = _write(tmp_path / "export", b"weights-v1")
+
+    def crash(path: Path) -> None:
+        path.write_bytes(b"half-writ")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_export(
+            export,
+            component="echo",
+            files={"model.bin": crash},
+            input_schema={},
+            output_schema={},
+            metrics={},
+            config={},
+        )
+    verify_export(export)
+    assert (export / "model.bin").read_bytes() == b"weights-v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging folder left
+    # A successful re-export replaces it whole.
+    _write(export, b"weights-v2")
+    verify_export(export)
+    assert (export / "model.bin").read_bytes() == b"weights-v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_bad_file_names_are_refused(tmp_path: Path) -> None:
+    for name in ("manifest.json", "../escape.bin", ".hidden"):
+        with pytest.raises(ExportError, match="plain file name"):
+            write_export(
+                tmp_path / "e",
+                component="echo",
+                files={name: b"x"},
+                input_schema={},
+                output_schema={},
+                metrics={},
+                config={},
+            )
