@@ -117,9 +117,16 @@ class DRPolicyForestBaseline:
     name = "dr_policy_forest"
 
     def __init__(
-        self, *, n_estimators: int = 100, min_samples_leaf: int = 20, max_depth: int | None = 8, random_state: int = 0
+        self,
+        *,
+        n_estimators: int = 100,
+        min_samples_leaf: int = 5,
+        max_depth: int | None = None,
+        honest: bool = False,
+        random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
+        self.honest = honest
         self.min_samples_leaf = min_samples_leaf
         self.max_depth = max_depth
         self.random_state = random_state
@@ -135,6 +142,7 @@ class DRPolicyForestBaseline:
             n_estimators=self.n_estimators,
             min_samples_leaf=self.min_samples_leaf,
             max_depth=self.max_depth,
+            honest=self.honest,
             random_state=self.random_state,
             n_jobs=-1,
         )

@@ -66,7 +66,9 @@ class DoublyRobustEvaluator:
         folds = KFold(self.n_folds, shuffle=True, random_state=self.random_state).split(x)
         one_hot = np.eye(N_ACTIONS)
         for train, test in folds:
-            clf = HistGradientBoostingClassifier(max_iter=150, random_state=self.random_state)
+            # Early stopping keeps the propensities calibrated (an overfitted classifier pushes
+            # them towards 0/1 and blows up the importance weights).
+            clf = HistGradientBoostingClassifier(max_iter=300, early_stopping=True, random_state=self.random_state)
             clf.fit(x[train], self.actions_[train])
             proba = np.zeros((len(test), N_ACTIONS))
             proba[:, clf.classes_] = clf.predict_proba(x[test])

@@ -132,7 +132,9 @@ class Deoxys:
     Args:
         n_estimators: trees per outcome forest (econml needs a multiple of 4 with inference).
         min_samples_leaf, max_depth, max_samples: forest shape.
-        nuisance_max_iter, nuisance_learning_rate: HistGradientBoosting nuisance models.
+        nuisance_max_iter, nuisance_learning_rate, nuisance_early_stopping: the
+            HistGradientBoosting nuisance models (early stopping on a 10% validation split
+            keeps the propensities calibrated; max_iter is then a cap).
         cv: cross-fitting folds of the nuisance models.
         fallback: keep the legacy action where the model is not confident.
         fallback_alpha: the interval is (1 - alpha); larger alpha, narrower interval, fewer fallbacks.
@@ -147,8 +149,9 @@ class Deoxys:
         min_samples_leaf: int = 10,
         max_depth: int | None = None,
         max_samples: float = 0.45,
-        nuisance_max_iter: int = 150,
+        nuisance_max_iter: int = 300,
         nuisance_learning_rate: float = 0.1,
+        nuisance_early_stopping: bool = True,
         cv: int = 2,
         fallback: bool = True,
         fallback_alpha: float = 0.1,
@@ -169,6 +172,7 @@ class Deoxys:
         self.max_samples = max_samples
         self.nuisance_max_iter = nuisance_max_iter
         self.nuisance_learning_rate = nuisance_learning_rate
+        self.nuisance_early_stopping = nuisance_early_stopping
         self.cv = cv
         self.fallback = fallback
         self.fallback_alpha = fallback_alpha
@@ -182,11 +186,13 @@ class Deoxys:
         regressor = HistGradientBoostingRegressor(
             max_iter=self.nuisance_max_iter,
             learning_rate=self.nuisance_learning_rate,
+            early_stopping=self.nuisance_early_stopping,
             random_state=self.random_state,
         )
         classifier = HistGradientBoostingClassifier(
             max_iter=self.nuisance_max_iter,
             learning_rate=self.nuisance_learning_rate,
+            early_stopping=self.nuisance_early_stopping,
             random_state=self.random_state,
         )
         return CausalForestDML(
