@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -22,7 +21,7 @@ def compose_train(overrides: Sequence[str], output_dir: Path) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    import infragym.config  # noqa: F401
+    import infragym.config
     import infragym.envs  # noqa: F401
 
     GlobalHydra.instance().clear()
