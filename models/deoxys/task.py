@@ -206,7 +206,24 @@ class DeoxysTask:
         ax2.grid(axis="y", alpha=0.3)
         return {"tradeoff": fig, "policies_vs_legacy": fig2}
 
-    def _off_policy(self, choose: Mapping[str, Any]) -> tuple[dict[str, float], ResultsTable]:
+    def _holdout_choices(self, log: Any) -> dict[str, np.ndarray]:
+        legacy = self.baselines["legacy"].choose(log)
+        decision = self.model.decide(log, legacy)
+        no_fallback = self.model.decide(
+            log,
+            legacy,
+            fallback=False,
+            effects=decision.effects,
+            intervals=(decision.objective_change_lower, decision.objective_change_upper),
+        )
+        return {
+            "legacy": legacy,
+            "deoxys": decision.action,
+            "deoxys_no_fallback": no_fallback.action,
+            **{name: p.choose(log) for name, p in self.baselines.items() if name != "legacy"},
+        }
+
+    def _off_policy(self) -> tuple[dict[str, float], ResultsTable]:
         """DR estimates from the held-out log only, next to the truth on the same events."""
         assert self.holdout_log is not None
         log = self.holdout_log.log
@@ -222,8 +239,7 @@ class DeoxysTask:
             columns += ["true_objective", "true_downtime_min", "true_interruption_rate"]
         table = ResultsTable(f"Off-policy (doubly robust) on the held-out log: {len(log)} events", columns)
         metrics: dict[str, float] = {}
-        for name, policy in choose.items():
-            actions = policy(log)
+        for name, actions in self._holdout_choices(log).items():
             value, se = dr.value(actions, "objective")
             row = {
                 "dr_objective": value,
@@ -246,37 +262,41 @@ class DeoxysTask:
         return metrics, table
 
     def evaluate(self) -> EvaluationReport:
-        events, realised, expected = self._test_events()
-        features = events.features
-        legacy = self.baselines["legacy"].choose(features)
-        effects = self.model.predict_effects(features)
-        intervals = self.model.objective_change_interval(features, legacy, effects[:, 0, :].argmin(axis=1))
-        decision = self.model.decide(features, legacy, effects=effects, intervals=intervals)
-        no_fallback = self.model.decide(features, legacy, fallback=False, effects=effects, intervals=intervals)
-        oracle = self.objective(expected).argmin(axis=1)
-        choices = {
-            "legacy": legacy,
-            "deoxys": decision.action,
-            "deoxys_no_fallback": no_fallback.action,
-            **{name: p.choose(features) for name, p in self.baselines.items() if name != "legacy"},
-            "oracle": oracle,
-            "hindsight": self.objective(realised).argmin(axis=1),
-        }
-        metrics, table = self._policy_table(choices, realised, oracle)
-        metrics["test/deoxys/fallback_rate"] = float(decision.fallback.mean())
-        metrics["test/deoxys/override_rate"] = float(decision.overridden.mean())
-        for a, name in enumerate(ACTIONS):
-            metrics[f"test/deoxys/share_{name}"] = float(np.mean(decision.action == a))
-
-        policies: dict[str, Any] = {
-            "legacy": self.baselines["legacy"].choose,
-            "deoxys": lambda f: self.model.decide(f).action,
-            "deoxys_no_fallback": lambda f: self.model.decide(f, fallback=False).action,
-            **{name: p.choose for name, p in self.baselines.items() if name != "legacy"},
-        }
-        val_metrics, val_table = self._off_policy(policies)
-        metrics.update(val_metrics)
-        tradeoff_table, points = self._tradeoff(features, legacy, effects, intervals, realised)
+        with tqdm(total=5, desc="evaluating", unit="step") as bar:
+            bar.set_postfix_str("simulating test events")
+            events, realised, expected = self._test_events()
+            features = events.features
+            bar.update()
+            bar.set_postfix_str("Deoxys effects and intervals")
+            legacy = self.baselines["legacy"].choose(features)
+            effects = self.model.predict_effects(features)
+            intervals = self.model.objective_change_interval(features, legacy, effects[:, 0, :].argmin(axis=1))
+            decision = self.model.decide(features, legacy, effects=effects, intervals=intervals)
+            no_fallback = self.model.decide(features, legacy, fallback=False, effects=effects, intervals=intervals)
+            bar.update()
+            bar.set_postfix_str("baselines")
+            oracle = self.objective(expected).argmin(axis=1)
+            choices = {
+                "legacy": legacy,
+                "deoxys": decision.action,
+                "deoxys_no_fallback": no_fallback.action,
+                **{name: p.choose(features) for name, p in self.baselines.items() if name != "legacy"},
+                "oracle": oracle,
+                "hindsight": self.objective(realised).argmin(axis=1),
+            }
+            metrics, table = self._policy_table(choices, realised, oracle)
+            metrics["test/deoxys/fallback_rate"] = float(decision.fallback.mean())
+            metrics["test/deoxys/override_rate"] = float(decision.overridden.mean())
+            for a, name in enumerate(ACTIONS):
+                metrics[f"test/deoxys/share_{name}"] = float(np.mean(decision.action == a))
+            bar.update()
+            bar.set_postfix_str("off-policy estimates")
+            val_metrics, val_table = self._off_policy()
+            metrics.update(val_metrics)
+            bar.update()
+            bar.set_postfix_str("trade-off curve")
+            tradeoff_table, points = self._tradeoff(features, legacy, effects, intervals, realised)
+            bar.update()
         stats = {n: policy_outcomes(a, realised, self.objective) for n, a in choices.items()}
         metrics.update({f"time/fit_{n}_s": s for n, s in self.fit_seconds.items()})
         return EvaluationReport(
