@@ -16,24 +16,10 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 
 def compose_train(overrides: Sequence[str], output_dir: Path) -> Any:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    import infragym.envs  # noqa: F401  (registers the envs)
+    from infragym.config import compose_run_config
 
-    import infragym.config
-    import infragym.envs  # noqa: F401
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_run_config("train", overrides, output_dir, ROOT / "conf")
 
 
 def machine() -> dict[str, Any]:

@@ -16,18 +16,10 @@ from pathlib import Path
 
 from _common import compose_train, write_result
 
+from infragym.models.deoxys.task import TEST_COLUMNS
 from infragym.runner import run_train
 
-KEYS = (
-    "downtime_min",
-    "interruption_rate",
-    "cost_node_hours",
-    "objective",
-    "downtime_vs_legacy_pct",
-    "interruption_vs_legacy_pct",
-    "downtime_gap_closed",
-    "interruption_gap_closed",
-)
+KEYS = TEST_COLUMNS
 POLICIES = ("legacy", "deoxys", "deoxys_no_fallback", "s_learner", "t_learner", "dr_policy_forest", "oracle")
 
 

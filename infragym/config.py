@@ -9,11 +9,19 @@ constructors' keyword-only signatures when they are instantiated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, DictConfig, open_dict
+
+# The repository's conf/ folder (an editable install keeps it next to the package).
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @dataclass
@@ -67,3 +75,24 @@ def register_configs() -> None:
 
 
 register_configs()
+
+
+def compose_run_config(
+    config_name: str = "train",
+    overrides: Sequence[str] = (),
+    output_dir: str | Path | None = None,
+    config_dir: str | Path = CONF_DIR,
+) -> DictConfig:
+    """Compose a run config as ``@hydra.main`` would, outside of it (tests, benchmarks,
+    notebooks), with the run folder set to ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.runtime.cwd = str(Path(config_dir).resolve().parent)
+    HydraConfig.instance().set_config(cfg)  # for the ${hydra:...} interpolations
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

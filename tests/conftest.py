@@ -10,13 +10,10 @@ os.environ["WANDB_MODE"] = "disabled"  # before anything imports wandb
 os.environ.setdefault("WANDB_SILENT", "true")
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-import infragym.config
 import infragym.envs  # noqa: F401
+from infragym.config import compose_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -44,14 +41,4 @@ def _infragym_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def compose_config(config_name: str, overrides: Sequence[str] = (), output_dir: Path | None = None) -> DictConfig:
     """Compose like ``@hydra.main`` does, with the run folder redirected to ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(output_dir)
-            cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_run_config(config_name, overrides, output_dir, CONF)

@@ -1,0 +1,100 @@
+"""Print the README's results tables (markdown) from bench/results/*.json.
+
+python bench/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+POLICIES = ("legacy", "deoxys", "deoxys_no_fallback", "s_learner", "t_learner", "dr_policy_forest", "oracle")
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def quality_table(result: dict) -> str:
+    seeds = result["per_seed"]
+    lines = [
+        f"Test events with ground truth, mean [min, max] over seeds {', '.join(seeds)}; 20k logged events "
+        "(14k fit, 6k held out), 20k fresh test events per seed.",
+        "",
+        "| policy | downtime (min) | interruption rate | node-hours | downtime vs legacy (%)"
+        " | interruption vs legacy (%) | downtime gap closed | interruption gap closed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(policy: str, key: str, fmt: str) -> str:
+        values = [r[f"{policy}/{key}"] for r in seeds.values()]
+        mean = statistics.fmean(values)
+        return f"{mean:{fmt}} [{min(values):{fmt}}, {max(values):{fmt}}]"
+
+    for policy in POLICIES:
+        lines.append(
+            f"| {policy} | {cell(policy, 'downtime_min', '.2f')} | {cell(policy, 'interruption_rate', '.3f')} "
+            f"| {cell(policy, 'cost_node_hours', '.1f')} | {cell(policy, 'downtime_vs_legacy_pct', '.1f')} "
+            f"| {cell(policy, 'interruption_vs_legacy_pct', '.1f')} | {cell(policy, 'downtime_gap_closed', '.2f')} "
+            f"| {cell(policy, 'interruption_gap_closed', '.2f')} |"
+        )
+    lines.append("| paper: Deoxys deployed (SoCC'24) | | | | -53% | -49.5% | | |")
+    fallback = [r["test/deoxys/fallback_rate"] for r in seeds.values()]
+    dr = [(r["val/deoxys/dr_objective"], r["val/deoxys/true_objective"]) for r in seeds.values()]
+    checks = result["checks"]
+    lines += [
+        "",
+        f"Goal: >= 75% of both gaps on every seed, never worse than legacy with the fallback: "
+        f"min downtime gap closed {checks['downtime_gap_closed_min']:.3f}, min interruption gap closed "
+        f"{checks['interruption_gap_closed_min']:.3f}, never worse than legacy: "
+        f"{checks['fallback_never_worse_than_legacy']} -> **{'met' if checks['goal_met'] else 'NOT met'}**. "
+        f"Fallback fires on {100 * min(fallback):.0f}-{100 * max(fallback):.0f}% of events. Doubly robust "
+        "estimate of Deoxys' objective from the held-out log vs truth on the same events: "
+        + ", ".join(f"{e:.1f} vs {t:.1f}" for e, t in dr)
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parts = []
+    quality = _load("deoxys_quality")
+    if quality:
+        parts.append("**Deoxys quality** (`python bench/deoxys_quality.py`)\n\n" + quality_table(quality))
+    timing = []
+    wall = _load("train_wallclock")
+    if wall:
+        timing.append(
+            f"| `python train.py` (default: 20k events, W&B offline, export) | {wall['wall_s']:.0f} s | <= 180 s |"
+        )
+    fit = _load("deoxys_fit_time_deoxys_100k")
+    if fit:
+        m = fit["metrics"]
+        timing.append(
+            f"| Deoxys fit on {fit['n_fit_events']:,} logged events (`experiment=deoxys_100k`) | "
+            f"{fit['deoxys_fit_s']:.0f} s | <= 300 s |"
+        )
+        timing.append(
+            f"| whole `experiment=deoxys_100k` run (fit all, evaluate, export) | {fit['whole_run_s']:.0f} s | |"
+        )
+        timing.append(
+            f"| quality at that size: downtime / interruption gap closed, vs legacy | "
+            f"{m['test/deoxys/downtime_gap_closed']:.2f} / {m['test/deoxys/interruption_gap_closed']:.2f}, "
+            f"{m['test/deoxys/downtime_vs_legacy_pct']:.1f}% / {m['test/deoxys/interruption_vs_legacy_pct']:.1f}% | |"
+        )
+        timing.append(f"| export size at that size | {fit['export_bytes'] / 1e6:.0f} MB | |")
+    if timing:
+        machine = (wall or fit)["machine"]
+        parts.append(
+            f"**Time** (`python bench/train_wallclock.py`, `python bench/deoxys_fit_time.py`; "
+            f"{machine['cpus']} cores, Python {machine['python']})\n\n| what | measured | goal |\n|---|---|---|\n"
+            + "\n".join(timing)
+        )
+    print("\n\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
