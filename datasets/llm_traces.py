@@ -1,0 +1,243 @@
+"""LLM request traces: loaders of real formats and generators calibrated to them.
+
+A ``RequestTrace`` is a struct of arrays, sorted by arrival time: arrival (s), prompt tokens,
+output tokens, model index, and whether the request failed (BurstGPT logs failures as 0
+response tokens). Loaders refuse malformed files with the file, line and column named;
+generators draw from a ``numpy.random.Generator``.
+
+Formats (../shared/data/README.md):
+- Azure LLM inference trace 2023 (Splitwise, as processed by vidur): ``arrived_at``,
+  ``num_prefill_tokens``, ``num_decode_tokens``.
+- BurstGPT (HPMLL/BurstGPT): ``Timestamp``, ``Session ID`` (optional), ``Elapsed time``,
+  ``Model``, ``Request tokens``, ``Response tokens``, ``Total tokens``, ``Log Type``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class TraceError(ValueError):
+    """A trace file or array that is not a valid request trace."""
+
+
+@dataclass(frozen=True)
+class RequestTrace:
+    arrival_s: np.ndarray  # float64, non-decreasing
+    prompt_tokens: np.ndarray  # int64 >= 1
+    output_tokens: np.ndarray  # int64 >= 0 (0 only for failed requests)
+    model: np.ndarray  # int64 index into ``models``
+    failed: np.ndarray  # bool
+    models: tuple[str, ...] = ("default",)
+
+    def __post_init__(self) -> None:
+        n = len(self.arrival_s)
+        for name in ("prompt_tokens", "output_tokens", "model", "failed"):
+            if len(getattr(self, name)) != n:
+                raise TraceError(f"{name} has {len(getattr(self, name))} entries, arrival_s has {n}")
+        if n and np.any(np.diff(self.arrival_s) < 0):
+            raise TraceError("arrival_s must be non-decreasing")
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.arrival_s[-1] - self.arrival_s[0]) if len(self) > 1 else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Mean arrival rate (requests/s)."""
+        return (len(self) - 1) / self.duration_s if self.duration_s > 0 else float("nan")
+
+    def _take(self, rows: np.ndarray | slice, arrival: np.ndarray | None = None) -> RequestTrace:
+        return RequestTrace(
+            arrival_s=self.arrival_s[rows] if arrival is None else arrival,
+            prompt_tokens=self.prompt_tokens[rows],
+            output_tokens=self.output_tokens[rows],
+            model=self.model[rows],
+            failed=self.failed[rows],
+            models=self.models,
+        )
+
+    def scaled(self, rate_factor: float) -> RequestTrace:
+        """Replay at ``rate_factor`` times the rate (inter-arrival times divided by it)."""
+        if rate_factor <= 0:
+            raise TraceError(f"rate_factor must be positive, got {rate_factor}")
+        start = self.arrival_s[0] if len(self) else 0.0
+        return self._take(slice(None), start + (self.arrival_s - start) / rate_factor)
+
+    def window(self, start_s: float, end_s: float) -> RequestTrace:
+        """The requests arriving in [start_s, end_s), re-based to start at 0."""
+        if end_s <= start_s:
+            raise TraceError(f"window end {end_s} must be after its start {start_s}")
+        lo, hi = np.searchsorted(self.arrival_s, [start_s, end_s], side="left")
+        return self._take(slice(lo, hi), self.arrival_s[lo:hi] - start_s)
+
+    def head(self, n: int) -> RequestTrace:
+        return self._take(slice(0, n))
+
+
+# ---------------------------------------------------------------------- loaders
+def _numeric_column(frame: pd.DataFrame, column: str, path: Path, *, integer: bool, minimum: float) -> np.ndarray:
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise TraceError(f"{path}: line {row + 2}, column {column!r}: {frame[column].iloc[row]!r} is not a number")
+    if integer and np.any(values != np.round(values)):
+        row = int(np.flatnonzero(values != np.round(values))[0])
+        raise TraceError(f"{path}: line {row + 2}, column {column!r}: {values[row]} is not a whole number")
+    low = values < minimum
+    if low.any():
+        row = int(np.flatnonzero(low)[0])
+        raise TraceError(f"{path}: line {row + 2}, column {column!r}: {values[row]} is below {minimum}")
+    return values.astype(np.int64) if integer else values
+
+
+def _read_csv(path: str | os.PathLike[str], required: tuple[str, ...]) -> tuple[pd.DataFrame, Path]:
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise TraceError(f"{path}: not a readable CSV file ({err})") from err
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise TraceError(f"{path}: missing column(s) {missing} (found {list(frame.columns)})")
+    return frame, path
+
+
+def _check_monotone(times: np.ndarray, path: Path, column: str) -> None:
+    backwards = np.flatnonzero(np.diff(times) < 0)
+    if backwards.size:
+        row = int(backwards[0]) + 1
+        raise TraceError(
+            f"{path}: line {row + 2}, column {column!r}: time {times[row]} is before the previous {times[row - 1]}"
+        )
+
+
+def load_azure_trace(path: str | os.PathLike[str]) -> RequestTrace:
+    """The Azure 2023 LLM inference trace as vidur processed it."""
+    frame, path = _read_csv(path, ("arrived_at", "num_prefill_tokens", "num_decode_tokens"))
+    arrival = _numeric_column(frame, "arrived_at", path, integer=False, minimum=0.0)
+    _check_monotone(arrival, path, "arrived_at")
+    prompt = _numeric_column(frame, "num_prefill_tokens", path, integer=True, minimum=1)
+    output = _numeric_column(frame, "num_decode_tokens", path, integer=True, minimum=0)
+    n = len(frame)
+    return RequestTrace(arrival, prompt, output, np.zeros(n, np.int64), output == 0)
+
+
+BURSTGPT_COLUMNS = ("Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type")
+
+
+def load_burstgpt(path: str | os.PathLike[str]) -> RequestTrace:
+    """A BurstGPT trace; a request with 0 response tokens failed."""
+    frame, path = _read_csv(path, BURSTGPT_COLUMNS)
+    arrival = _numeric_column(frame, "Timestamp", path, integer=False, minimum=0.0)
+    _check_monotone(arrival, path, "Timestamp")
+    prompt = _numeric_column(frame, "Request tokens", path, integer=True, minimum=0)
+    output = _numeric_column(frame, "Response tokens", path, integer=True, minimum=0)
+    total = _numeric_column(frame, "Total tokens", path, integer=True, minimum=0)
+    mismatch = np.flatnonzero(total != prompt + output)
+    if mismatch.size:
+        row = int(mismatch[0])
+        raise TraceError(
+            f"{path}: line {row + 2}, column 'Total tokens': {total[row]} != Request + Response tokens "
+            f"({prompt[row]} + {output[row]})"
+        )
+    models = tuple(sorted(frame["Model"].unique()))
+    model = pd.Categorical(frame["Model"], categories=models).codes.astype(np.int64)
+    # A request with no prompt still occupies a prefill slot of one token.
+    return RequestTrace(arrival, np.maximum(prompt, 1), output, model, output == 0, models)
+
+
+# ---------------------------------------------------------------------- generators
+def _zipf_capped(rng: np.random.Generator, a: float, cap: int, size: int) -> np.ndarray:
+    """Zipf(a) lengths resampled until <= cap (the BurstGPT generator's rule)."""
+    out = rng.zipf(a, size)
+    over = out > cap
+    while over.any():
+        out[over] = rng.zipf(a, int(over.sum()))
+        over = out > cap
+    return out.astype(np.int64)
+
+
+def burstgpt_like(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    rate: float = 5.0,
+    gamma_shape: float = 0.4,
+    zipf_a: float = 1.1,
+    prompt_cap: int = 4096,
+    output_cap: int = 2048,
+    models: tuple[str, ...] = ("ChatGPT", "GPT-4"),
+    model_mix: tuple[float, ...] = (0.8, 0.2),
+    failure_fraction: float = 0.03,
+) -> RequestTrace:
+    """BurstGPT-like workload (BurstGPT, KDD'25): Gamma inter-arrivals rescaled to ``rate``
+    (shape 0.25-0.5 is bursty), Zipf(1.1) lengths resampled below caps, a model mix and a
+    failure fraction (1.8-7.3% in the real trace; failed requests produce no tokens)."""
+    if n <= 0 or rate <= 0 or gamma_shape <= 0:
+        raise TraceError("n, rate and gamma_shape must be positive")
+    if len(models) != len(model_mix) or not np.isclose(sum(model_mix), 1.0):
+        raise TraceError("model_mix must have one probability per model, summing to 1")
+    if not 0 <= failure_fraction < 1:
+        raise TraceError(f"failure_fraction must be in [0, 1), got {failure_fraction}")
+    gaps = rng.gamma(gamma_shape, 1.0 / (gamma_shape * rate), n)
+    arrival = np.cumsum(gaps) - gaps[0]
+    prompt = _zipf_capped(rng, zipf_a, prompt_cap, n)
+    output = _zipf_capped(rng, zipf_a, output_cap, n)
+    failed = rng.random(n) < failure_fraction
+    output[failed] = 0
+    model = rng.choice(len(models), size=n, p=np.asarray(model_mix))
+    return RequestTrace(arrival, prompt, output, model.astype(np.int64), failed, tuple(models))
+
+
+def poisson_trace(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    rate: float,
+    prompt_mean: float = 1155.0,
+    output_mean: float = 211.0,
+    sigma: float = 0.8,
+) -> RequestTrace:
+    """Poisson arrivals with log-normal lengths; defaults match the Azure conversation trace's
+    means (prefill 1,155, decode 211 tokens; PAPERS.md)."""
+    if n <= 0 or rate <= 0:
+        raise TraceError("n and rate must be positive")
+    gaps = rng.exponential(1.0 / rate, n)
+    arrival = np.cumsum(gaps) - gaps[0]
+
+    def lengths(mean: float) -> np.ndarray:
+        return np.maximum(1, np.round(rng.lognormal(np.log(mean) - sigma**2 / 2, sigma, n))).astype(np.int64)
+
+    return RequestTrace(arrival, lengths(prompt_mean), lengths(output_mean), np.zeros(n, np.int64), np.zeros(n, bool))
+
+
+def diurnal(
+    trace: RequestTrace, *, period_s: float = 86_400.0, amplitude: float = 0.5, phase_s: float = 0.0
+) -> RequestTrace:
+    """Modulate a trace's rate by 1 + amplitude x sin(2 pi (t + phase) / period) by warping time:
+    the instantaneous rate is multiplied by that factor, and the mean rate is kept."""
+    if not 0 <= amplitude < 1:
+        raise TraceError(f"amplitude must be in [0, 1), got {amplitude}")
+    if period_s <= 0:
+        raise TraceError("period_s must be positive")
+    omega = 2 * np.pi / period_s
+    # Find warped times u with Lambda(u) = t, Lambda(u) = u - A/omega (cos(w(u+phi)) - cos(w phi)),
+    # whose derivative 1 + A sin(w(u+phi)) is the rate factor; Newton steps from u = t.
+    t = trace.arrival_s.astype(np.float64)
+    u = t.copy()
+    for _ in range(30):
+        value = u - amplitude / omega * (np.cos(omega * (u + phase_s)) - np.cos(omega * phase_s)) - t
+        u -= value / (1.0 + amplitude * np.sin(omega * (u + phase_s)))
+    return trace._take(slice(None), np.maximum.accumulate(u))
