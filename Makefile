@@ -30,7 +30,8 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: setup
-	$(PY) bench/deoxys_quality.py && $(PY) bench/deoxys_fit_time.py
+	$(PY) bench/train_wallclock.py && $(PY) bench/deoxys_quality.py && $(PY) bench/deoxys_fit_time.py \
+		&& $(PY) bench/serving_fidelity.py && $(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

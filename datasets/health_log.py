@@ -135,7 +135,7 @@ def validate_health_log(frame: pd.DataFrame, source: str = "log") -> pd.DataFram
         raise HealthLogError(f"{source}: missing column(s) {missing} (expected {list(LOG_COLUMNS)})")
     frame = frame.reset_index(drop=True)
     try:
-        features = validate_features(frame, source=source)
+        features = validate_features(frame, source=source, strict_dtypes=True)
     except FeatureError as err:
         raise HealthLogError(str(err)) from err
     event_id = _check_numeric(frame, "event_id", source, integer=True)
@@ -220,11 +220,13 @@ class HealthLogDataset:
         self.path = path
         self.save_dir = save_dir
 
-    def logged_events(self, simulator: UnhealthyNodeSimulator, rng: np.random.Generator) -> LoggedEvents:
+    def logged_events(
+        self, simulator: UnhealthyNodeSimulator, rng: np.random.Generator, *, save: bool = True
+    ) -> LoggedEvents:
         if self.path is not None:
             return LoggedEvents(load_health_log(self.path))
         logged = generate_health_log(simulator, self.n_events, rng)
-        if self.save_dir is not None:
+        if save and self.save_dir is not None:
             path = write_health_log(logged.log, Path(self.save_dir) / "health_log.parquet")
             logged.log = load_health_log(path)  # round-trip through the validating loader
         return logged

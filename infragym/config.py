@@ -52,6 +52,17 @@ class TrainConfig:
 
 
 @dataclass
+class EvaluationOverrides:
+    """Changes to the exported run's evaluation (``evaluation.<key>=...`` on the command line)."""
+
+    # Fresh test events (null: as many as the training run used).
+    n_test_events: int | None = None
+    # Refit the baselines that need training (S/T-learner, DR policy forest) on the training
+    # run's log, regenerated from its seed, to compare the export with them.
+    refit_baselines: bool = True
+
+
+@dataclass
 class EvaluateConfig:
     # Seed of the fresh evaluation events; null reuses the training run's seed, which
     # reproduces the numbers that run reported.
@@ -64,8 +75,7 @@ class EvaluateConfig:
     trust: bool = False
     paths: PathsConfig = field(default_factory=PathsConfig)
     logger: Any = MISSING
-    # Overrides of the exported run's evaluation settings (e.g. n_test_events).
-    evaluation: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvaluationOverrides = field(default_factory=EvaluationOverrides)
 
 
 def register_configs() -> None:

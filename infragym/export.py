@@ -59,6 +59,9 @@ REQUIRED_FIELDS = (
 COMPONENT_LOADERS: dict[str, str] = {
     "deoxys": "infragym.models.deoxys.export:DeoxysPredictor.from_export",
 }
+# Components whose loader unpickles files (runs code): they need a valid signature or
+# ``trust=True`` whatever the manifest says about itself.
+CODE_BEARING_COMPONENTS: set[str] = {"deoxys"}
 
 FileContent = bytes | Callable[[Path], None]
 
@@ -67,11 +70,18 @@ class ExportError(RuntimeError):
     """An export that cannot be written, verified or trusted."""
 
 
-def register_loader(component: str, target: str) -> None:
-    """Register ``module:callable`` as the loader of ``component`` (for extensions)."""
+def register_loader(component: str, target: str, *, code_bearing: bool) -> None:
+    """Register ``module:callable`` as the loader of ``component`` (for extensions).
+
+    ``code_bearing``: the loader unpickles (or otherwise executes) file contents.
+    """
     if ":" not in target:
         raise ValueError(f"loader target must look like 'module:callable', got {target!r}")
     COMPONENT_LOADERS[component] = target
+    if code_bearing:
+        CODE_BEARING_COMPONENTS.add(component)
+    else:
+        CODE_BEARING_COMPONENTS.discard(component)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -98,8 +108,9 @@ def infragym_home() -> Path:
     return Path(os.environ.get("INFRAGYM_HOME", Path.home() / ".config" / "infragym"))
 
 
-def signing_key() -> bytes:
-    """This machine's signing key: ``INFRAGYM_SIGNING_KEY`` (hex) or a key file made on first use."""
+def signing_key(*, create: bool = True) -> bytes | None:
+    """This machine's signing key: ``INFRAGYM_SIGNING_KEY`` (hex) or the key file, made on first
+    export (``create``). Loading never creates one: without a key nothing verifies as ours."""
     env_key = os.environ.get("INFRAGYM_SIGNING_KEY")
     if env_key:
         try:
@@ -108,6 +119,8 @@ def signing_key() -> bytes:
             raise ExportError("INFRAGYM_SIGNING_KEY must be a hex string") from err
     path = infragym_home() / "signing.key"
     if not path.exists():
+        if not create:
+            return None
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".signing.key.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -128,7 +141,17 @@ def _canonical(manifest: Mapping[str, Any]) -> bytes:
 
 
 def _sign(manifest: Mapping[str, Any]) -> str:
-    return hmac.new(signing_key(), _canonical(manifest), hashlib.sha256).hexdigest()
+    key = signing_key()
+    assert key is not None
+    return hmac.new(key, _canonical(manifest), hashlib.sha256).hexdigest()
+
+
+def _signed_here(manifest: Mapping[str, Any]) -> bool:
+    key = signing_key(create=False)
+    if key is None:
+        return False
+    expected = hmac.new(key, _canonical(manifest), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(str(manifest["signature"]), expected)
 
 
 # --------------------------------------------------------------------------- writing
@@ -204,7 +227,7 @@ def write_export(
             "metrics": {k: float(v) for k, v in metrics.items()},
             "config": dict(config),
             "files": checksums,
-            "requires_trust": bool(requires_trust),
+            "requires_trust": bool(requires_trust or component in CODE_BEARING_COMPONENTS),
         }
         manifest["signature"] = _sign(manifest)
         atomic_write_bytes(staging / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -247,6 +270,9 @@ def verify_export(directory: str | os.PathLike[str], *, trust: bool = False) -> 
     directory = Path(directory)
     manifest = read_manifest(directory)
     listed = set(manifest["files"])
+    links = sorted(p.name for p in directory.iterdir() if p.is_symlink())
+    if links:
+        raise ExportError(f"{directory}: symbolic links are not allowed in an export: {links}")
     present = {p.name for p in directory.iterdir() if p.name != MANIFEST_NAME}
     foreign = sorted(present - listed)
     if foreign:
@@ -263,8 +289,9 @@ def verify_export(directory: str | os.PathLike[str], *, trust: bool = False) -> 
                 f"{path}: sha256 {digest} does not match the manifest; the file was modified "
                 "or does not belong to this export"
             )
-    signed_here = hmac.compare_digest(str(manifest["signature"]), _sign(manifest))
-    if manifest["requires_trust"] and not signed_here and not trust:
+    # Whether files run code is decided by the registry, never by the manifest's own claim.
+    code_bearing = bool(manifest["requires_trust"]) or manifest["component"] in CODE_BEARING_COMPONENTS
+    if code_bearing and not trust and not _signed_here(manifest):
         raise ExportError(
             f"{directory}: the export holds pickled estimators (they run code when loaded) and "
             "its signature does not match this machine's key (INFRAGYM_SIGNING_KEY or "

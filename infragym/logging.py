@@ -9,12 +9,14 @@ reachable server blocks for a long time), and online runs fail fast with a clear
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from infragym.io import atomic_write_text
 from infragym.results import ResultsTable
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -67,7 +69,7 @@ class CSVRunLogger(RunLogger):
         assert self.save_dir is not None
         self._dir = self.save_dir / self.subdir
         self._dir.mkdir(parents=True, exist_ok=True)
-        (self._dir / "config.json").write_text(json.dumps(dict(config), indent=2, default=str))
+        atomic_write_text(self._dir / "config.json", json.dumps(dict(config), indent=2, default=str))
 
     def _require_dir(self) -> Path:
         if self._dir is None:
@@ -86,11 +88,11 @@ class CSVRunLogger(RunLogger):
 
     def log_table(self, key: str, table: ResultsTable) -> None:
         columns, data = table.as_records()
-        path = self._require_dir() / f"{key.replace('/', '_')}.csv"
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            writer.writerows(data)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(data)
+        atomic_write_text(self._require_dir() / f"{key.replace('/', '_')}.csv", buffer.getvalue())
 
     def lightning_logger(self) -> Any:
         from pytorch_lightning.loggers import CSVLogger

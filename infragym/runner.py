@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import json
+import io
 import logging
 import time
 from pathlib import Path
@@ -17,7 +17,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from infragym.export import load
-from infragym.io import atomic_write_text
+from infragym.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from infragym.logging import RunLogger
 from infragym.results import render_tables, write_metrics
 from infragym.seeding import seed_everything
@@ -60,8 +60,10 @@ def write_report(report: EvaluationReport, run_dir: Path, logger: RunLogger) -> 
     plot_dir.mkdir(parents=True, exist_ok=True)
     for name, figure in report.figures.items():
         path = plot_dir / f"{name}.png"
-        figure.savefig(path, dpi=110, bbox_inches="tight")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
         plt.close(figure)
+        atomic_write_bytes(path, buffer.getvalue())
         logger.log_image(f"plots/{name}", path)
 
 
@@ -110,9 +112,9 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     logger.start(run_dir, {"evaluate": config, "train": predictor.manifest["config"]}, f"evaluate-{run_dir.name}")
     try:
         task = build_task(train_cfg)
-        report = task.evaluate_export(predictor, **dict(cfg.evaluation))
+        report = task.evaluate_export(predictor, **OmegaConf.to_container(cfg.evaluation))
         write_report(report, run_dir, logger)
     finally:
         logger.finish()
-    (run_dir / "checkpoint.json").write_text(json.dumps({"checkpoint": str(cfg.checkpoint), "seed": seed}))
+    atomic_write_json(run_dir / "checkpoint.json", {"checkpoint": str(cfg.checkpoint), "seed": seed})
     return report.metrics

@@ -104,6 +104,11 @@ def test_evaluate_config_composes(tmp_path: Path) -> None:
     cfg = compose_config("evaluate", ["checkpoint=/some/export"], tmp_path)
     assert cfg.checkpoint == "/some/export"
     assert cfg.seed is None
+    # The README's command line.
+    cfg = compose_config("evaluate", ["checkpoint=/e", "seed=123", "evaluation.n_test_events=50000"], tmp_path)
+    assert cfg.evaluation.n_test_events == 50000 and cfg.evaluation.refit_baselines
+    with pytest.raises((ConfigCompositionException, ValidationError), match="n_test_events"):
+        compose_config("evaluate", ["checkpoint=/e", "evaluation.n_test_events=many"], tmp_path)
 
 
 def test_misspelt_top_level_key_is_refused(tmp_path: Path) -> None:

@@ -8,10 +8,14 @@ from pathlib import Path
 import pytest
 
 from infragym.export import (
+    CODE_BEARING_COMPONENTS,
     COMPONENT_LOADERS,
+    MANIFEST_NAME,
     ExportError,
+    _canonical,
     read_manifest,
     register_loader,
+    sha256_file,
     verify_export,
     write_export,
 )
@@ -29,9 +33,12 @@ class _Echo:
 
 @pytest.fixture(autouse=True)
 def _echo_component() -> None:
-    register_loader("echo", f"{__name__}:_Echo.from_export")
+    register_loader("echo", f"{__name__}:_Echo.from_export", code_bearing=False)
+    register_loader("echo_pickle", f"{__name__}:_Echo.from_export", code_bearing=True)
     yield
-    COMPONENT_LOADERS.pop("echo", None)
+    for name in ("echo", "echo_pickle"):
+        COMPONENT_LOADERS.pop(name, None)
+        CODE_BEARING_COMPONENTS.discard(name)
 
 
 def _write(path: Path, payload: bytes = b"weights-v1", requires_trust: bool = False) -> Path:
@@ -97,13 +104,60 @@ def test_code_bearing_export_needs_our_signature_or_trust(tmp_path: Path, monkey
     with pytest.raises(ExportError, match="trust=True"):
         verify_export(export)
     verify_export(export, trust=True)
-    # Rewriting the manifest (e.g. to drop requires_trust) breaks the signature too.
+    # Rewriting the manifest breaks the signature: checksums are refused even with trust.
     monkeypatch.delenv("INFRAGYM_SIGNING_KEY")
     manifest = json.loads((export / "manifest.json").read_text())
     manifest["files"]["model.bin"]["sha256"] = "0" * 64
     (export / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ExportError, match="does not match"):
         verify_export(export, trust=True)
+
+
+def test_forged_manifest_cannot_switch_off_the_trust_check(tmp_path: Path) -> None:
+    """An attacker rewrites everything consistently: new payload, its sha256, requires_trust
+    false and a made-up signature. A code-bearing component is still refused without trust."""
+    export = write_export(
+        tmp_path / "export",
+        component="echo_pickle",
+        files={"model.bin": b"weights"},
+        input_schema={},
+        output_schema={},
+        metrics={},
+        config={},
+    )
+    verify_export(export)  # ours
+    (export / "model.bin").write_bytes(b"evil pickle")
+    manifest = json.loads((export / MANIFEST_NAME).read_text())
+    manifest["files"]["model.bin"]["sha256"] = sha256_file(export / "model.bin")
+    manifest["requires_trust"] = False
+    manifest["signature"] = "f" * 64
+    (export / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert _canonical(manifest)  # well-formed
+    with pytest.raises(ExportError, match="trust=True"):
+        verify_export(export)
+    from infragym import load
+
+    with pytest.raises(ExportError, match="trust=True"):
+        load(export)
+
+
+def test_symlinks_are_refused(tmp_path: Path) -> None:
+    export = _write(tmp_path / "export")
+    (tmp_path / "elsewhere.bin").write_bytes(b"weights-v1")
+    (export / "model.bin").unlink()
+    (export / "model.bin").symlink_to(tmp_path / "elsewhere.bin")
+    with pytest.raises(ExportError, match="symbolic links"):
+        verify_export(export)
+
+
+def test_loading_never_creates_a_signing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    export = _write(tmp_path / "export", requires_trust=True)
+    fresh_home = tmp_path / "service_home"
+    monkeypatch.setenv("INFRAGYM_HOME", str(fresh_home))
+    with pytest.raises(ExportError, match="trust=True"):
+        verify_export(export)
+    assert not fresh_home.exists()
+    verify_export(export, trust=True)
 
 
 def test_unknown_component_is_refused(tmp_path: Path) -> None:

@@ -122,3 +122,10 @@ def test_dataset_writes_and_reloads_the_log(tmp_path: Path) -> None:
         UnhealthyNodeSimulator(), np.random.default_rng(0)
     )
     assert len(reloaded) == 400 and reloaded.potential_outcomes is None
+
+
+def test_float_count_column_is_refused_in_a_file(log: pd.DataFrame, tmp_path: Path) -> None:
+    frame = _plain(log)
+    frame["num_vms"] = frame["num_vms"].astype(float)
+    with pytest.raises(HealthLogError, match=r"'num_vms'.*integer"):
+        load_health_log(_write_raw(frame, tmp_path / "float.parquet"))

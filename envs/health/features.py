@@ -56,10 +56,12 @@ def _first_bad_row(index: pd.Index, mask: np.ndarray) -> object:
     return index[np.flatnonzero(mask)[0]]
 
 
-def validate_features(frame: pd.DataFrame, source: str = "features") -> pd.DataFrame:
+def validate_features(frame: pd.DataFrame, source: str = "features", *, strict_dtypes: bool = False) -> pd.DataFrame:
     """Check columns, dtypes, NaN and ranges; return a copy with canonical dtypes.
 
     Errors name ``source`` (a file or "features"), the column and the first offending row.
+    ``strict_dtypes`` (files): count columns must have an integer dtype; otherwise (a service's
+    data frames) whole-valued floats are accepted for them.
     """
     if not isinstance(frame, pd.DataFrame):
         raise FeatureError(f"{source}: expected a pandas DataFrame, got {type(frame).__name__}")
@@ -93,6 +95,8 @@ def validate_features(frame: pd.DataFrame, source: str = "features") -> pd.DataF
             values = values.astype(np.int64)
         if not pd.api.types.is_numeric_dtype(values.dtype):
             raise FeatureError(f"{source}: column {column!r} must be numeric, got dtype {values.dtype}")
+        if strict_dtypes and column in INTEGER_FEATURES and not pd.api.types.is_integer_dtype(values.dtype):
+            raise FeatureError(f"{source}: column {column!r} must be an integer column, got dtype {values.dtype}")
         array = values.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(array)
         if bad.any():

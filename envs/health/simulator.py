@@ -2,19 +2,26 @@
 
 Causal structure (a DAG; every arrow is implemented below, nothing else is)::
 
-    node context (SKU, age, region, capacity, VM mix, time of day)
-        |                \
-        v                 v
-    latent root cause --> observed signals (fault category, heartbeat, error counts,
-        |                                   prior incidents)
-        |                 |
-        v                 v
-    potential outcomes <- action <- legacy policy (rules on the observed signals + randomisation)
+    node context (SKU, age, region, spare capacity, VM mix, utilisation, hour)
+        |            \
+        |             v
+        |         latent frailty --> prior incidents (observed)
+        v             |
+    fault signal -----+--> latent root cause --> heartbeat, error counts (observed)
+    (observed)                   |
+                                 v
+    potential outcomes  <--  root cause, context, action
+    action  <--  legacy policy (rules on fault signal, heartbeat, error counts, VM mix
+                                + random deviations)
 
 - The root cause is never observed. It is one of ``ROOT_CAUSES``: a transient glitch that
   heals by itself, a host software fault that a reboot fixes, a hung device (firmware) that a
   power-cycle fixes, or a persistent hardware fault that needs a repair. Its probabilities are
-  a softmax of the context; the observed signals are noisy indicators of it.
+  a softmax of the fault signal (the monitor's category), the latent frailty (old nodes of old
+  SKUs relapse), prior incidents, utilisation and the hour; the heartbeat and the error counts
+  are then drawn given the root cause, so they are evidence about it.
+- The oracle acts on ``EventBatch.cause_probs``: the posterior of the root cause given the
+  observed signals *and the latent frailty*, so it knows slightly more than any learner.
 - Confounding: the legacy policy acts on the same signals (fault category, heartbeat, error
   counts) that predict the root cause and hence the outcomes, so a naive comparison of logged
   outcomes by action is biased. Every action keeps a positive propensity (``exploration``).
@@ -147,7 +154,7 @@ class EventBatch:
 
     features: pd.DataFrame
     root_cause: np.ndarray  # int index into ROOT_CAUSES
-    cause_probs: np.ndarray  # (n, 4) P(root cause | observed features) as simulated
+    cause_probs: np.ndarray  # (n, 4) P(root cause | observed features and latent frailty)
 
     def __len__(self) -> int:
         return len(self.features)

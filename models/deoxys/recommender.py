@@ -15,13 +15,17 @@ A decision has three steps, the last two cheap and re-runnable without refitting
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from econml.dml import CausalForestDML
+from econml.grf import CausalForest
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.multioutput import MultiOutputRegressor
+from tqdm.auto import tqdm
 
 from infragym.envs.health.features import encode_features, validate_features
 from infragym.envs.health.objective import MitigationObjective
@@ -39,11 +43,40 @@ def action_indices(actions: np.ndarray | pd.Series | list) -> np.ndarray:
         if array.size and (array.min() < 0 or array.max() >= len(ACTIONS)):
             raise ValueError(f"action index out of range [0, {len(ACTIONS)})")
         return array.astype(np.int64)
-    lookup = {name: i for i, name in enumerate(ACTIONS)}
+    codes = pd.Categorical(array.astype(str), categories=ACTIONS).codes.astype(np.int64)
+    unknown = np.flatnonzero(codes < 0)
+    if unknown.size:
+        row = int(unknown[0])
+        raise ValueError(f"unknown action {array[row]!r} at row {row}; expected one of {list(ACTIONS)}")
+    return codes
+
+
+@contextlib.contextmanager
+def _fit_progress(n_forests: int) -> Iterator[None]:
+    """A progress bar over the stages of ``CausalForestDML.fit``: the nuisance cross-fitting,
+    then one causal forest per outcome column. econml has no callback, so the forest's ``fit``
+    is wrapped for the duration of this fit only."""
+    original = CausalForest.fit
+    bar = tqdm(total=n_forests + 1, desc="fitting Deoxys", unit="stage", leave=False)
+    bar.set_postfix_str("nuisance models")
+    started = 0
+
+    def fit_with_progress(self: CausalForest, *args: object, **kwargs: object) -> CausalForest:
+        nonlocal started
+        if started == 0:
+            bar.update()  # the nuisances are done when the first forest starts
+        started += 1
+        bar.set_postfix_str(f"causal forest {started}/{n_forests}")
+        result = original(self, *args, **kwargs)
+        bar.update()
+        return result
+
+    CausalForest.fit = fit_with_progress
     try:
-        return np.array([lookup[str(a)] for a in array], dtype=np.int64)
-    except KeyError as err:
-        raise ValueError(f"unknown action {err.args[0]!r}; expected one of {list(ACTIONS)}") from None
+        yield
+    finally:
+        CausalForest.fit = original
+        bar.close()
 
 
 @dataclass(frozen=True)
@@ -217,7 +250,12 @@ class Deoxys:
         outcomes: pd.DataFrame,
         objective: MitigationObjective,
     ) -> Deoxys:
-        """Fit on logged events: features, the logged action, the observed outcomes."""
+        """Fit on logged events: features, the logged action, the observed outcomes.
+
+        The objective's weights are fixed here: its combined outcome is fitted as its own
+        column so that the fallback has an interval for it. Changing the weights means
+        refitting (overriding knobs, in contrast, apply at decision time).
+        """
         features = validate_features(features, source="fit features")
         missing = [k for k in OUTCOMES if k not in outcomes.columns]
         if missing:
@@ -227,7 +265,8 @@ class Deoxys:
         treatment = np.asarray(ACTIONS, dtype=object)[action_indices(actions)]
         x = encode_features(features)
         estimator = self._build()
-        estimator.fit(target, treatment, X=x)
+        with _fit_progress(target.shape[1]):
+            estimator.fit(target, treatment, X=x)
         self.estimator_ = estimator
         self.objective = objective
         return self

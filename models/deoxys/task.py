@@ -92,12 +92,18 @@ class DeoxysTask:
 
     # ------------------------------------------------------------------ fit
     def fit(self, logger: RunLogger) -> None:
-        logged = self.dataset.logged_events(self.simulator, np.random.default_rng(self._log_seed))
+        self._fit_models(logger, include_deoxys=True)
+
+    def _fit_models(self, logger: RunLogger, *, include_deoxys: bool) -> None:
+        # Re-evaluating an export regenerates the same log without writing it again.
+        logged = self.dataset.logged_events(self.simulator, np.random.default_rng(self._log_seed), save=include_deoxys)
         self.train_log, self.holdout_log = self.dataset.split(logged, np.random.default_rng(self._split_seed))
         log = self.train_log.log
         actions = action_indices(log["action"])
         objective = self.objective(log)
-        steps: list[tuple[str, Any]] = [("deoxys", lambda: self.model.fit(log, actions, log, self.objective))]
+        steps: list[tuple[str, Any]] = []
+        if include_deoxys:
+            steps.append(("deoxys", lambda: self.model.fit(log, actions, log, self.objective)))
         steps += [(name, lambda p=policy: p.fit(log, actions, objective)) for name, policy in self.baselines.items()]
         with tqdm(total=len(steps), desc="fitting", unit="model") as bar:
             for name, fit in steps:
@@ -306,18 +312,34 @@ class DeoxysTask:
         )
 
     def evaluate_export(
-        self, predictor: deoxys_export.DeoxysPredictor, n_test_events: int | None = None
+        self,
+        predictor: deoxys_export.DeoxysPredictor,
+        n_test_events: int | None = None,
+        refit_baselines: bool = True,
     ) -> EvaluationReport:
-        """Evaluate a loaded export on the fresh test events against the untrained baselines."""
+        """Evaluate a loaded export on fresh test events against the baselines.
+
+        With ``refit_baselines`` the training run's log is regenerated from its seed and the
+        trained baselines are fitted on the same training split as in that run (Deoxys itself
+        comes from the export); otherwise only legacy, oracle and hindsight are compared.
+        """
+        if refit_baselines:
+            self._fit_models(RunLogger(), include_deoxys=False)
         events, realised, expected = self._test_events(n_test_events)
         features = events.features
         legacy = self.baselines["legacy"].choose(features)
         oracle = self.objective(expected).argmin(axis=1)
         decision = predictor.decide(features, legacy)
+        no_fallback = predictor.decide(features, legacy, fallback=False)
         choices = {
             "legacy": legacy,
             "deoxys": decision.action,
-            "deoxys_no_fallback": predictor.decide(features, legacy, fallback=False).action,
+            "deoxys_no_fallback": no_fallback.action,
+            **(
+                {name: p.choose(features) for name, p in self.baselines.items() if name != "legacy"}
+                if refit_baselines
+                else {}
+            ),
             "oracle": oracle,
             "hindsight": self.objective(realised).argmin(axis=1),
         }

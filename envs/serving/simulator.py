@@ -1,0 +1,562 @@
+"""Discrete-event simulator of LLM serving on a GPU cluster (continuous batching, paged KV).
+
+Replicas (a model on ``tp`` GPUs) run vLLM-style iterations: at each scheduling point the
+scheduler admits waiting requests (their prompts are prefilled in the next iteration) while
+KV blocks, the batched-token budget and the running-request cap allow; every running request
+then decodes one token per iteration. The KV cache is paged (blocks of ``block_size``
+tokens); when a decode step needs a block and none is free, the most recently admitted
+request is preempted (vLLM's policy): recomputed later, or swapped to host memory over PCIe
+at a cost. A global router assigns arrivals to replicas (round-robin, least outstanding).
+
+Speed: between events (an arrival at the replica, a completion, a KV block running out) a
+decode-only batch is fast-forwarded in closed form: with the batch fixed, iteration ``j``
+costs ``base + slope x (context + n x j)`` (decode attention reads the growing KV cache), so
+``k`` iterations cost an arithmetic series and the iteration at which a target time is
+crossed is the root of a quadratic. Per-request state is a struct of numpy arrays; the
+router's events come from the sorted trace (no heap is needed for one arrival stream).
+
+Iteration time constants come from ``cost_model.CostModel`` (calibrated roofline).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from infragym.datasets.llm_traces import RequestTrace
+from infragym.envs.serving.cost_model import CostModel
+from infragym.envs.serving.hardware import BYTES_BF16
+
+# Request states.
+PENDING, WAITING, RUNNING, SWAPPED, FINISHED, FAILED, TIMED_OUT = range(7)
+STATE_NAMES = ("pending", "waiting", "running", "swapped", "finished", "failed", "timed_out")
+
+SWAP_COPY_OVERHEAD_S = 10e-6  # assumption: one small cudaMemcpyAsync (PAPERS.md: 64 x 32 KiB copies/block)
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    """One serving replica. Defaults follow vLLM's (block 16, 90% of GPU memory)."""
+
+    gpu: str = "h100"
+    model: str = "llama3.1_8b"
+    tp: int = 1
+    block_size: int = 16
+    max_batched_tokens: int = 8192
+    max_running: int = 256
+    chunked_prefill: bool = False
+    preemption: str = "recompute"  # or "swap"
+    gpu_memory_utilisation: float = 0.9
+    activation_reserve_bytes: float = 2e9  # per GPU, for activations and the CUDA graph pool
+
+    def __post_init__(self) -> None:
+        if self.preemption not in ("recompute", "swap"):
+            raise ValueError(f"preemption must be 'recompute' or 'swap', got {self.preemption!r}")
+        if self.block_size <= 0 or self.max_batched_tokens <= 0 or self.max_running <= 0:
+            raise ValueError("block_size, max_batched_tokens and max_running must be positive")
+        if not 0 < self.gpu_memory_utilisation <= 1:
+            raise ValueError("gpu_memory_utilisation must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Service-level objective of a request: time to first token and mean time between tokens."""
+
+    ttft_s: float = 2.0
+    tbt_s: float = 0.1
+    queue_timeout_s: float = 60.0  # a request not started within this is dropped
+
+
+class RequestTable:
+    """Per-request state and records (struct of arrays)."""
+
+    def __init__(self, trace: RequestTrace) -> None:
+        n = len(trace)
+        self.n = n
+        self.arrival = trace.arrival_s.astype(np.float64)
+        self.prompt = trace.prompt_tokens.astype(np.int64)
+        # The prefill itself yields the first token: every served request generates >= 1.
+        self.target = np.maximum(trace.output_tokens.astype(np.int64), 1)
+        self.trace_failed = trace.failed.astype(bool)
+        self.state = np.full(n, PENDING, dtype=np.int8)
+        self.replica = np.full(n, -1, dtype=np.int32)
+        self.generated = np.zeros(n, dtype=np.int64)
+        self.preemptions = np.zeros(n, dtype=np.int32)
+        self.first_token = np.full(n, np.nan)
+        self.last_token = np.full(n, np.nan)
+        self.completion = np.full(n, np.nan)
+        self.max_tbt = np.zeros(n)
+
+
+class Replica:
+    """One replica's scheduler state and iteration loop.
+
+    The scheduling primitives (``admissible``, ``admit``, ``run_iteration``) are public so a
+    learned scheduler (the gymnasium env) can drive them; ``step_fcfs`` is the FCFS baseline.
+    """
+
+    def __init__(self, index: int, config: ReplicaConfig, table: RequestTable, slo: SLO) -> None:
+        self.index = index
+        self.config = config
+        self.table = table
+        self.slo = slo
+        self.cost = CostModel(config.gpu, config.model, config.tp)
+        model = self.cost.model
+        gpu = self.cost.gpu
+        usable = config.tp * (gpu.memory_bytes * config.gpu_memory_utilisation - config.activation_reserve_bytes)
+        kv_bytes = usable - model.weight_bytes
+        block_bytes = config.block_size * model.kv_bytes_per_token
+        self.total_blocks = int(kv_bytes // block_bytes)
+        if self.total_blocks <= 0:
+            raise ValueError(f"{model.name} does not fit on {config.tp} x {gpu.name} with room for a KV cache")
+        self.free_blocks = self.total_blocks
+        # Iteration-time tables: layer time by batch tokens, LM head by sampled tokens.
+        max_tokens = config.max_batched_tokens + config.max_running + 1
+        tokens = np.arange(max_tokens + 1, dtype=np.float64)
+        self._layers_s = model.layers * self.cost.layer_time(np.maximum(tokens, 1.0))
+        head = self.cost.iteration_time(0, 0, tokens, 0) - self.cost.iteration_time(0, 0, 0, 0)
+        self._head_s = head  # decode-request dependent part excluding layers: LM head + nothing else
+        eff = self.cost.eff
+        self._overhead_s = eff.iteration_overhead_s
+        self._kv_read_s_per_token = model.kv_bytes_per_token / config.tp / (gpu.hbm_bandwidth * eff.mem_eff)
+        self._attn_flop_s = (
+            4.0 * model.layers * (model.q_heads / config.tp) * model.head_dim / (gpu.peak_flops * eff.flop_eff)
+        )
+        self._swap_s_per_block = 2 * model.layers * SWAP_COPY_OVERHEAD_S + block_bytes / gpu.pcie_bandwidth
+        self.clock = 0.0
+        self.waiting: deque[int] = deque()
+        self.swapped: deque[int] = deque()
+        self.run_ids = np.zeros(0, dtype=np.int64)  # admission order (last = newest)
+        self.ctx = np.zeros(0, dtype=np.int64)  # tokens in the KV cache
+        self.prefill_left = np.zeros(0, dtype=np.int64)  # prompt tokens still to prefill
+        self.swapped_blocks = 0
+        self.iterations = 0
+        self.busy_s = 0.0
+        self.kv_log_t = array("d")
+        self.kv_log_used = array("d")
+        self._admitted: list[int] = []
+
+    # ------------------------------------------------------------------ helpers
+    def blocks_for(self, tokens: int | np.ndarray) -> int | np.ndarray:
+        return -(-tokens // self.config.block_size)
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.swapped) + len(self.run_ids)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.swapped or len(self.run_ids))
+
+    def _prefill_len(self, rid: int) -> int:
+        """Tokens to prefill on (re)admission: the prompt plus anything generated before a
+        recompute preemption."""
+        t = self.table
+        return int(t.prompt[rid] + t.generated[rid])
+
+    def enqueue(self, rid: int, now: float) -> None:
+        if not self.has_work and self.clock < now:
+            self.clock = now  # idle until this arrival
+        self.table.state[rid] = WAITING
+        self.table.replica[rid] = self.index
+        self.waiting.append(rid)
+
+    def _drop_timed_out(self) -> None:
+        t = self.table
+        while self.waiting:
+            rid = self.waiting[0]
+            if t.generated[rid] == 0 and self.clock - t.arrival[rid] > self.slo.queue_timeout_s:
+                self.waiting.popleft()
+                t.state[rid] = TIMED_OUT
+                t.completion[rid] = self.clock
+            else:
+                break
+
+    # ------------------------------------------------------------------ scheduling primitives
+    def batch_tokens(self) -> int:
+        """Tokens already planned for the next iteration (decodes + admitted prefills)."""
+        decode = int(np.count_nonzero(self.prefill_left == 0))
+        prefill = int(self.prefill_left.sum())
+        return decode + prefill
+
+    def admissible(self, rid: int) -> bool:
+        """Whether ``rid`` can join the next iteration without preempting anyone."""
+        cfg = self.config
+        if len(self.run_ids) >= cfg.max_running:
+            return False
+        length = self._prefill_len(rid)
+        chunk = length if not cfg.chunked_prefill else min(length, cfg.max_batched_tokens - self.batch_tokens())
+        if chunk <= 0 or (not cfg.chunked_prefill and self.batch_tokens() + length > cfg.max_batched_tokens):
+            return False
+        return self.blocks_for(length + 1) <= self.free_blocks
+
+    def admit(self, rid: int) -> None:
+        """Move a waiting request into the running batch (its prefill runs next iteration)."""
+        if not self.admissible(rid):
+            raise ValueError(f"request {rid} is not admissible on replica {self.index}")
+        self.waiting.remove(rid)
+        length = self._prefill_len(rid)
+        blocks = int(self.blocks_for(length))
+        self.free_blocks -= blocks
+        self.run_ids = np.append(self.run_ids, rid)
+        self.ctx = np.append(self.ctx, 0)
+        self.prefill_left = np.append(self.prefill_left, length)
+        self._reserved = getattr(self, "_reserved", 0)
+        self.table.state[rid] = RUNNING
+
+    def _swap_in(self) -> float:
+        """Bring swapped requests back first (vLLM prioritises them); returns the PCIe time."""
+        t = self.table
+        seconds = 0.0
+        while self.swapped and len(self.run_ids) < self.config.max_running:
+            rid = self.swapped[0]
+            context = int(t.prompt[rid] + t.generated[rid])
+            blocks = int(self.blocks_for(context + 1))
+            if blocks > self.free_blocks:
+                break
+            self.swapped.popleft()
+            self.swapped_blocks -= int(self.blocks_for(context))
+            self.free_blocks -= int(self.blocks_for(context))
+            self.run_ids = np.append(self.run_ids, rid)
+            self.ctx = np.append(self.ctx, context)
+            self.prefill_left = np.append(self.prefill_left, 0)
+            t.state[rid] = RUNNING
+            seconds += self.blocks_for(context) * self._swap_s_per_block
+        return seconds
+
+    def _preempt_last(self) -> float:
+        """Preempt the most recently admitted running request; returns the swap time."""
+        t = self.table
+        rid = int(self.run_ids[-1])
+        used = int(self.blocks_for(self.ctx[-1] + self.prefill_left[-1]))
+        context = int(self.ctx[-1])
+        self.run_ids, self.ctx, self.prefill_left = self.run_ids[:-1], self.ctx[:-1], self.prefill_left[:-1]
+        self.free_blocks += used
+        t.preemptions[rid] += 1
+        if self.config.preemption == "swap" and context > 0 and self.prefill_left.size >= 0:
+            self.swapped.appendleft(rid)
+            self.swapped_blocks += int(self.blocks_for(context))
+            t.state[rid] = SWAPPED
+            return self.blocks_for(context) * self._swap_s_per_block
+        t.state[rid] = WAITING
+        self.waiting.appendleft(rid)  # recompute: its prompt + generated tokens are prefilled again
+        return 0.0
+
+    def _iteration_seconds(self, prefill_tokens: int, attention_pairs: float, decodes: int, context: int) -> float:
+        tokens = min(prefill_tokens + decodes, len(self._layers_s) - 1)
+        sampled = decodes + (1 if prefill_tokens else 0)
+        return (
+            self._overhead_s
+            + self._layers_s[tokens]
+            + self._head_s[min(sampled, len(self._head_s) - 1)]
+            + attention_pairs * self._attn_flop_s
+            + context * self._kv_read_s_per_token
+        )
+
+    def run_iteration(self) -> None:
+        """Run one iteration: prefill chunks of admitted requests, one token for the others."""
+        t = self.table
+        cfg = self.config
+        swap_s = 0.0
+        decoding = self.prefill_left == 0
+        # A decode that starts a new block needs a free one; preempt the newest until it fits.
+        while len(self.run_ids):
+            decoding = self.prefill_left == 0
+            need = int(np.count_nonzero(decoding & (self.ctx % cfg.block_size == 0)))
+            if need <= self.free_blocks:
+                break
+            swap_s += self._preempt_last()
+        if not len(self.run_ids):
+            return
+        decoding = self.prefill_left == 0
+        budget = cfg.max_batched_tokens - int(np.count_nonzero(decoding))
+        prefilling = np.flatnonzero(~decoding)
+        chunks = np.zeros(len(self.run_ids), dtype=np.int64)
+        if prefilling.size:
+            wanted = self.prefill_left[prefilling]
+            if cfg.chunked_prefill:
+                cumulative = np.cumsum(wanted)
+                chunks[prefilling] = np.clip(wanted - np.maximum(cumulative - max(budget, 0), 0), 0, None)
+            else:
+                chunks[prefilling] = wanted
+        prefill_tokens = int(chunks.sum())
+        before = self.ctx[prefilling]
+        pairs = float(np.sum(chunks[prefilling] * (before + chunks[prefilling] / 2.0))) if prefilling.size else 0.0
+        decodes = int(np.count_nonzero(decoding))
+        context = int(self.ctx[decoding].sum())
+        seconds = self._iteration_seconds(prefill_tokens, pairs, decodes, context) + swap_s
+        start = self.clock
+        self.clock = end = start + seconds
+        self.iterations += 1
+        self.busy_s += seconds
+        # Decodes: one token each.
+        new_blocks = int(np.count_nonzero(decoding & (self.ctx % cfg.block_size == 0)))
+        self.free_blocks -= new_blocks
+        ids = self.run_ids[decoding]
+        if ids.size:
+            gap = end - t.last_token[ids]
+            t.max_tbt[ids] = np.maximum(t.max_tbt[ids], gap)
+            t.generated[ids] += 1
+            t.last_token[ids] = end
+            self.ctx[decoding] += 1
+        # Prefills: advance; a completed prefill emits the request's next token.
+        if prefilling.size:
+            self.prefill_left[prefilling] -= chunks[prefilling]
+            self.ctx[prefilling] += chunks[prefilling]
+            done = prefilling[self.prefill_left[prefilling] == 0]
+            if done.size:
+                rids = self.run_ids[done]
+                fresh = t.generated[rids] == 0
+                t.first_token[rids[fresh]] = end
+                resumed = rids[~fresh]
+                if resumed.size:
+                    t.max_tbt[resumed] = np.maximum(t.max_tbt[resumed], end - t.last_token[resumed])
+                t.generated[rids] += 1
+                t.last_token[rids] = end
+                extra = self.blocks_for(self.ctx[done] + 1) - self.blocks_for(self.ctx[done])
+                self.free_blocks -= int(extra.sum())
+                self.ctx[done] += 1
+        self._finish_completed()
+        self._log_kv()
+
+    def _finish_completed(self) -> None:
+        t = self.table
+        if not len(self.run_ids):
+            return
+        done = (t.generated[self.run_ids] >= t.target[self.run_ids]) & (self.prefill_left == 0)
+        if done.any():
+            rids = self.run_ids[done]
+            t.state[rids] = FINISHED
+            t.completion[rids] = t.last_token[rids]
+            self.free_blocks += int(self.blocks_for(self.ctx[done]).sum())
+            keep = ~done
+            self.run_ids, self.ctx, self.prefill_left = self.run_ids[keep], self.ctx[keep], self.prefill_left[keep]
+
+    def _log_kv(self) -> None:
+        self.kv_log_t.append(self.clock)
+        self.kv_log_used.append(1.0 - self.free_blocks / self.total_blocks)
+
+    # ------------------------------------------------------------------ fast-forward
+    def fast_forward(self, target: float) -> bool:
+        """Run decode-only iterations in closed form until the first completion, the first
+        block shortage or the first iteration ending at or after ``target``. False if the
+        batch is not decode-only (nothing done)."""
+        if not len(self.run_ids) or self.prefill_left.any():
+            return False
+        t = self.table
+        cfg = self.config
+        rids = self.run_ids
+        n = len(rids)
+        remaining = t.target[rids] - t.generated[rids]
+        k = int(remaining.min())
+        # KV blocks: request i needs a new block at iterations room_i + 1, room_i + 1 + bs, ...
+        room = (-self.ctx) % cfg.block_size
+        if self.free_blocks < n * (k // cfg.block_size + 1):
+            k = min(k, self._max_iterations_within_blocks(room))
+            if k == 0:
+                return False  # the next decode needs a block: run_iteration preempts
+        context = int(self.ctx.sum())
+        base = self._iteration_seconds(0, 0.0, n, context)
+        slope = n * self._kv_read_s_per_token  # extra seconds per iteration as the cache grows
+        # Iterations needed to reach the target: smallest j with cumulative(j) >= target.
+        if math.isfinite(target) and target > self.clock:
+            span = target - self.clock
+            if slope > 0:
+                a, b = slope / 2.0, base - slope / 2.0
+                j = math.ceil((-b + math.sqrt(b * b + 4 * a * span)) / (2 * a) - 1e-9)
+            else:
+                j = math.ceil(span / base)
+            k = max(1, min(k, j))
+        elif math.isfinite(target):
+            k = 1
+        elapsed = k * base + slope * k * (k - 1) / 2.0
+        first_gap = self.clock + base - t.last_token[rids]
+        last_iteration = base + slope * (k - 1)
+        t.max_tbt[rids] = np.maximum(t.max_tbt[rids], np.maximum(first_gap, last_iteration))
+        self.clock += elapsed
+        self.busy_s += elapsed
+        self.iterations += k
+        new_blocks = int(np.sum(np.maximum(0, -(-(k - room) // cfg.block_size))))
+        self.free_blocks -= new_blocks
+        self.ctx += k
+        t.generated[rids] += k
+        t.last_token[rids] = self.clock
+        self._finish_completed()
+        self._log_kv()
+        return True
+
+    def _max_iterations_within_blocks(self, room: np.ndarray) -> int:
+        """Largest k such that k decode iterations need no more than the free blocks."""
+        bs = self.config.block_size
+
+        def needed(k: int) -> int:
+            return int(np.sum(np.maximum(0, -(-(k - room) // bs))))
+
+        lo, hi = 0, 1
+        while needed(hi) <= self.free_blocks:
+            lo, hi = hi, hi * 2
+            if hi > 1 << 24:
+                return lo
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if needed(mid) <= self.free_blocks:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    # ------------------------------------------------------------------ driving
+    def step_fcfs(self) -> None:
+        """The baseline scheduler: swap in, admit waiting requests first come first served
+        while they fit (head-of-line blocking, as vLLM), run one iteration."""
+        self._drop_timed_out()
+        swap_s = self._swap_in()
+        while self.waiting and self.admissible(self.waiting[0]):
+            self.admit(self.waiting[0])
+        if self.waiting and not len(self.run_ids) and not self.swapped:
+            self._fail_unservable(self.waiting[0])
+            return
+        self.clock += swap_s
+        self.run_iteration()
+
+    def _fail_unservable(self, rid: int) -> None:
+        """A request that cannot run even on an empty replica (prompt beyond the KV capacity or
+        the token budget) fails instead of blocking the queue forever."""
+        self.waiting.remove(rid)
+        self.table.state[rid] = FAILED
+        self.table.completion[rid] = self.clock
+
+    def advance_until(self, target: float, scheduler: Callable[[Replica], None] | None = None) -> None:
+        """Process scheduling points while the clock is before ``target``."""
+        step = scheduler or Replica.step_fcfs
+        while self.clock < target and self.has_work:
+            self._drop_timed_out()
+            blocked = not self.waiting or not self.admissible(self.waiting[0])
+            if blocked and not self.swapped and self.fast_forward(target):
+                continue
+            step(self)
+        if not self.has_work and self.clock < target and math.isfinite(target):
+            self.clock = target
+
+
+# ---------------------------------------------------------------------- cluster
+ROUTERS = ("round_robin", "least_outstanding")
+
+
+@dataclass
+class SimulationResult:
+    table: RequestTable
+    replicas: list[Replica]
+    slo: SLO
+    end_time: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class ServingCluster:
+    """Replicas behind a global router, fed by a request trace."""
+
+    def __init__(
+        self,
+        *,
+        replica: ReplicaConfig | None = None,
+        n_replicas: int = 1,
+        router: str = "round_robin",
+        slo: SLO | None = None,
+        drain_s: float = 3600.0,
+    ) -> None:
+        if router not in ROUTERS:
+            raise ValueError(f"router must be one of {ROUTERS}, got {router!r}")
+        if n_replicas <= 0:
+            raise ValueError("n_replicas must be positive")
+        self.replica_config = replica or ReplicaConfig()
+        self.n_replicas = n_replicas
+        self.router = router
+        self.slo = slo or SLO()
+        self.drain_s = drain_s
+
+    def run(self, trace: RequestTrace, scheduler: Callable[[Replica], None] | None = None) -> SimulationResult:
+        table = RequestTable(trace)
+        replicas = [Replica(i, self.replica_config, table, self.slo) for i in range(self.n_replicas)]
+        arrival = table.arrival
+        failed = table.trace_failed
+        least = self.router == "least_outstanding"
+        next_rr = 0
+        for rid in range(table.n):
+            now = arrival[rid]
+            if failed[rid]:
+                table.state[rid] = FAILED
+                table.completion[rid] = now
+                continue
+            if least:
+                for r in replicas:
+                    r.advance_until(now, scheduler)
+                chosen = min(replicas, key=lambda r: r.outstanding)
+            else:
+                chosen = replicas[next_rr]
+                next_rr = (next_rr + 1) % self.n_replicas
+                chosen.advance_until(now, scheduler)
+            chosen.enqueue(rid, now)
+        end = (arrival[-1] if table.n else 0.0) + self.drain_s
+        for r in replicas:
+            r.advance_until(end, scheduler)
+        finish = max([r.clock for r in replicas] + [0.0])
+        result = SimulationResult(table, replicas, self.slo, min(finish, end))
+        result.metrics = summarize(result)
+        return result
+
+
+def summarize(result: SimulationResult) -> dict[str, float]:
+    """Throughput, goodput under the SLO, latency percentiles, preemptions, failures."""
+    t = result.table
+    slo = result.slo
+    finished = t.state == FINISHED
+    start = float(t.arrival.min()) if t.n else 0.0
+    makespan = max(result.end_time - start, 1e-9)
+    ttft = t.first_token[finished] - t.arrival[finished]
+    e2e = t.completion[finished] - t.arrival[finished]
+    multi = finished & (t.generated > 1)
+    tpot = (t.completion[multi] - t.first_token[multi]) / (t.generated[multi] - 1)
+    tpot_all = np.zeros(int(finished.sum()))
+    tpot_all[(t.generated[finished] > 1)] = tpot
+    good = (ttft <= slo.ttft_s) & (tpot_all <= slo.tbt_s)
+    metrics: dict[str, float] = {
+        "requests": float(t.n),
+        "finished": float(finished.sum()),
+        "failed": float(np.sum(t.state == FAILED)),
+        "timed_out": float(np.sum(t.state == TIMED_OUT)),
+        "unfinished": float(np.sum(np.isin(t.state, (WAITING, RUNNING, SWAPPED)))),
+        "throughput_rps": float(finished.sum() / makespan),
+        "throughput_tokens_s": float(t.generated[finished].sum() / makespan),
+        "goodput_rps": float(good.sum() / makespan),
+        "slo_attainment": float(good.mean()) if good.size else 0.0,
+        "preemptions": float(t.preemptions.sum()),
+        "makespan_s": makespan,
+    }
+    for name, values in (("ttft_s", ttft), ("tbt_s", tpot), ("e2e_s", e2e), ("max_tbt_s", t.max_tbt[multi])):
+        if values.size:
+            metrics[f"{name}_mean"] = float(values.mean())
+            for q in (50, 95, 99):
+                metrics[f"{name}_p{q}"] = float(np.percentile(values, q))
+    used = np.concatenate([np.frombuffer(r.kv_log_used) for r in result.replicas]) if result.replicas else np.zeros(0)
+    metrics["kv_utilisation_mean"] = float(used.mean()) if used.size else 0.0
+    metrics["kv_utilisation_max"] = float(used.max()) if used.size else 0.0
+    return metrics
+
+
+__all__ = [
+    "BYTES_BF16",
+    "ROUTERS",
+    "SLO",
+    "STATE_NAMES",
+    "Replica",
+    "ReplicaConfig",
+    "RequestTable",
+    "ServingCluster",
+    "SimulationResult",
+    "summarize",
+]
