@@ -12,6 +12,11 @@ _ENVS = {
         # TimeLimit flag that step as truncated too; 2 only guards against misuse.
         2,
     ),
+    "infragym/LLMServing-v0": (
+        "infragym.envs.serving.env:LLMServingEnv",
+        # a scheduling decision per step; an episode of 200 requests takes ~400-1000 steps
+        20_000,
+    ),
 }
 
 for _env_id, (_entry_point, _max_steps) in _ENVS.items():

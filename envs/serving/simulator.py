@@ -134,6 +134,7 @@ class Replica:
         self.run_ids = np.zeros(0, dtype=np.int64)  # admission order (last = newest)
         self.ctx = np.zeros(0, dtype=np.int64)  # tokens in the KV cache
         self.prefill_left = np.zeros(0, dtype=np.int64)  # prompt tokens still to prefill
+        self.blocks = np.zeros(0, dtype=np.int64)  # KV blocks allocated to each running request
         self.swapped_blocks = 0
         self.iterations = 0
         self.busy_s = 0.0
@@ -201,12 +202,15 @@ class Replica:
             raise ValueError(f"request {rid} is not admissible on replica {self.index}")
         self.waiting.remove(rid)
         length = self._prefill_len(rid)
-        blocks = int(self.blocks_for(length))
+        # Reserve the prompt and the token the prefill emits, so the prefill never stalls.
+        self._append_running(rid, context=0, prefill=length, blocks=int(self.blocks_for(length + 1)))
+
+    def _append_running(self, rid: int, *, context: int, prefill: int, blocks: int) -> None:
         self.free_blocks -= blocks
         self.run_ids = np.append(self.run_ids, rid)
-        self.ctx = np.append(self.ctx, 0)
-        self.prefill_left = np.append(self.prefill_left, length)
-        self._reserved = getattr(self, "_reserved", 0)
+        self.ctx = np.append(self.ctx, context)
+        self.prefill_left = np.append(self.prefill_left, prefill)
+        self.blocks = np.append(self.blocks, blocks)
         self.table.state[rid] = RUNNING
 
     def _swap_in(self) -> float:
@@ -221,11 +225,7 @@ class Replica:
                 break
             self.swapped.popleft()
             self.swapped_blocks -= int(self.blocks_for(context))
-            self.free_blocks -= int(self.blocks_for(context))
-            self.run_ids = np.append(self.run_ids, rid)
-            self.ctx = np.append(self.ctx, context)
-            self.prefill_left = np.append(self.prefill_left, 0)
-            t.state[rid] = RUNNING
+            self._append_running(rid, context=context, prefill=0, blocks=blocks)
             seconds += self.blocks_for(context) * self._swap_s_per_block
         return seconds
 
@@ -233,12 +233,13 @@ class Replica:
         """Preempt the most recently admitted running request; returns the swap time."""
         t = self.table
         rid = int(self.run_ids[-1])
-        used = int(self.blocks_for(self.ctx[-1] + self.prefill_left[-1]))
-        context = int(self.ctx[-1])
-        self.run_ids, self.ctx, self.prefill_left = self.run_ids[:-1], self.ctx[:-1], self.prefill_left[:-1]
+        used = int(self.blocks[-1])
+        context = int(self.ctx[-1]) if self.prefill_left[-1] == 0 else 0  # a partial prefill is redone
+        self._keep_running(np.arange(len(self.run_ids)) < len(self.run_ids) - 1)
         self.free_blocks += used
         t.preemptions[rid] += 1
-        if self.config.preemption == "swap" and context > 0 and self.prefill_left.size >= 0:
+        if self.config.preemption == "swap" and context > 0:
+            # context == prompt + generated tokens, all in the cache
             self.swapped.appendleft(rid)
             self.swapped_blocks += int(self.blocks_for(context))
             t.state[rid] = SWAPPED
@@ -267,7 +268,7 @@ class Replica:
         # A decode that starts a new block needs a free one; preempt the newest until it fits.
         while len(self.run_ids):
             decoding = self.prefill_left == 0
-            need = int(np.count_nonzero(decoding & (self.ctx % cfg.block_size == 0)))
+            need = int(np.count_nonzero(decoding & (self.ctx >= self.blocks * cfg.block_size)))
             if need <= self.free_blocks:
                 break
             swap_s += self._preempt_last()
@@ -295,8 +296,9 @@ class Replica:
         self.iterations += 1
         self.busy_s += seconds
         # Decodes: one token each.
-        new_blocks = int(np.count_nonzero(decoding & (self.ctx % cfg.block_size == 0)))
-        self.free_blocks -= new_blocks
+        grow = decoding & (self.ctx >= self.blocks * cfg.block_size)
+        self.blocks[grow] += 1
+        self.free_blocks -= int(np.count_nonzero(grow))
         ids = self.run_ids[decoding]
         if ids.size:
             gap = end - t.last_token[ids]
@@ -318,9 +320,7 @@ class Replica:
                     t.max_tbt[resumed] = np.maximum(t.max_tbt[resumed], end - t.last_token[resumed])
                 t.generated[rids] += 1
                 t.last_token[rids] = end
-                extra = self.blocks_for(self.ctx[done] + 1) - self.blocks_for(self.ctx[done])
-                self.free_blocks -= int(extra.sum())
-                self.ctx[done] += 1
+                self.ctx[done] += 1  # the emitted token's slot was reserved at admission
         self._finish_completed()
         self._log_kv()
 
@@ -333,9 +333,12 @@ class Replica:
             rids = self.run_ids[done]
             t.state[rids] = FINISHED
             t.completion[rids] = t.last_token[rids]
-            self.free_blocks += int(self.blocks_for(self.ctx[done]).sum())
-            keep = ~done
-            self.run_ids, self.ctx, self.prefill_left = self.run_ids[keep], self.ctx[keep], self.prefill_left[keep]
+            self.free_blocks += int(self.blocks[done].sum())
+            self._keep_running(~done)
+
+    def _keep_running(self, keep: np.ndarray) -> None:
+        self.run_ids, self.ctx = self.run_ids[keep], self.ctx[keep]
+        self.prefill_left, self.blocks = self.prefill_left[keep], self.blocks[keep]
 
     def _log_kv(self) -> None:
         self.kv_log_t.append(self.clock)
@@ -355,7 +358,7 @@ class Replica:
         remaining = t.target[rids] - t.generated[rids]
         k = int(remaining.min())
         # KV blocks: request i needs a new block at iterations room_i + 1, room_i + 1 + bs, ...
-        room = (-self.ctx) % cfg.block_size
+        room = self.blocks * cfg.block_size - self.ctx
         if self.free_blocks < n * (k // cfg.block_size + 1):
             k = min(k, self._max_iterations_within_blocks(room))
             if k == 0:
@@ -381,8 +384,9 @@ class Replica:
         self.clock += elapsed
         self.busy_s += elapsed
         self.iterations += k
-        new_blocks = int(np.sum(np.maximum(0, -(-(k - room) // cfg.block_size))))
-        self.free_blocks -= new_blocks
+        grow = np.maximum(0, -(-(k - room) // cfg.block_size))
+        self.blocks += grow
+        self.free_blocks -= int(grow.sum())
         self.ctx += k
         t.generated[rids] += k
         t.last_token[rids] = self.clock
@@ -409,6 +413,24 @@ class Replica:
             else:
                 hi = mid
         return lo
+
+    def audit(self) -> None:
+        """Check the KV-block ledger and the per-request bookkeeping (used by the tests)."""
+        t = self.table
+        used = int(self.blocks.sum())
+        if np.any(self.blocks * self.config.block_size < self.ctx + self.prefill_left):
+            raise AssertionError(f"replica {self.index}: a request holds fewer blocks than its tokens")
+        if used + self.free_blocks != self.total_blocks:
+            raise AssertionError(f"replica {self.index}: {used} used + {self.free_blocks} free != {self.total_blocks}")
+        if self.free_blocks < 0:
+            raise AssertionError(f"replica {self.index}: negative free blocks")
+        swapped = sum(int(self.blocks_for(t.prompt[r] + t.generated[r])) for r in self.swapped)
+        if swapped != self.swapped_blocks:
+            raise AssertionError(f"replica {self.index}: swapped blocks {self.swapped_blocks} != {swapped}")
+        if len(self.run_ids) and np.any(t.state[self.run_ids] != RUNNING):
+            raise AssertionError(f"replica {self.index}: a request in the batch is not RUNNING")
+        if len(self.run_ids) and np.any(t.generated[self.run_ids] > t.target[self.run_ids]):
+            raise AssertionError(f"replica {self.index}: generated more tokens than requested")
 
     # ------------------------------------------------------------------ driving
     def step_fcfs(self) -> None:
@@ -440,8 +462,6 @@ class Replica:
             if blocked and not self.swapped and self.fast_forward(target):
                 continue
             step(self)
-        if not self.has_work and self.clock < target and math.isfinite(target):
-            self.clock = target
 
 
 # ---------------------------------------------------------------------- cluster
@@ -504,7 +524,8 @@ class ServingCluster:
         end = (arrival[-1] if table.n else 0.0) + self.drain_s
         for r in replicas:
             r.advance_until(end, scheduler)
-        finish = max([r.clock for r in replicas] + [0.0])
+        done = table.completion[np.isfinite(table.completion)]
+        finish = float(done.max()) if done.size else 0.0
         result = SimulationResult(table, replicas, self.slo, min(finish, end))
         result.metrics = summarize(result)
         return result

@@ -1,0 +1,198 @@
+"""``infragym/LLMServing-v0``: the admission decision of one serving replica.
+
+At each scheduling point the agent sees the replica (free KV blocks, batch, queue) and the
+first ``window`` waiting requests, and either admits one of them into the next iteration or
+runs the iteration (a masked admission also runs it). Between decisions the simulator runs iterations (fast-forwarding
+decode-only stretches) until a waiting request could be admitted. Reward per step: requests
+finished within the SLO minus those finished late, timed out or failed since the last step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from infragym.datasets.llm_traces import RequestTrace, burstgpt_like, poisson_trace
+from infragym.envs.serving.simulator import (
+    FAILED,
+    FINISHED,
+    PENDING,
+    SLO,
+    TIMED_OUT,
+    Replica,
+    ReplicaConfig,
+    RequestTable,
+)
+
+N_REPLICA_FEATURES = 6
+N_SLOT_FEATURES = 3
+WORKLOADS = ("burstgpt_like", "poisson")
+
+
+class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
+    """Admission control of one replica over an episode of ``n_requests`` generated requests."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        *,
+        n_requests: int = 200,
+        rate: float = 30.0,
+        workload: str = "burstgpt_like",
+        window: int = 8,
+        gpu: str = "h100",
+        model: str = "llama3.1_8b",
+        tp: int = 1,
+        max_batched_tokens: int = 8192,
+        max_running: int = 256,
+        ttft_slo_s: float = 2.0,
+        tbt_slo_s: float = 0.1,
+        queue_timeout_s: float = 60.0,
+    ) -> None:
+        super().__init__()
+        if workload not in WORKLOADS:
+            raise ValueError(f"workload must be one of {WORKLOADS}, got {workload!r}")
+        if n_requests <= 0 or rate <= 0 or window <= 0:
+            raise ValueError("n_requests, rate and window must be positive")
+        self.n_requests = n_requests
+        self.rate = rate
+        self.workload = workload
+        self.window = window
+        self.replica_config = ReplicaConfig(
+            gpu=gpu, model=model, tp=tp, max_batched_tokens=max_batched_tokens, max_running=max_running
+        )
+        self.slo = SLO(ttft_s=ttft_slo_s, tbt_s=tbt_slo_s, queue_timeout_s=queue_timeout_s)
+        size = N_REPLICA_FEATURES + N_SLOT_FEATURES * window
+        self.observation_space = gym.spaces.Box(low=0.0, high=1.0, shape=(size,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(window + 1)  # admit slot k, or run (= window)
+        self.replica: Replica | None = None
+        self.table: RequestTable | None = None
+        self._next = 0
+        self._scored = 0.0
+
+    # ------------------------------------------------------------------ episode
+    def _trace(self) -> RequestTrace:
+        rng = self.np_random
+        if self.workload == "poisson":
+            return poisson_trace(self.n_requests, rng, rate=self.rate)
+        return burstgpt_like(self.n_requests, rng, rate=self.rate, failure_fraction=0.0)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        trace = self._trace()
+        self._trace_for_test = trace  # the episode's trace, for replay outside the env
+        self.table = RequestTable(trace)
+        self.replica = Replica(0, self.replica_config, self.table, self.slo)
+        self.replica.clock = float(self.table.arrival[0])
+        self._next = 0
+        self._scored = 0.0
+        self._advance_to_decision()
+        return self._observation(), self._info()
+
+    def _enqueue_arrivals(self) -> None:
+        assert self.table is not None and self.replica is not None
+        arrival = self.table.arrival
+        while self._next < self.table.n and arrival[self._next] <= self.replica.clock:
+            self.replica.enqueue(self._next, arrival[self._next])
+            self._next += 1
+
+    def _candidates(self) -> list[int]:
+        assert self.replica is not None
+        return list(self.replica.waiting)[: self.window]
+
+    def action_masks(self) -> np.ndarray:
+        mask = np.zeros(self.window + 1, dtype=bool)
+        mask[self.window] = True  # running the iteration is always allowed
+        if self.replica is not None:
+            for slot, rid in enumerate(self._candidates()):
+                mask[slot] = self.replica.admissible(rid)
+        return mask
+
+    def _done(self) -> bool:
+        assert self.table is not None and self.replica is not None
+        return self._next >= self.table.n and not self.replica.has_work
+
+    def _advance_to_decision(self) -> None:
+        """Run the simulator until an admission decision exists or the episode is over."""
+        replica = self.replica
+        assert replica is not None and self.table is not None
+        while True:
+            self._enqueue_arrivals()
+            replica._drop_timed_out()
+            replica.clock += replica._swap_in()
+            if self.action_masks()[: self.window].any() or self._done():
+                return
+            next_arrival = float(self.table.arrival[self._next]) if self._next < self.table.n else np.inf
+            if not replica.has_work:
+                replica.clock = max(replica.clock, next_arrival)
+            elif replica.waiting and not len(replica.run_ids) and not replica.swapped:
+                replica._fail_unservable(replica.waiting[0])
+            elif not replica.fast_forward(next_arrival):
+                replica.run_iteration()
+
+    def _score(self) -> float:
+        """Cumulative score: +1 per request finished within the SLO, -1 per late, timed-out or
+        failed one."""
+        t = self.table
+        assert t is not None
+        done = t.state == FINISHED
+        ttft = t.first_token - t.arrival
+        tpot = np.where(t.generated > 1, (t.completion - t.first_token) / np.maximum(t.generated - 1, 1), 0.0)
+        good = done & (ttft <= self.slo.ttft_s) & (tpot <= self.slo.tbt_s)
+        bad = (done & ~good) | (t.state == TIMED_OUT) | (t.state == FAILED)
+        return float(good.sum() - bad.sum())
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self.replica is None:
+            raise RuntimeError("call reset() first")
+        a = int(action)
+        if not 0 <= a <= self.window:
+            raise ValueError(f"action must be in [0, {self.window}], got {action!r}")
+        if a < self.window:
+            candidates = self._candidates()
+            if a < len(candidates) and self.replica.admissible(candidates[a]):
+                self.replica.admit(candidates[a])
+                if not self.action_masks()[: self.window].any():
+                    a = self.window  # nothing else fits: the iteration runs
+            else:
+                # A masked admission (an agent that ignores the mask) counts as "run".
+                a = self.window
+        if a == self.window:
+            if len(self.replica.run_ids):
+                self.replica.run_iteration()
+            self._advance_to_decision()
+        score = self._score()
+        reward = score - self._scored
+        self._scored = score
+        return self._observation(), reward, self._done(), False, self._info()
+
+    # ------------------------------------------------------------------ observation
+    def _observation(self) -> np.ndarray:
+        r, t = self.replica, self.table
+        assert r is not None and t is not None
+        cfg = self.replica_config
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        obs[0] = r.free_blocks / r.total_blocks
+        obs[1] = len(r.run_ids) / cfg.max_running
+        obs[2] = min(r.batch_tokens() / cfg.max_batched_tokens, 1.0)
+        obs[3] = min(len(r.waiting) / 100.0, 1.0)
+        obs[4] = min(len(r.swapped) / 10.0, 1.0)
+        obs[5] = min(float(np.sum(t.state == PENDING)) / t.n, 1.0)
+        for slot, rid in enumerate(self._candidates()):
+            base = N_REPLICA_FEATURES + N_SLOT_FEATURES * slot
+            obs[base] = 1.0
+            obs[base + 1] = min(r._prefill_len(rid) / cfg.max_batched_tokens, 1.0)
+            obs[base + 2] = min((r.clock - t.arrival[rid]) / (10 * self.slo.ttft_s), 1.0)
+        return obs
+
+    def _info(self) -> dict[str, Any]:
+        assert self.replica is not None
+        return {"action_mask": self.action_masks(), "clock": self.replica.clock, "score": self._scored}
+
+
+def fcfs_action(mask: np.ndarray) -> int:
+    """The FCFS baseline in the env's terms: admit the head if it fits, else run."""
+    return 0 if mask[0] else len(mask) - 1

@@ -1,0 +1,176 @@
+"""The LLM-serving simulator: invariants (hypothesis), overload, routers, the gymnasium env."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from infragym.datasets.llm_traces import RequestTrace, burstgpt_like, poisson_trace
+from infragym.envs.serving.env import LLMServingEnv, fcfs_action
+from infragym.envs.serving.simulator import (
+    FAILED,
+    FINISHED,
+    RUNNING,
+    SLO,
+    SWAPPED,
+    TIMED_OUT,
+    WAITING,
+    Replica,
+    ReplicaConfig,
+    ServingCluster,
+)
+
+
+def _audited_fcfs(clocks: list[float]):
+    def scheduler(replica: Replica) -> None:
+        before = replica.clock
+        replica.step_fcfs()
+        replica.audit()
+        assert replica.clock >= before, "time went backwards"
+        clocks.append(replica.clock)
+
+    return scheduler
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 150),
+    rate=st.floats(0.5, 400.0),
+    seed=st.integers(0, 10_000),
+    preemption=st.sampled_from(["recompute", "swap"]),
+    chunked=st.booleans(),
+    memory=st.floats(0.25, 0.6),
+    replicas=st.integers(1, 3),
+    router=st.sampled_from(["round_robin", "least_outstanding"]),
+)
+def test_invariants_hold_on_random_workloads(
+    n: int, rate: float, seed: int, preemption: str, chunked: bool, memory: float, replicas: int, router: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    trace = burstgpt_like(n, rng, rate=rate, prompt_cap=6000, output_cap=1500, zipf_a=1.05)
+    config = ReplicaConfig(
+        preemption=preemption, chunked_prefill=chunked, gpu_memory_utilisation=memory, max_batched_tokens=4096
+    )
+    clocks: list[float] = []
+    result = ServingCluster(replica=config, n_replicas=replicas, router=router, slo=SLO(queue_timeout_s=20.0)).run(
+        trace, _audited_fcfs(clocks)
+    )
+    t = result.table
+    for replica in result.replicas:
+        replica.audit()
+    # Every request finished, failed, timed out or is still queued; nothing is lost.
+    assert np.isin(t.state, (FINISHED, FAILED, TIMED_OUT, WAITING, RUNNING, SWAPPED)).all()
+    finished = t.state == FINISHED
+    np.testing.assert_array_equal(t.generated[finished], t.target[finished])
+    assert (t.first_token[finished] >= t.arrival[finished]).all()
+    assert (t.completion[finished] >= t.first_token[finished]).all()
+    # When the run is drained, the KV cache is empty again.
+    if not np.isin(t.state, (WAITING, RUNNING, SWAPPED)).any():
+        assert all(r.free_blocks == r.total_blocks and r.swapped_blocks == 0 for r in result.replicas)
+
+
+def test_overload_never_crashes_and_counts_timeouts() -> None:
+    trace = poisson_trace(3000, np.random.default_rng(0), rate=2000.0, prompt_mean=3000, output_mean=500)
+    result = ServingCluster(replica=ReplicaConfig(gpu_memory_utilisation=0.4), slo=SLO(queue_timeout_s=5.0)).run(trace)
+    m = result.metrics
+    assert m["timed_out"] > 0 and m["finished"] > 0
+    assert m["finished"] + m["timed_out"] + m["failed"] + m["unfinished"] == 3000
+    assert m["goodput_rps"] <= m["throughput_rps"]
+
+
+def test_preemption_happens_when_memory_runs_out_and_swap_costs_time() -> None:
+    trace = poisson_trace(400, np.random.default_rng(1), rate=200.0, prompt_mean=2000, output_mean=800, sigma=0.3)
+    tight = {"gpu_memory_utilisation": 0.26, "max_batched_tokens": 16384}
+    patient = SLO(queue_timeout_s=1e9)
+    recompute = ServingCluster(replica=ReplicaConfig(preemption="recompute", **tight), slo=patient).run(trace)
+    swap = ServingCluster(replica=ReplicaConfig(preemption="swap", **tight), slo=patient).run(trace)
+    assert recompute.metrics["preemptions"] > 0 and swap.metrics["preemptions"] > 0
+    for result in (recompute, swap):
+        assert result.metrics["finished"] == 400
+
+
+def test_latency_grows_with_load() -> None:
+    base = burstgpt_like(4000, np.random.default_rng(2), rate=5.0, failure_fraction=0.0)
+    results = [ServingCluster(n_replicas=1).run(base.scaled(f)).metrics for f in (1.0, 16.0)]
+    assert results[1]["ttft_s_p99"] > results[0]["ttft_s_p99"]
+    assert results[1]["kv_utilisation_mean"] > results[0]["kv_utilisation_mean"]
+
+
+def test_least_outstanding_balances_a_skewed_stream() -> None:
+    # Every other request is huge: round-robin sends all of them to the same replica.
+    n = 600
+    prompt = np.where(np.arange(n) % 2 == 0, 6000, 50)
+    trace = RequestTrace(
+        np.arange(n) * 0.02, prompt, np.where(prompt > 100, 400, 5), np.zeros(n, np.int64), np.zeros(n, bool)
+    )
+    rr = ServingCluster(n_replicas=2, router="round_robin").run(trace)
+    lor = ServingCluster(n_replicas=2, router="least_outstanding").run(trace)
+
+    def prompt_tokens_per_replica(result) -> list[int]:
+        t = result.table
+        return [int(t.prompt[t.replica == i].sum()) for i in range(2)]
+
+    assert max(prompt_tokens_per_replica(rr)) == 300 * 6000  # all the huge ones on replica 0
+    assert max(prompt_tokens_per_replica(lor)) < 0.7 * 300 * 6000
+    assert lor.metrics["makespan_s"] < rr.metrics["makespan_s"]
+    assert lor.metrics["e2e_s_p99"] < rr.metrics["e2e_s_p99"]
+
+
+def test_fast_forward_matches_iteration_by_iteration() -> None:
+    """The closed-form fast-forward gives the same token times as stepping each iteration."""
+    trace = poisson_trace(60, np.random.default_rng(3), rate=20.0)
+    fast = ServingCluster().run(trace)
+
+    def one_at_a_time(replica: Replica) -> None:
+        replica.step_fcfs()
+
+    class NoFastForward(Replica):
+        def fast_forward(self, target: float) -> bool:
+            return False
+
+    import infragym.envs.serving.simulator as sim
+
+    original = sim.Replica
+    sim.Replica = NoFastForward
+    try:
+        slow = ServingCluster().run(trace, one_at_a_time)
+    finally:
+        sim.Replica = original
+    np.testing.assert_allclose(fast.table.completion, slow.table.completion, rtol=1e-9)
+    np.testing.assert_allclose(fast.table.first_token, slow.table.first_token, rtol=1e-9)
+    np.testing.assert_allclose(fast.table.max_tbt, slow.table.max_tbt, rtol=1e-9)
+
+
+def test_env_passes_checkers() -> None:
+    gym_check_env(gym.make("infragym/LLMServing-v0").unwrapped, skip_render_check=True)
+    sb3_check_env(LLMServingEnv(n_requests=50), warn=True)
+
+
+def test_env_fcfs_reproduces_the_simulator() -> None:
+    env = LLMServingEnv(n_requests=300, rate=80.0)
+    obs, info = env.reset(seed=4)
+    done, total = False, 0.0
+    while not done:
+        assert env.observation_space.contains(obs)
+        obs, reward, done, _, info = env.step(fcfs_action(info["action_mask"]))
+        total += reward
+    assert env.table is not None
+    direct = ServingCluster(replica=env.replica_config, slo=env.slo).run(env._trace_for_test)
+    np.testing.assert_allclose(env.table.completion, direct.table.completion, rtol=1e-9)
+    finished = direct.metrics["finished"]
+    assert total == pytest.approx(2 * direct.metrics["slo_attainment"] * finished - (direct.metrics["requests"]))
+
+
+def test_env_masked_action_runs_the_iteration() -> None:
+    env = LLMServingEnv(n_requests=20, rate=5.0)
+    _, info = env.reset(seed=0)
+    empty_slot = int(np.flatnonzero(~info["action_mask"])[0]) if (~info["action_mask"]).any() else env.window
+    _, _, _, _, info2 = env.step(empty_slot)
+    assert info2["clock"] >= info["clock"]
+    with pytest.raises(ValueError):
+        env.step(env.window + 1)
