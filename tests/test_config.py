@@ -12,8 +12,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from infragym.envs.health import UnhealthyNodeMitigationEnv
+from infragym.envs.serving.env import LLMServingEnv
 from infragym.logging import RunLogger
 from infragym.models.deoxys import Deoxys
+from infragym.models.serving.task import ServingBaselinesTask
 from infragym.runner import build_task
 from infragym.task import Task
 
@@ -37,8 +39,12 @@ def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"experiment={experiment}", "logger=none"], tmp_path)
     task = build_task(cfg)
     assert isinstance(task, Task)
-    assert isinstance(task.model, Deoxys)
-    assert isinstance(task.env, UnhealthyNodeMitigationEnv)
+    if experiment.startswith("deoxys"):
+        assert isinstance(task.model, Deoxys)
+        assert isinstance(task.env, UnhealthyNodeMitigationEnv)
+    else:
+        assert isinstance(task, ServingBaselinesTask)
+        assert isinstance(task.env, LLMServingEnv)
 
 
 @pytest.mark.parametrize("name", _options("logger"))

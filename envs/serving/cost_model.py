@@ -132,10 +132,15 @@ class CostModel:
         prefill_attn_s = prefill_attn / (self.gpu.peak_flops * self.eff.flop_eff)
         kv_read = np.asarray(decode_context_tokens, dtype=np.float64) * m.kv_bytes_per_token / tp
         decode_attn_s = kv_read / (self.gpu.hbm_bandwidth * self.eff.mem_eff)
-        # The LM head runs on the sampled positions only (one per request in the batch).
         head_tokens = np.asarray(decode_requests, dtype=np.float64) + (np.asarray(prefill_tokens) > 0)
-        lm_head = self._op(2.0 * head_tokens * m.hidden * m.vocab / tp, BYTES_BF16 * m.hidden * m.vocab / tp)
+        lm_head = self.lm_head_time(head_tokens)
         return self.eff.iteration_overhead_s + layers + prefill_attn_s + decode_attn_s + lm_head
+
+    def lm_head_time(self, sampled_tokens: np.ndarray | float) -> np.ndarray:
+        """The LM head runs on the sampled positions only (one per request in the batch)."""
+        m = self.model
+        k = np.asarray(sampled_tokens, dtype=np.float64)
+        return self._op(2.0 * k * m.hidden * m.vocab / self.tp, BYTES_BF16 * m.hidden * m.vocab / self.tp)
 
     def with_efficiency(self, efficiency: Efficiency) -> CostModel:
         return CostModel(self.gpu, self.model, self.tp, efficiency)

@@ -96,6 +96,11 @@ class RequestTable:
 class Replica:
     """One replica's scheduler state and iteration loop.
 
+    The running batch lives in preallocated arrays (``max_running`` slots, admission order,
+    the newest last) holding each request's context, pending prefill, KV blocks and token
+    records; a request's records are written back to the ``RequestTable`` when it leaves the
+    batch (finished or preempted), so an iteration touches only the replica's own arrays.
+
     The scheduling primitives (``admissible``, ``admit``, ``run_iteration``) are public so a
     learned scheduler (the gymnasium env) can drive them; ``step_fcfs`` is the FCFS baseline.
     """
@@ -115,12 +120,10 @@ class Replica:
         if self.total_blocks <= 0:
             raise ValueError(f"{model.name} does not fit on {config.tp} x {gpu.name} with room for a KV cache")
         self.free_blocks = self.total_blocks
-        # Iteration-time tables: layer time by batch tokens, LM head by sampled tokens.
-        max_tokens = config.max_batched_tokens + config.max_running + 1
-        tokens = np.arange(max_tokens + 1, dtype=np.float64)
+        # Iteration-time tables, by tokens in the batch and by sampled tokens.
+        tokens = np.arange(config.max_batched_tokens + config.max_running + 2, dtype=np.float64)
         self._layers_s = model.layers * self.cost.layer_time(np.maximum(tokens, 1.0))
-        head = self.cost.iteration_time(0, 0, tokens, 0) - self.cost.iteration_time(0, 0, 0, 0)
-        self._head_s = head  # decode-request dependent part excluding layers: LM head + nothing else
+        self._head_s = self.cost.lm_head_time(tokens)
         eff = self.cost.eff
         self._overhead_s = eff.iteration_overhead_s
         self._kv_read_s_per_token = model.kv_bytes_per_token / config.tp / (gpu.hbm_bandwidth * eff.mem_eff)
@@ -131,28 +134,64 @@ class Replica:
         self.clock = 0.0
         self.waiting: deque[int] = deque()
         self.swapped: deque[int] = deque()
-        self.run_ids = np.zeros(0, dtype=np.int64)  # admission order (last = newest)
-        self.ctx = np.zeros(0, dtype=np.int64)  # tokens in the KV cache
-        self.prefill_left = np.zeros(0, dtype=np.int64)  # prompt tokens still to prefill
-        self.blocks = np.zeros(0, dtype=np.int64)  # KV blocks allocated to each running request
         self.swapped_blocks = 0
         self.iterations = 0
         self.busy_s = 0.0
         self.kv_log_t = array("d")
         self.kv_log_used = array("d")
-        self._admitted: list[int] = []
+        # The running batch: slots [0, n).
+        cap = config.max_running
+        self.n = 0
+        self._ids = np.zeros(cap, dtype=np.int64)
+        self._ctx = np.zeros(cap, dtype=np.int64)  # tokens in the KV cache
+        self._pre = np.zeros(cap, dtype=np.int64)  # prompt tokens still to prefill
+        self._blk = np.zeros(cap, dtype=np.int64)  # KV blocks allocated
+        self._gen = np.zeros(cap, dtype=np.int64)  # tokens generated so far
+        self._target = np.zeros(cap, dtype=np.int64)
+        self._first = np.zeros(cap)
+        self._last = np.zeros(cap)
+        self._mtbt = np.zeros(cap)
+        self._buffers = (
+            self._ids,
+            self._ctx,
+            self._pre,
+            self._blk,
+            self._gen,
+            self._target,
+            self._first,
+            self._last,
+            self._mtbt,
+        )
+        self._pending_prefill = 0  # sum of _pre over the batch
+        self._decoding = 0  # slots with nothing left to prefill
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ views and helpers
+    @property
+    def run_ids(self) -> np.ndarray:
+        return self._ids[: self.n]
+
+    @property
+    def ctx(self) -> np.ndarray:
+        return self._ctx[: self.n]
+
+    @property
+    def prefill_left(self) -> np.ndarray:
+        return self._pre[: self.n]
+
+    @property
+    def blocks(self) -> np.ndarray:
+        return self._blk[: self.n]
+
     def blocks_for(self, tokens: int | np.ndarray) -> int | np.ndarray:
         return -(-tokens // self.config.block_size)
 
     @property
     def outstanding(self) -> int:
-        return len(self.waiting) + len(self.swapped) + len(self.run_ids)
+        return len(self.waiting) + len(self.swapped) + self.n
 
     @property
     def has_work(self) -> bool:
-        return bool(self.waiting or self.swapped or len(self.run_ids))
+        return bool(self.n or self.waiting or self.swapped)
 
     def _prefill_len(self, rid: int) -> int:
         """Tokens to prefill on (re)admission: the prompt plus anything generated before a
@@ -178,23 +217,73 @@ class Replica:
             else:
                 break
 
+    def _append_running(self, rid: int, *, context: int, prefill: int, blocks: int) -> None:
+        t = self.table
+        i = self.n
+        self._ids[i] = rid
+        self._ctx[i] = context
+        self._pre[i] = prefill
+        self._blk[i] = blocks
+        self._gen[i] = t.generated[rid]
+        self._target[i] = t.target[rid]
+        self._first[i] = t.first_token[rid]
+        self._last[i] = t.last_token[rid]
+        self._mtbt[i] = t.max_tbt[rid]
+        self.n = i + 1
+        self.free_blocks -= blocks
+        self._pending_prefill += prefill
+        self._decoding += prefill == 0
+        t.state[rid] = RUNNING
+
+    def _write_back(self, slots: np.ndarray | slice) -> np.ndarray:
+        """Copy the records of ``slots`` to the request table; returns their ids."""
+        t = self.table
+        rids = self._ids[slots]
+        t.generated[rids] = self._gen[slots]
+        t.first_token[rids] = self._first[slots]
+        t.last_token[rids] = self._last[slots]
+        t.max_tbt[rids] = self._mtbt[slots]
+        return rids
+
+    def _compact(self, keep: np.ndarray) -> None:
+        """Keep the slots where ``keep`` (length n) is true, in order."""
+        m = int(np.count_nonzero(keep))
+        for buffer in (
+            self._ids,
+            self._ctx,
+            self._pre,
+            self._blk,
+            self._gen,
+            self._target,
+            self._first,
+            self._last,
+            self._mtbt,
+        ):
+            buffer[:m] = buffer[: self.n][keep]
+        self.n = m
+
+    def sync(self) -> None:
+        """Write every running request's records to the table (for inspection mid-run)."""
+        if self.n:
+            self._write_back(slice(0, self.n))
+
     # ------------------------------------------------------------------ scheduling primitives
     def batch_tokens(self) -> int:
         """Tokens already planned for the next iteration (decodes + admitted prefills)."""
-        decode = int(np.count_nonzero(self.prefill_left == 0))
-        prefill = int(self.prefill_left.sum())
-        return decode + prefill
+        return self._decoding + self._pending_prefill
 
     def admissible(self, rid: int) -> bool:
         """Whether ``rid`` can join the next iteration without preempting anyone."""
         cfg = self.config
-        if len(self.run_ids) >= cfg.max_running:
+        if self.n >= cfg.max_running:
             return False
         length = self._prefill_len(rid)
-        chunk = length if not cfg.chunked_prefill else min(length, cfg.max_batched_tokens - self.batch_tokens())
-        if chunk <= 0 or (not cfg.chunked_prefill and self.batch_tokens() + length > cfg.max_batched_tokens):
+        if cfg.chunked_prefill:
+            if self.batch_tokens() >= cfg.max_batched_tokens:
+                return False
+        elif self.batch_tokens() + length > cfg.max_batched_tokens:
             return False
-        return self.blocks_for(length + 1) <= self.free_blocks
+        return -(-(length + 1) // cfg.block_size) <= self.free_blocks
 
     def admit(self, rid: int) -> None:
         """Move a waiting request into the running batch (its prefill runs next iteration)."""
@@ -205,19 +294,11 @@ class Replica:
         # Reserve the prompt and the token the prefill emits, so the prefill never stalls.
         self._append_running(rid, context=0, prefill=length, blocks=int(self.blocks_for(length + 1)))
 
-    def _append_running(self, rid: int, *, context: int, prefill: int, blocks: int) -> None:
-        self.free_blocks -= blocks
-        self.run_ids = np.append(self.run_ids, rid)
-        self.ctx = np.append(self.ctx, context)
-        self.prefill_left = np.append(self.prefill_left, prefill)
-        self.blocks = np.append(self.blocks, blocks)
-        self.table.state[rid] = RUNNING
-
     def _swap_in(self) -> float:
         """Bring swapped requests back first (vLLM prioritises them); returns the PCIe time."""
         t = self.table
         seconds = 0.0
-        while self.swapped and len(self.run_ids) < self.config.max_running:
+        while self.swapped and self.n < self.config.max_running:
             rid = self.swapped[0]
             context = int(t.prompt[rid] + t.generated[rid])
             blocks = int(self.blocks_for(context + 1))
@@ -232,11 +313,14 @@ class Replica:
     def _preempt_last(self) -> float:
         """Preempt the most recently admitted running request; returns the swap time."""
         t = self.table
-        rid = int(self.run_ids[-1])
-        used = int(self.blocks[-1])
-        context = int(self.ctx[-1]) if self.prefill_left[-1] == 0 else 0  # a partial prefill is redone
-        self._keep_running(np.arange(len(self.run_ids)) < len(self.run_ids) - 1)
-        self.free_blocks += used
+        i = self.n - 1
+        rid = int(self._write_back(slice(i, i + 1))[0])
+        prefilling = self._pre[i] > 0
+        context = 0 if prefilling else int(self._ctx[i])  # a partial prefill is redone
+        self.free_blocks += int(self._blk[i])
+        self._pending_prefill -= int(self._pre[i])
+        self._decoding -= not prefilling
+        self.n = i
         t.preemptions[rid] += 1
         if self.config.preemption == "swap" and context > 0:
             # context == prompt + generated tokens, all in the cache
@@ -261,84 +345,82 @@ class Replica:
 
     def run_iteration(self) -> None:
         """Run one iteration: prefill chunks of admitted requests, one token for the others."""
-        t = self.table
         cfg = self.config
+        bs = cfg.block_size
         swap_s = 0.0
-        decoding = self.prefill_left == 0
         # A decode that starts a new block needs a free one; preempt the newest until it fits.
-        while len(self.run_ids):
-            decoding = self.prefill_left == 0
-            need = int(np.count_nonzero(decoding & (self.ctx >= self.blocks * cfg.block_size)))
+        while self.n:
+            n = self.n
+            decoding = self._pre[:n] == 0
+            grow = decoding & (self._ctx[:n] >= self._blk[:n] * bs)
+            need = int(np.count_nonzero(grow))
             if need <= self.free_blocks:
                 break
             swap_s += self._preempt_last()
-        if not len(self.run_ids):
+        if not self.n:
+            self.clock += swap_s
             return
-        decoding = self.prefill_left == 0
-        budget = cfg.max_batched_tokens - int(np.count_nonzero(decoding))
-        prefilling = np.flatnonzero(~decoding)
-        chunks = np.zeros(len(self.run_ids), dtype=np.int64)
-        if prefilling.size:
-            wanted = self.prefill_left[prefilling]
+        n = self.n
+        ctx, pre, gen = self._ctx[:n], self._pre[:n], self._gen[:n]
+        decodes = self._decoding
+        context = int(ctx[decoding].sum()) if decodes else 0
+        prefill_tokens = 0
+        pairs = 0.0
+        prefilling = np.zeros(0, dtype=np.int64)
+        chunks = np.zeros(0, dtype=np.int64)
+        if self._pending_prefill:
+            prefilling = np.flatnonzero(~decoding)
+            chunks = pre[prefilling]
             if cfg.chunked_prefill:
-                cumulative = np.cumsum(wanted)
-                chunks[prefilling] = np.clip(wanted - np.maximum(cumulative - max(budget, 0), 0), 0, None)
-            else:
-                chunks[prefilling] = wanted
-        prefill_tokens = int(chunks.sum())
-        before = self.ctx[prefilling]
-        pairs = float(np.sum(chunks[prefilling] * (before + chunks[prefilling] / 2.0))) if prefilling.size else 0.0
-        decodes = int(np.count_nonzero(decoding))
-        context = int(self.ctx[decoding].sum())
+                budget = max(cfg.max_batched_tokens - decodes, 0)
+                chunks = np.clip(chunks - np.maximum(np.cumsum(chunks) - budget, 0), 0, None)
+            prefill_tokens = int(chunks.sum())
+            pairs = float(np.dot(chunks, ctx[prefilling] + chunks / 2.0))
         seconds = self._iteration_seconds(prefill_tokens, pairs, decodes, context) + swap_s
-        start = self.clock
-        self.clock = end = start + seconds
+        end = self.clock + seconds
+        self.clock = end
         self.iterations += 1
         self.busy_s += seconds
-        # Decodes: one token each.
-        grow = decoding & (self.ctx >= self.blocks * cfg.block_size)
-        self.blocks[grow] += 1
-        self.free_blocks -= int(np.count_nonzero(grow))
-        ids = self.run_ids[decoding]
-        if ids.size:
-            gap = end - t.last_token[ids]
-            t.max_tbt[ids] = np.maximum(t.max_tbt[ids], gap)
-            t.generated[ids] += 1
-            t.last_token[ids] = end
-            self.ctx[decoding] += 1
-        # Prefills: advance; a completed prefill emits the request's next token.
-        if prefilling.size:
-            self.prefill_left[prefilling] -= chunks[prefilling]
-            self.ctx[prefilling] += chunks[prefilling]
-            done = prefilling[self.prefill_left[prefilling] == 0]
+        if decodes:
+            self._blk[:n][grow] += 1
+            self.free_blocks -= need
+            last = self._last[:n]
+            self._mtbt[:n][decoding] = np.maximum(self._mtbt[:n][decoding], end - last[decoding])
+            gen[decoding] += 1
+            last[decoding] = end
+            ctx[decoding] += 1
+        if prefill_tokens:
+            pre[prefilling] -= chunks
+            ctx[prefilling] += chunks
+            self._pending_prefill -= prefill_tokens
+            done = prefilling[pre[prefilling] == 0]
             if done.size:
-                rids = self.run_ids[done]
-                fresh = t.generated[rids] == 0
-                t.first_token[rids[fresh]] = end
-                resumed = rids[~fresh]
+                fresh = gen[done] == 0
+                self._first[done[fresh]] = end
+                resumed = done[~fresh]
                 if resumed.size:
-                    t.max_tbt[resumed] = np.maximum(t.max_tbt[resumed], end - t.last_token[resumed])
-                t.generated[rids] += 1
-                t.last_token[rids] = end
-                self.ctx[done] += 1  # the emitted token's slot was reserved at admission
+                    self._mtbt[resumed] = np.maximum(self._mtbt[resumed], end - self._last[resumed])
+                gen[done] += 1
+                self._last[done] = end
+                ctx[done] += 1  # the emitted token's slot was reserved at admission
+                self._decoding += done.size
         self._finish_completed()
         self._log_kv()
 
     def _finish_completed(self) -> None:
-        t = self.table
-        if not len(self.run_ids):
+        n = self.n
+        if not n:
             return
-        done = (t.generated[self.run_ids] >= t.target[self.run_ids]) & (self.prefill_left == 0)
+        done = self._gen[:n] >= self._target[:n]
         if done.any():
-            rids = self.run_ids[done]
+            done &= self._pre[:n] == 0
+            t = self.table
+            rids = self._write_back(np.flatnonzero(done))
             t.state[rids] = FINISHED
             t.completion[rids] = t.last_token[rids]
-            self.free_blocks += int(self.blocks[done].sum())
-            self._keep_running(~done)
-
-    def _keep_running(self, keep: np.ndarray) -> None:
-        self.run_ids, self.ctx = self.run_ids[keep], self.ctx[keep]
-        self.prefill_left, self.blocks = self.prefill_left[keep], self.blocks[keep]
+            self.free_blocks += int(self._blk[:n][done].sum())
+            self._decoding -= int(np.count_nonzero(done))
+            self._compact(~done)
 
     def _log_kv(self) -> None:
         self.kv_log_t.append(self.clock)
@@ -349,21 +431,19 @@ class Replica:
         """Run decode-only iterations in closed form until the first completion, the first
         block shortage or the first iteration ending at or after ``target``. False if the
         batch is not decode-only (nothing done)."""
-        if not len(self.run_ids) or self.prefill_left.any():
+        n = self.n
+        if not n or self._pending_prefill:
             return False
-        t = self.table
-        cfg = self.config
-        rids = self.run_ids
-        n = len(rids)
-        remaining = t.target[rids] - t.generated[rids]
-        k = int(remaining.min())
+        bs = self.config.block_size
+        ctx, blk, gen = self._ctx[:n], self._blk[:n], self._gen[:n]
+        k = int((self._target[:n] - gen).min())
         # KV blocks: request i needs a new block at iterations room_i + 1, room_i + 1 + bs, ...
-        room = self.blocks * cfg.block_size - self.ctx
-        if self.free_blocks < n * (k // cfg.block_size + 1):
+        room = blk * bs - ctx
+        if self.free_blocks < n * (k // bs + 1):
             k = min(k, self._max_iterations_within_blocks(room))
             if k == 0:
                 return False  # the next decode needs a block: run_iteration preempts
-        context = int(self.ctx.sum())
+        context = int(ctx.sum())
         base = self._iteration_seconds(0, 0.0, n, context)
         slope = n * self._kv_read_s_per_token  # extra seconds per iteration as the cache grows
         # Iterations needed to reach the target: smallest j with cumulative(j) >= target.
@@ -378,18 +458,18 @@ class Replica:
         elif math.isfinite(target):
             k = 1
         elapsed = k * base + slope * k * (k - 1) / 2.0
-        first_gap = self.clock + base - t.last_token[rids]
-        last_iteration = base + slope * (k - 1)
-        t.max_tbt[rids] = np.maximum(t.max_tbt[rids], np.maximum(first_gap, last_iteration))
+        last = self._last[:n]
+        first_gap = self.clock + base - last
+        np.maximum(self._mtbt[:n], np.maximum(first_gap, base + slope * (k - 1)), out=self._mtbt[:n])
         self.clock += elapsed
         self.busy_s += elapsed
         self.iterations += k
-        grow = np.maximum(0, -(-(k - room) // cfg.block_size))
-        self.blocks += grow
+        grow = np.maximum(0, -(-(k - room) // bs))
+        blk += grow
         self.free_blocks -= int(grow.sum())
-        self.ctx += k
-        t.generated[rids] += k
-        t.last_token[rids] = self.clock
+        ctx += k
+        gen += k
+        last[:] = self.clock
         self._finish_completed()
         self._log_kv()
         return True
@@ -417,8 +497,9 @@ class Replica:
     def audit(self) -> None:
         """Check the KV-block ledger and the per-request bookkeeping (used by the tests)."""
         t = self.table
-        used = int(self.blocks.sum())
-        if np.any(self.blocks * self.config.block_size < self.ctx + self.prefill_left):
+        n = self.n
+        used = int(self._blk[:n].sum())
+        if np.any(self._blk[:n] * self.config.block_size < self._ctx[:n] + self._pre[:n]):
             raise AssertionError(f"replica {self.index}: a request holds fewer blocks than its tokens")
         if used + self.free_blocks != self.total_blocks:
             raise AssertionError(f"replica {self.index}: {used} used + {self.free_blocks} free != {self.total_blocks}")
@@ -427,10 +508,14 @@ class Replica:
         swapped = sum(int(self.blocks_for(t.prompt[r] + t.generated[r])) for r in self.swapped)
         if swapped != self.swapped_blocks:
             raise AssertionError(f"replica {self.index}: swapped blocks {self.swapped_blocks} != {swapped}")
-        if len(self.run_ids) and np.any(t.state[self.run_ids] != RUNNING):
+        if n and np.any(t.state[self._ids[:n]] != RUNNING):
             raise AssertionError(f"replica {self.index}: a request in the batch is not RUNNING")
-        if len(self.run_ids) and np.any(t.generated[self.run_ids] > t.target[self.run_ids]):
+        if np.any(self._gen[:n] > self._target[:n]):
             raise AssertionError(f"replica {self.index}: generated more tokens than requested")
+        if self._pending_prefill != int(self._pre[:n].sum()) or self._decoding != int(
+            np.count_nonzero(self._pre[:n] == 0)
+        ):
+            raise AssertionError(f"replica {self.index}: batch counters out of date")
 
     # ------------------------------------------------------------------ driving
     def step_fcfs(self) -> None:
@@ -440,7 +525,7 @@ class Replica:
         swap_s = self._swap_in()
         while self.waiting and self.admissible(self.waiting[0]):
             self.admit(self.waiting[0])
-        if self.waiting and not len(self.run_ids) and not self.swapped:
+        if self.waiting and not self.n and not self.swapped:
             self._fail_unservable(self.waiting[0])
             return
         self.clock += swap_s
@@ -524,6 +609,7 @@ class ServingCluster:
         end = (arrival[-1] if table.n else 0.0) + self.drain_s
         for r in replicas:
             r.advance_until(end, scheduler)
+            r.sync()  # requests still running at the end keep their partial records
         done = table.completion[np.isfinite(table.completion)]
         finish = float(done.max()) if done.size else 0.0
         result = SimulationResult(table, replicas, self.slo, min(finish, end))
