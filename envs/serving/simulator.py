@@ -148,9 +148,6 @@ class Replica:
         self._blk = np.zeros(cap, dtype=np.int64)  # KV blocks allocated
         self._gen = np.zeros(cap, dtype=np.int64)  # tokens generated so far
         self._target = np.zeros(cap, dtype=np.int64)
-        self._first = np.zeros(cap)
-        self._last = np.zeros(cap)
-        self._mtbt = np.zeros(cap)
         self._buffers = (
             self._ids,
             self._ctx,
@@ -158,11 +155,11 @@ class Replica:
             self._blk,
             self._gen,
             self._target,
-            self._first,
-            self._last,
-            self._mtbt,
         )
         self._pending_prefill = 0  # sum of _pre over the batch
+        self._prefilling = 0  # slots with prompt tokens left
+        self._resuming: dict[int, float] = {}  # swapped-in request -> its last token time
+        self.seg_max = array("d")  # longest iteration of each logged segment (ends: kv_log_t)
         self._decoding = 0  # slots with nothing left to prefill
 
     # ------------------------------------------------------------------ views and helpers
@@ -226,39 +223,34 @@ class Replica:
         self._blk[i] = blocks
         self._gen[i] = t.generated[rid]
         self._target[i] = t.target[rid]
-        self._first[i] = t.first_token[rid]
-        self._last[i] = t.last_token[rid]
-        self._mtbt[i] = t.max_tbt[rid]
         self.n = i + 1
         self.free_blocks -= blocks
         self._pending_prefill += prefill
+        self._prefilling += prefill > 0
         self._decoding += prefill == 0
         t.state[rid] = RUNNING
 
     def _write_back(self, slots: np.ndarray | slice) -> np.ndarray:
-        """Copy the records of ``slots`` to the request table; returns their ids."""
+        """Copy the records of ``slots`` to the request table; returns their ids.
+
+        A decoding slot's last token is the end of the latest iteration (every decoding request
+        takes part in every iteration), except for a swapped-in request that has not decoded
+        since: the table keeps the time of its last token before the swap. (First-token times
+        and resume gaps are written to the table when they happen.)
+        """
         t = self.table
         rids = self._ids[slots]
         t.generated[rids] = self._gen[slots]
-        t.first_token[rids] = self._first[slots]
-        t.last_token[rids] = self._last[slots]
-        t.max_tbt[rids] = self._mtbt[slots]
+        decoded = self._pre[slots] == 0
+        if self._resuming:
+            decoded &= ~np.isin(rids, list(self._resuming))
+        t.last_token[rids[decoded]] = self.clock
         return rids
 
     def _compact(self, keep: np.ndarray) -> None:
         """Keep the slots where ``keep`` (length n) is true, in order."""
         m = int(np.count_nonzero(keep))
-        for buffer in (
-            self._ids,
-            self._ctx,
-            self._pre,
-            self._blk,
-            self._gen,
-            self._target,
-            self._first,
-            self._last,
-            self._mtbt,
-        ):
+        for buffer in self._buffers:
             buffer[:m] = buffer[: self.n][keep]
         self.n = m
 
@@ -307,6 +299,7 @@ class Replica:
             self.swapped.popleft()
             self.swapped_blocks -= int(self.blocks_for(context))
             self._append_running(rid, context=context, prefill=0, blocks=blocks)
+            self._resuming[rid] = float(t.last_token[rid])
             seconds += self.blocks_for(context) * self._swap_s_per_block
         return seconds
 
@@ -319,7 +312,9 @@ class Replica:
         context = 0 if prefilling else int(self._ctx[i])  # a partial prefill is redone
         self.free_blocks += int(self._blk[i])
         self._pending_prefill -= int(self._pre[i])
+        self._prefilling -= prefilling
         self._decoding -= not prefilling
+        self._resuming.pop(rid, None)
         self.n = i
         t.preemptions[rid] += 1
         if self.config.preemption == "swap" and context > 0:
@@ -351,8 +346,12 @@ class Replica:
         # A decode that starts a new block needs a free one; preempt the newest until it fits.
         while self.n:
             n = self.n
-            decoding = self._pre[:n] == 0
-            grow = decoding & (self._ctx[:n] >= self._blk[:n] * bs)
+            # Prefilling slots are the newest ones (a suffix) unless a swap-in landed behind a
+            # partial chunked prefill; then fall back to a mask.
+            d = n - self._prefilling
+            suffix = self._prefilling == 0 or not self._pre[:d].any()
+            decoding = slice(0, d) if suffix else np.flatnonzero(self._pre[:n] == 0)
+            grow = self._ctx[decoding] >= self._blk[decoding] * bs
             need = int(np.count_nonzero(grow))
             if need <= self.free_blocks:
                 break
@@ -366,15 +365,16 @@ class Replica:
         context = int(ctx[decoding].sum()) if decodes else 0
         prefill_tokens = 0
         pairs = 0.0
-        prefilling = np.zeros(0, dtype=np.int64)
-        chunks = np.zeros(0, dtype=np.int64)
-        if self._pending_prefill:
-            prefilling = np.flatnonzero(~decoding)
+        if self._prefilling:
+            prefilling = slice(d, n) if suffix else np.flatnonzero(pre > 0)
             chunks = pre[prefilling]
             if cfg.chunked_prefill:
                 budget = max(cfg.max_batched_tokens - decodes, 0)
                 chunks = np.clip(chunks - np.maximum(np.cumsum(chunks) - budget, 0), 0, None)
-            prefill_tokens = int(chunks.sum())
+                prefill_tokens = int(chunks.sum())
+            else:
+                chunks = chunks.copy()
+                prefill_tokens = self._pending_prefill  # every pending prompt runs whole
             pairs = float(np.dot(chunks, ctx[prefilling] + chunks / 2.0))
         seconds = self._iteration_seconds(prefill_tokens, pairs, decodes, context) + swap_s
         end = self.clock + seconds
@@ -382,30 +382,46 @@ class Replica:
         self.iterations += 1
         self.busy_s += seconds
         if decodes:
-            self._blk[:n][grow] += 1
-            self.free_blocks -= need
-            last = self._last[:n]
-            self._mtbt[:n][decoding] = np.maximum(self._mtbt[:n][decoding], end - last[decoding])
+            if need:
+                blk = self._blk[decoding]
+                blk[grow] += 1
+                self._blk[decoding] = blk
+                self.free_blocks -= need
             gen[decoding] += 1
-            last[decoding] = end
             ctx[decoding] += 1
+            if self._resuming:
+                self._resumed_gaps(end)
         if prefill_tokens:
             pre[prefilling] -= chunks
             ctx[prefilling] += chunks
             self._pending_prefill -= prefill_tokens
-            done = prefilling[pre[prefilling] == 0]
+            if not cfg.chunked_prefill:
+                done = np.arange(d, n) if suffix else prefilling  # whole prompts: all done
+            elif suffix:
+                done = np.arange(d, n)[pre[d:n] == 0]
+            else:
+                done = prefilling[pre[prefilling] == 0]
             if done.size:
+                t = self.table
+                rids = self._ids[done]
                 fresh = gen[done] == 0
-                self._first[done[fresh]] = end
-                resumed = done[~fresh]
-                if resumed.size:
-                    self._mtbt[resumed] = np.maximum(self._mtbt[resumed], end - self._last[resumed])
+                t.first_token[rids[fresh]] = end
+                resumed = rids[~fresh]
+                if resumed.size:  # recomputed after a preemption: the wait is one long gap
+                    t.max_tbt[resumed] = np.maximum(t.max_tbt[resumed], end - t.last_token[resumed])
                 gen[done] += 1
-                self._last[done] = end
                 ctx[done] += 1  # the emitted token's slot was reserved at admission
+                self._prefilling -= done.size
                 self._decoding += done.size
         self._finish_completed()
-        self._log_kv()
+        self._log_segment(seconds)
+
+    def _resumed_gaps(self, first_token_end: float) -> None:
+        """Swapped-in requests just produced their first token since the swap: record the gap."""
+        t = self.table
+        for rid, last in self._resuming.items():
+            t.max_tbt[rid] = max(t.max_tbt[rid], first_token_end - last)
+        self._resuming.clear()
 
     def _finish_completed(self) -> None:
         n = self.n
@@ -422,9 +438,13 @@ class Replica:
             self._decoding -= int(np.count_nonzero(done))
             self._compact(~done)
 
-    def _log_kv(self) -> None:
+    def _log_segment(self, longest_iteration_s: float) -> None:
+        """Log the end of a segment (one iteration or a fast-forwarded run): the KV use and the
+        longest iteration in it, from which each request's longest gap between tokens is
+        computed at the end (``finalise_max_tbt``)."""
         self.kv_log_t.append(self.clock)
         self.kv_log_used.append(1.0 - self.free_blocks / self.total_blocks)
+        self.seg_max.append(longest_iteration_s)
 
     # ------------------------------------------------------------------ fast-forward
     def fast_forward(self, target: float) -> bool:
@@ -458,9 +478,8 @@ class Replica:
         elif math.isfinite(target):
             k = 1
         elapsed = k * base + slope * k * (k - 1) / 2.0
-        last = self._last[:n]
-        first_gap = self.clock + base - last
-        np.maximum(self._mtbt[:n], np.maximum(first_gap, base + slope * (k - 1)), out=self._mtbt[:n])
+        if self._resuming:
+            self._resumed_gaps(self.clock + base)
         self.clock += elapsed
         self.busy_s += elapsed
         self.iterations += k
@@ -469,9 +488,8 @@ class Replica:
         self.free_blocks -= int(grow.sum())
         ctx += k
         gen += k
-        last[:] = self.clock
         self._finish_completed()
-        self._log_kv()
+        self._log_segment(base + slope * (k - 1))
         return True
 
     def _max_iterations_within_blocks(self, room: np.ndarray) -> int:
@@ -512,8 +530,11 @@ class Replica:
             raise AssertionError(f"replica {self.index}: a request in the batch is not RUNNING")
         if np.any(self._gen[:n] > self._target[:n]):
             raise AssertionError(f"replica {self.index}: generated more tokens than requested")
-        if self._pending_prefill != int(self._pre[:n].sum()) or self._decoding != int(
-            np.count_nonzero(self._pre[:n] == 0)
+        prefilling = int(np.count_nonzero(self._pre[:n]))
+        if (
+            self._pending_prefill != int(self._pre[:n].sum())
+            or self._decoding != n - prefilling
+            or self._prefilling != prefilling
         ):
             raise AssertionError(f"replica {self.index}: batch counters out of date")
 
@@ -610,11 +631,41 @@ class ServingCluster:
         for r in replicas:
             r.advance_until(end, scheduler)
             r.sync()  # requests still running at the end keep their partial records
+        finalise_max_tbt(table, replicas)
         done = table.completion[np.isfinite(table.completion)]
         finish = float(done.max()) if done.size else 0.0
         result = SimulationResult(table, replicas, self.slo, min(finish, end))
         result.metrics = summarize(result)
         return result
+
+
+def finalise_max_tbt(table: RequestTable, replicas: list[Replica]) -> None:
+    """Each request's longest gap between tokens: the longest iteration its replica ran
+    between its first and last token (every decoding request takes part in every iteration),
+    or a preemption gap recorded when it resumed, whichever is longer. A range-maximum query
+    over each replica's segment log (sparse table), vectorised over requests."""
+    for replica in replicas:
+        ends = np.frombuffer(replica.kv_log_t)
+        longest = np.frombuffer(replica.seg_max)
+        rids = np.flatnonzero((table.replica == replica.index) & np.isfinite(table.first_token))
+        if not rids.size or not ends.size:
+            continue
+        lo = np.searchsorted(ends, table.first_token[rids], side="right")
+        hi = np.searchsorted(ends, table.last_token[rids], side="right")
+        ok = hi > lo
+        lo, hi, rids = lo[ok], hi[ok], rids[ok]
+        levels = [longest]
+        while (1 << len(levels)) <= len(longest):
+            prev, half = levels[-1], 1 << (len(levels) - 1)
+            levels.append(np.maximum(prev[:-half], prev[half:]))
+        span = hi - lo
+        level = np.floor(np.log2(span)).astype(np.int64)
+        best = np.empty(len(rids))
+        for j in np.unique(level):
+            sel = level == j
+            width = 1 << int(j)
+            best[sel] = np.maximum(levels[j][lo[sel]], levels[j][hi[sel] - width])
+        table.max_tbt[rids] = np.maximum(table.max_tbt[rids], best)
 
 
 def summarize(result: SimulationResult) -> dict[str, float]:
