@@ -145,15 +145,17 @@ class Replica:
         self._ids = np.zeros(cap, dtype=np.int64)
         self._ctx = np.zeros(cap, dtype=np.int64)  # tokens in the KV cache
         self._pre = np.zeros(cap, dtype=np.int64)  # prompt tokens still to prefill
-        self._blk = np.zeros(cap, dtype=np.int64)  # KV blocks allocated
-        self._gen = np.zeros(cap, dtype=np.int64)  # tokens generated so far
+        # KV blocks reserved by a prefilling slot (its prompt + the token it emits). A decoding
+        # slot always holds exactly ceil(ctx / block_size) blocks, so it needs no record.
+        self._blk = np.zeros(cap, dtype=np.int64)
+        self._rem = np.zeros(cap, dtype=np.int64)  # tokens still to generate
         self._target = np.zeros(cap, dtype=np.int64)
         self._buffers = (
             self._ids,
             self._ctx,
             self._pre,
             self._blk,
-            self._gen,
+            self._rem,
             self._target,
         )
         self._pending_prefill = 0  # sum of _pre over the batch
@@ -177,7 +179,9 @@ class Replica:
 
     @property
     def blocks(self) -> np.ndarray:
-        return self._blk[: self.n]
+        """KV blocks held by each running request."""
+        n = self.n
+        return np.where(self._pre[:n] > 0, self._blk[:n], -(-self._ctx[:n] // self.config.block_size))
 
     def blocks_for(self, tokens: int | np.ndarray) -> int | np.ndarray:
         return -(-tokens // self.config.block_size)
@@ -221,7 +225,7 @@ class Replica:
         self._ctx[i] = context
         self._pre[i] = prefill
         self._blk[i] = blocks
-        self._gen[i] = t.generated[rid]
+        self._rem[i] = t.target[rid] - t.generated[rid]
         self._target[i] = t.target[rid]
         self.n = i + 1
         self.free_blocks -= blocks
@@ -240,19 +244,12 @@ class Replica:
         """
         t = self.table
         rids = self._ids[slots]
-        t.generated[rids] = self._gen[slots]
+        t.generated[rids] = self._target[slots] - self._rem[slots]
         decoded = self._pre[slots] == 0
         if self._resuming:
             decoded &= ~np.isin(rids, list(self._resuming))
         t.last_token[rids[decoded]] = self.clock
         return rids
-
-    def _compact(self, keep: np.ndarray) -> None:
-        """Keep the slots where ``keep`` (length n) is true, in order."""
-        m = int(np.count_nonzero(keep))
-        for buffer in self._buffers:
-            buffer[:m] = buffer[: self.n][keep]
-        self.n = m
 
     def sync(self) -> None:
         """Write every running request's records to the table (for inspection mid-run)."""
@@ -281,10 +278,16 @@ class Replica:
         """Move a waiting request into the running batch (its prefill runs next iteration)."""
         if not self.admissible(rid):
             raise ValueError(f"request {rid} is not admissible on replica {self.index}")
-        self.waiting.remove(rid)
+        if self.waiting[0] == rid:
+            self.waiting.popleft()
+        else:
+            self.waiting.remove(rid)
+        self._admit_unchecked(rid)
+
+    def _admit_unchecked(self, rid: int) -> None:
         length = self._prefill_len(rid)
         # Reserve the prompt and the token the prefill emits, so the prefill never stalls.
-        self._append_running(rid, context=0, prefill=length, blocks=int(self.blocks_for(length + 1)))
+        self._append_running(rid, context=0, prefill=length, blocks=-(-(length + 1) // self.config.block_size))
 
     def _swap_in(self) -> float:
         """Bring swapped requests back first (vLLM prioritises them); returns the PCIe time."""
@@ -298,7 +301,8 @@ class Replica:
                 break
             self.swapped.popleft()
             self.swapped_blocks -= int(self.blocks_for(context))
-            self._append_running(rid, context=context, prefill=0, blocks=blocks)
+            # Its next token's block is taken by the decode step as for any request.
+            self._append_running(rid, context=context, prefill=0, blocks=int(self.blocks_for(context)))
             self._resuming[rid] = float(t.last_token[rid])
             seconds += self.blocks_for(context) * self._swap_s_per_block
         return seconds
@@ -310,7 +314,7 @@ class Replica:
         rid = int(self._write_back(slice(i, i + 1))[0])
         prefilling = self._pre[i] > 0
         context = 0 if prefilling else int(self._ctx[i])  # a partial prefill is redone
-        self.free_blocks += int(self._blk[i])
+        self.free_blocks += int(self._blk[i]) if prefilling else int(self.blocks_for(int(self._ctx[i])))
         self._pending_prefill -= int(self._pre[i])
         self._prefilling -= prefilling
         self._decoding -= not prefilling
@@ -351,7 +355,7 @@ class Replica:
             d = n - self._prefilling
             suffix = self._prefilling == 0 or not self._pre[:d].any()
             decoding = slice(0, d) if suffix else np.flatnonzero(self._pre[:n] == 0)
-            grow = self._ctx[decoding] >= self._blk[decoding] * bs
+            grow = self._ctx[decoding] % bs == 0  # the next token opens a new block
             need = int(np.count_nonzero(grow))
             if need <= self.free_blocks:
                 break
@@ -360,7 +364,7 @@ class Replica:
             self.clock += swap_s
             return
         n = self.n
-        ctx, pre, gen = self._ctx[:n], self._pre[:n], self._gen[:n]
+        ctx, pre, rem = self._ctx[:n], self._pre[:n], self._rem[:n]
         decodes = self._decoding
         context = int(ctx[decoding].sum()) if decodes else 0
         prefill_tokens = 0
@@ -382,12 +386,8 @@ class Replica:
         self.iterations += 1
         self.busy_s += seconds
         if decodes:
-            if need:
-                blk = self._blk[decoding]
-                blk[grow] += 1
-                self._blk[decoding] = blk
-                self.free_blocks -= need
-            gen[decoding] += 1
+            self.free_blocks -= need
+            rem[decoding] -= 1
             ctx[decoding] += 1
             if self._resuming:
                 self._resumed_gaps(end)
@@ -404,12 +404,12 @@ class Replica:
             if done.size:
                 t = self.table
                 rids = self._ids[done]
-                fresh = gen[done] == 0
+                fresh = rem[done] == self._target[done]
                 t.first_token[rids[fresh]] = end
                 resumed = rids[~fresh]
                 if resumed.size:  # recomputed after a preemption: the wait is one long gap
                     t.max_tbt[resumed] = np.maximum(t.max_tbt[resumed], end - t.last_token[resumed])
-                gen[done] += 1
+                rem[done] -= 1
                 ctx[done] += 1  # the emitted token's slot was reserved at admission
                 self._prefilling -= done.size
                 self._decoding += done.size
@@ -424,19 +424,25 @@ class Replica:
         self._resuming.clear()
 
     def _finish_completed(self) -> None:
-        n = self.n
-        if not n:
-            return
-        done = self._gen[:n] >= self._target[:n]
-        if done.any():
-            done &= self._pre[:n] == 0
-            t = self.table
-            rids = self._write_back(np.flatnonzero(done))
-            t.state[rids] = FINISHED
-            t.completion[rids] = t.last_token[rids]
-            self.free_blocks += int(self._blk[:n][done].sum())
-            self._decoding -= int(np.count_nonzero(done))
-            self._compact(~done)
+        """Retire the requests that generated their last token (rem == 0 only happens once the
+        prefill is done: a pending prefill still owes at least one token)."""
+        t = self.table
+        bs = self.config.block_size
+        while self.n:
+            n = self.n
+            rem = self._rem[:n]
+            i = int(rem.argmin())
+            if rem[i] > 0:
+                return
+            rid = int(self._ids[i])
+            t.generated[rid] = self._target[i]
+            t.last_token[rid] = t.completion[rid] = self.clock
+            t.state[rid] = FINISHED
+            self.free_blocks += -(-int(self._ctx[i]) // bs)
+            self._decoding -= 1
+            for buffer in self._buffers:  # close the gap, keeping admission order
+                buffer[i : n - 1] = buffer[i + 1 : n]
+            self.n = n - 1
 
     def _log_segment(self, longest_iteration_s: float) -> None:
         """Log the end of a segment (one iteration or a fast-forwarded run): the KV use and the
@@ -455,11 +461,11 @@ class Replica:
         if not n or self._pending_prefill:
             return False
         bs = self.config.block_size
-        ctx, blk, gen = self._ctx[:n], self._blk[:n], self._gen[:n]
-        k = int((self._target[:n] - gen).min())
-        # KV blocks: request i needs a new block at iterations room_i + 1, room_i + 1 + bs, ...
-        room = blk * bs - ctx
+        ctx, rem = self._ctx[:n], self._rem[:n]
+        k = first_completion = int(rem.min())
         if self.free_blocks < n * (k // bs + 1):
+            # request i needs a new block at iterations room_i + 1, room_i + 1 + bs, ...
+            room = (-ctx) % bs
             k = min(k, self._max_iterations_within_blocks(room))
             if k == 0:
                 return False  # the next decode needs a block: run_iteration preempts
@@ -483,12 +489,12 @@ class Replica:
         self.clock += elapsed
         self.busy_s += elapsed
         self.iterations += k
-        grow = np.maximum(0, -(-(k - room) // bs))
-        blk += grow
-        self.free_blocks -= int(grow.sum())
+        # blocks held go from ceil(ctx / bs) to ceil((ctx + k) / bs)
+        self.free_blocks -= int(((ctx + (k + bs - 1)) // bs - (ctx + (bs - 1)) // bs).sum())
         ctx += k
-        gen += k
-        self._finish_completed()
+        rem -= k
+        if k == first_completion:
+            self._finish_completed()
         self._log_segment(base + slope * (k - 1))
         return True
 
@@ -516,8 +522,9 @@ class Replica:
         """Check the KV-block ledger and the per-request bookkeeping (used by the tests)."""
         t = self.table
         n = self.n
-        used = int(self._blk[:n].sum())
-        if np.any(self._blk[:n] * self.config.block_size < self._ctx[:n] + self._pre[:n]):
+        held = self.blocks
+        used = int(held.sum())
+        if np.any(held * self.config.block_size < self._ctx[:n] + self._pre[:n]):
             raise AssertionError(f"replica {self.index}: a request holds fewer blocks than its tokens")
         if used + self.free_blocks != self.total_blocks:
             raise AssertionError(f"replica {self.index}: {used} used + {self.free_blocks} free != {self.total_blocks}")
@@ -528,7 +535,7 @@ class Replica:
             raise AssertionError(f"replica {self.index}: swapped blocks {self.swapped_blocks} != {swapped}")
         if n and np.any(t.state[self._ids[:n]] != RUNNING):
             raise AssertionError(f"replica {self.index}: a request in the batch is not RUNNING")
-        if np.any(self._gen[:n] > self._target[:n]):
+        if np.any(self._rem[:n] < 0):
             raise AssertionError(f"replica {self.index}: generated more tokens than requested")
         prefilling = int(np.count_nonzero(self._pre[:n]))
         if (
@@ -544,8 +551,9 @@ class Replica:
         while they fit (head-of-line blocking, as vLLM), run one iteration."""
         self._drop_timed_out()
         swap_s = self._swap_in()
-        while self.waiting and self.admissible(self.waiting[0]):
-            self.admit(self.waiting[0])
+        waiting = self.waiting
+        while waiting and self.admissible(waiting[0]):
+            self._admit_unchecked(waiting.popleft())
         if self.waiting and not self.n and not self.swapped:
             self._fail_unservable(self.waiting[0])
             return
@@ -562,8 +570,9 @@ class Replica:
     def advance_until(self, target: float, scheduler: Callable[[Replica], None] | None = None) -> None:
         """Process scheduling points while the clock is before ``target``."""
         step = scheduler or Replica.step_fcfs
-        while self.clock < target and self.has_work:
-            self._drop_timed_out()
+        while self.clock < target and (self.n or self.waiting or self.swapped):
+            if self.waiting:
+                self._drop_timed_out()
             blocked = not self.waiting or not self.admissible(self.waiting[0])
             if blocked and not self.swapped and self.fast_forward(target):
                 continue
