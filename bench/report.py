@@ -93,6 +93,27 @@ def main() -> None:
             f"{machine['cpus']} cores, Python {machine['python']})\n\n| what | measured | goal |\n|---|---|---|\n"
             + "\n".join(timing)
         )
+    serving = []
+    fidelity = _load("serving_fidelity")
+    if fidelity:
+        for name, r in fidelity["profiles"].items():
+            serving.append(
+                f"| cost-model error on `{name}` ({r['rows']} rows, {r['gpu']}) | MAPE {100 * r['mape']:.1f}% "
+                f"(uncalibrated {100 * r['mape_uncalibrated']:.1f}%) | <= 15% |"
+            )
+    for router in ("round_robin", "least_outstanding"):
+        speed = _load(f"serving_speed_{router}")
+        if speed:
+            serving.append(
+                f"| {speed['requests']:,} BurstGPT-like requests, {speed['replicas']} x Llama-3.1-8B/H100, FCFS, "
+                f"{router}, {speed['rate']:g} req/s | {speed['wall_s']:.1f} s ({speed['requests_per_s']:,.0f} "
+                f"requests/s), peak RSS {speed['peak_rss_mb']:.0f} MB | <= 30 s, <= 2 GB (1M requests) |"
+            )
+    if serving:
+        parts.append(
+            "**Serving simulator** (`python bench/serving_fidelity.py`, `python bench/serving_speed.py`; "
+            "one core)\n\n| what | measured | goal |\n|---|---|---|\n" + "\n".join(serving)
+        )
     print("\n\n".join(parts))
 
 
