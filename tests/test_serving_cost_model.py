@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from infragym.envs.serving.cost_model import CALIBRATED, CostModel, ProfileError, calibrate, read_profile
-from infragym.envs.serving.hardware import GPUS, MODELS
+from infragym.envs.serving.hardware import MODELS
 
 from .conftest import SHARED_DATA
 
@@ -66,7 +66,3 @@ def test_bad_profile_is_refused(tmp_path: Path) -> None:
     frame.to_csv(tmp_path / "negative.csv", index=False)
     with pytest.raises(ProfileError, match=r"negative\.csv: line 5, column 'num_tokens'"):
         read_profile(tmp_path / "negative.csv")
-
-
-def test_every_gpu_has_calibrated_efficiencies() -> None:
-    assert set(CALIBRATED) == set(GPUS)

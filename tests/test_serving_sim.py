@@ -15,11 +15,8 @@ from infragym.envs.serving.env import LLMServingEnv, fcfs_action
 from infragym.envs.serving.simulator import (
     FAILED,
     FINISHED,
-    RUNNING,
     SLO,
-    SWAPPED,
     TIMED_OUT,
-    WAITING,
     Replica,
     ReplicaConfig,
     ServingCluster,
@@ -63,15 +60,19 @@ def test_invariants_hold_on_random_workloads(
     t = result.table
     for replica in result.replicas:
         replica.audit()
-    # Every request finished, failed, timed out or is still queued; nothing is lost.
-    assert np.isin(t.state, (FINISHED, FAILED, TIMED_OUT, WAITING, RUNNING, SWAPPED)).all()
+    # The run is drained (an hour after the last arrival, timeouts of 20 s): every request
+    # finished, failed or timed out; nothing is lost or left running.
+    assert np.isin(t.state, (FINISHED, FAILED, TIMED_OUT)).all()
+    # A request fails only if it could never run: a fresh prompt beyond the token budget.
+    failed = t.state == FAILED
+    assert (t.generated[failed] == 0).all()
+    assert ((t.prompt[failed] > config.max_batched_tokens) | t.trace_failed[failed]).all()
     finished = t.state == FINISHED
     np.testing.assert_array_equal(t.generated[finished], t.target[finished])
     assert (t.first_token[finished] >= t.arrival[finished]).all()
     assert (t.completion[finished] >= t.first_token[finished]).all()
-    # When the run is drained, the KV cache is empty again.
-    if not np.isin(t.state, (WAITING, RUNNING, SWAPPED)).any():
-        assert all(r.free_blocks == r.total_blocks and r.swapped_blocks == 0 for r in result.replicas)
+    # Drained: the KV cache is empty again.
+    assert all(r.free_blocks == r.total_blocks and r.swapped_blocks == 0 for r in result.replicas)
 
 
 def test_overload_never_crashes_and_counts_timeouts() -> None:
@@ -121,29 +122,92 @@ def test_least_outstanding_balances_a_skewed_stream() -> None:
     assert lor.metrics["e2e_s_p99"] < rr.metrics["e2e_s_p99"]
 
 
-def test_fast_forward_matches_iteration_by_iteration() -> None:
-    """The closed-form fast-forward gives the same token times as stepping each iteration."""
-    trace = poisson_trace(60, np.random.default_rng(3), rate=20.0)
-    fast = ServingCluster().run(trace)
+class _NoFastForward(Replica):
+    def fast_forward(self, target: float) -> bool:
+        return False
 
-    def one_at_a_time(replica: Replica) -> None:
-        replica.step_fcfs()
 
-    class NoFastForward(Replica):
-        def fast_forward(self, target: float) -> bool:
-            return False
-
+def _run_stepwise(cluster: ServingCluster, trace: RequestTrace):
     import infragym.envs.serving.simulator as sim
 
     original = sim.Replica
-    sim.Replica = NoFastForward
+    sim.Replica = _NoFastForward
     try:
-        slow = ServingCluster().run(trace, one_at_a_time)
+        return cluster.run(trace)
     finally:
         sim.Replica = original
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 80),
+    rate=st.floats(1.0, 300.0),
+    seed=st.integers(0, 10_000),
+    preemption=st.sampled_from(["recompute", "swap"]),
+    chunked=st.booleans(),
+    memory=st.floats(0.25, 0.5),
+    timeout=st.sampled_from([0.5, 2.0, 1e9]),
+)
+def test_fast_forward_matches_iteration_by_iteration(
+    n: int, rate: float, seed: int, preemption: str, chunked: bool, memory: float, timeout: float
+) -> None:
+    """The closed-form fast-forward gives the same schedule as stepping every iteration,
+    with timeouts, preemption and tight memory."""
+    trace = burstgpt_like(n, np.random.default_rng(seed), rate=rate, prompt_cap=6000, output_cap=800, zipf_a=1.05)
+    config = ReplicaConfig(
+        preemption=preemption, chunked_prefill=chunked, gpu_memory_utilisation=memory, max_batched_tokens=4096
+    )
+    cluster = ServingCluster(replica=config, slo=SLO(queue_timeout_s=timeout))
+    fast, slow = cluster.run(trace), _run_stepwise(cluster, trace)
+    np.testing.assert_array_equal(fast.table.state, slow.table.state)
     np.testing.assert_allclose(fast.table.completion, slow.table.completion, rtol=1e-9)
     np.testing.assert_allclose(fast.table.first_token, slow.table.first_token, rtol=1e-9)
     np.testing.assert_allclose(fast.table.max_tbt, slow.table.max_tbt, rtol=1e-9)
+
+
+def test_timeouts_are_not_shielded_by_a_preempted_request() -> None:
+    trace = RequestTrace(
+        np.array([0.0, 1.0, 2.0]),
+        np.array([100, 100, 100]),
+        np.array([50, 50, 50]),
+        np.zeros(3, np.int64),
+        np.zeros(3, bool),
+    )
+    cluster = ServingCluster(slo=SLO(queue_timeout_s=5.0))
+    from infragym.envs.serving.simulator import RequestTable
+
+    table = RequestTable(trace)
+    replica = Replica(0, cluster.replica_config, table, cluster.slo)
+    for rid in (1, 2):
+        replica.enqueue(rid, float(rid))
+    table.generated[0] = 10  # request 0 was preempted after 10 tokens: at the front, started
+    replica.waiting.appendleft(0)
+    replica.clock = 6.5  # request 1 waited 5.5 s > 5 s; request 2 waited 4.5 s
+    replica._drop_timed_out()
+    assert list(replica.waiting) == [0, 2]
+    assert table.state[1] == TIMED_OUT
+
+
+def test_recomputed_request_beyond_the_token_budget_is_not_failed() -> None:
+    n = 40
+    trace = RequestTrace(
+        np.arange(n) * 0.05, np.full(n, 4000), np.full(n, 2000), np.zeros(n, np.int64), np.zeros(n, bool)
+    )
+    config = ReplicaConfig(preemption="recompute", max_batched_tokens=4096, gpu_memory_utilisation=0.3)
+    result = ServingCluster(replica=config, slo=SLO(queue_timeout_s=1e9)).run(trace)
+    assert result.metrics["preemptions"] > 0
+    assert result.metrics["failed"] == 0 and result.metrics["finished"] == n
+
+
+def test_slo_attainment_counts_dropped_requests() -> None:
+    trace = poisson_trace(3000, np.random.default_rng(0), rate=2000.0, prompt_mean=3000, output_mean=500)
+    m = (
+        ServingCluster(replica=ReplicaConfig(gpu_memory_utilisation=0.4), slo=SLO(queue_timeout_s=5.0))
+        .run(trace)
+        .metrics
+    )
+    assert m["slo_attainment"] == pytest.approx(m["goodput_rps"] * m["makespan_s"] / 3000)
+    assert m["slo_attainment"] < 0.1
 
 
 def test_env_passes_checkers() -> None:
@@ -166,11 +230,21 @@ def test_env_fcfs_reproduces_the_simulator() -> None:
     assert total == pytest.approx(2 * direct.metrics["slo_attainment"] * finished - (direct.metrics["requests"]))
 
 
-def test_env_masked_action_runs_the_iteration() -> None:
-    env = LLMServingEnv(n_requests=20, rate=5.0)
+def test_env_waiting_always_moves_time_and_ends() -> None:
+    """A policy that only ever waits (or sends masked actions) still makes progress: the
+    batch empty, waiting jumps to the next arrival or timeout, and the episode ends."""
+    env = LLMServingEnv(n_requests=30, rate=5.0, queue_timeout_s=3.0)
     _, info = env.reset(seed=0)
-    empty_slot = int(np.flatnonzero(~info["action_mask"])[0]) if (~info["action_mask"]).any() else env.window
-    _, _, _, _, info2 = env.step(empty_slot)
-    assert info2["clock"] >= info["clock"]
+    clocks = [info["clock"]]
+    for _ in range(500):
+        mask = info["action_mask"]
+        action = env.window if mask[env.window] else int(np.flatnonzero(mask)[0])
+        _, _, done, _, info = env.step(action)
+        clocks.append(info["clock"])
+        if done:
+            break
+    assert done
+    assert np.all(np.diff(clocks) >= 0) and clocks[-1] > clocks[0]
+    assert env.table is not None and (env.table.state == TIMED_OUT).sum() > 0
     with pytest.raises(ValueError):
         env.step(env.window + 1)

@@ -130,7 +130,8 @@ class CostModel:
         heads = m.q_heads / tp
         prefill_attn = 4.0 * m.layers * heads * m.head_dim * np.asarray(prefill_attention_pairs, dtype=np.float64)
         prefill_attn_s = prefill_attn / (self.gpu.peak_flops * self.eff.flop_eff)
-        kv_read = np.asarray(decode_context_tokens, dtype=np.float64) * m.kv_bytes_per_token / tp
+        # KV heads are split over min(tp, kv_heads) GPUs (replicated beyond that).
+        kv_read = np.asarray(decode_context_tokens, dtype=np.float64) * m.kv_bytes_per_token / min(tp, m.kv_heads)
         decode_attn_s = kv_read / (self.gpu.hbm_bandwidth * self.eff.mem_eff)
         head_tokens = np.asarray(decode_requests, dtype=np.float64) + (np.asarray(prefill_tokens) > 0)
         lm_head = self.lm_head_time(head_tokens)

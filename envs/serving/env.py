@@ -2,7 +2,8 @@
 
 At each scheduling point the agent sees the replica (free KV blocks, batch, queue) and the
 first ``window`` waiting requests, and either admits one of them into the next iteration or
-runs the iteration (a masked admission also runs it). Between decisions the simulator runs iterations (fast-forwarding
+runs the iteration (a masked admission also runs it); with an empty batch, running means
+waiting for the next arrival or queue timeout. Between decisions the simulator runs iterations (fast-forwarding
 decode-only stretches) until a waiting request could be admitted. Reward per step: requests
 finished within the SLO minus those finished late, timed out or failed since the last step.
 """
@@ -103,12 +104,22 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
         assert self.replica is not None
         return list(self.replica.waiting)[: self.window]
 
+    def _next_event(self) -> float:
+        """The next arrival, or just past the next queue timeout (so that it fires)."""
+        assert self.replica is not None and self.table is not None
+        arrival = float(self.table.arrival[self._next]) if self._next < self.table.n else np.inf
+        return min(arrival, float(np.nextafter(self.replica.next_timeout(), np.inf)))
+
     def action_masks(self) -> np.ndarray:
         mask = np.zeros(self.window + 1, dtype=bool)
-        mask[self.window] = True  # running the iteration is always allowed
-        if self.replica is not None:
-            for slot, rid in enumerate(self._candidates()):
-                mask[slot] = self.replica.admissible(rid)
+        if self.replica is None:
+            mask[self.window] = True
+            return mask
+        for slot, rid in enumerate(self._candidates()):
+            mask[slot] = self.replica.admissible(rid)
+        # Running (or waiting) is allowed unless the batch is empty and nothing will happen.
+        r = self.replica
+        mask[self.window] = bool(r.n or r._pending_swap_s or np.isfinite(self._next_event()) or not mask.any())
         return mask
 
     def _done(self) -> bool:
@@ -122,15 +133,15 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
         while True:
             self._enqueue_arrivals()
             replica._drop_timed_out()
-            replica.clock += replica._swap_in()
+            replica._swap_in()
             if self.action_masks()[: self.window].any() or self._done():
                 return
-            next_arrival = float(self.table.arrival[self._next]) if self._next < self.table.n else np.inf
+            next_event = self._next_event()
             if not replica.has_work:
-                replica.clock = max(replica.clock, next_arrival)
-            elif replica.waiting and not len(replica.run_ids) and not replica.swapped:
+                replica.clock = max(replica.clock, next_event)
+            elif replica.waiting and not replica.n and not replica.swapped and not replica._pending_swap_s:
                 replica._fail_unservable(replica.waiting[0])
-            elif not replica.fast_forward(next_arrival):
+            elif not replica.fast_forward(next_event):
                 replica.run_iteration()
 
     def _score(self) -> float:
@@ -161,8 +172,11 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
                 # A masked admission (an agent that ignores the mask) counts as "run".
                 a = self.window
         if a == self.window:
-            if len(self.replica.run_ids):
+            if self.replica.n or self.replica._pending_swap_s:
                 self.replica.run_iteration()
+            else:
+                # Waiting with an empty batch: idle until the next arrival or timeout.
+                self.replica.clock = max(self.replica.clock, self._next_event())
             self._advance_to_decision()
         score = self._score()
         reward = score - self._scored

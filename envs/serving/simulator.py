@@ -115,8 +115,12 @@ class Replica:
         gpu = self.cost.gpu
         usable = config.tp * (gpu.memory_bytes * config.gpu_memory_utilisation - config.activation_reserve_bytes)
         kv_bytes = usable - model.weight_bytes
-        block_bytes = config.block_size * model.kv_bytes_per_token
-        self.total_blocks = int(kv_bytes // block_bytes)
+        # Each GPU holds kv_heads / tp heads of every token, or one head replicated when tp
+        # exceeds the KV heads (grouped-query attention).
+        shards = min(config.tp, model.kv_heads)
+        kv_per_gpu_per_token = model.kv_bytes_per_token / shards
+        block_bytes_per_gpu = config.block_size * kv_per_gpu_per_token
+        self.total_blocks = int(kv_bytes // (block_bytes_per_gpu * config.tp))
         if self.total_blocks <= 0:
             raise ValueError(f"{model.name} does not fit on {config.tp} x {gpu.name} with room for a KV cache")
         self.free_blocks = self.total_blocks
@@ -126,11 +130,13 @@ class Replica:
         self._head_s = self.cost.lm_head_time(tokens)
         eff = self.cost.eff
         self._overhead_s = eff.iteration_overhead_s
-        self._kv_read_s_per_token = model.kv_bytes_per_token / config.tp / (gpu.hbm_bandwidth * eff.mem_eff)
+        self._kv_read_s_per_token = kv_per_gpu_per_token / (gpu.hbm_bandwidth * eff.mem_eff)
         self._attn_flop_s = (
             4.0 * model.layers * (model.q_heads / config.tp) * model.head_dim / (gpu.peak_flops * eff.flop_eff)
         )
-        self._swap_s_per_block = 2 * model.layers * SWAP_COPY_OVERHEAD_S + block_bytes / gpu.pcie_bandwidth
+        # Every GPU swaps its own shard over its own PCIe link, in parallel.
+        self._swap_s_per_block = 2 * model.layers * SWAP_COPY_OVERHEAD_S + block_bytes_per_gpu / gpu.pcie_bandwidth
+        self._pending_swap_s = 0.0  # swap-in time charged to the next iteration
         self.clock = 0.0
         self.waiting: deque[int] = deque()
         self.swapped: deque[int] = deque()
@@ -208,15 +214,27 @@ class Replica:
         self.waiting.append(rid)
 
     def _drop_timed_out(self) -> None:
+        """Drop never-started requests that waited longer than the queue timeout. Preempted
+        requests (at the front, already started) never time out; behind them, never-started
+        requests are in arrival order, so the scan stops at the first one still in time."""
         t = self.table
-        while self.waiting:
-            rid = self.waiting[0]
-            if t.generated[rid] == 0 and self.clock - t.arrival[rid] > self.slo.queue_timeout_s:
-                self.waiting.popleft()
-                t.state[rid] = TIMED_OUT
-                t.completion[rid] = self.clock
-            else:
-                break
+        waiting = self.waiting
+        started: list[int] = []
+        while waiting and t.generated[waiting[0]] > 0:
+            started.append(waiting.popleft())
+        while waiting and self.clock - t.arrival[waiting[0]] > self.slo.queue_timeout_s:
+            rid = waiting.popleft()
+            t.state[rid] = TIMED_OUT
+            t.completion[rid] = self.clock
+        waiting.extendleft(reversed(started))
+
+    def next_timeout(self) -> float:
+        """When the oldest never-started waiting request times out (inf if none)."""
+        t = self.table
+        for rid in self.waiting:
+            if t.generated[rid] == 0:
+                return float(t.arrival[rid]) + self.slo.queue_timeout_s
+        return math.inf
 
     def _append_running(self, rid: int, *, context: int, prefill: int, blocks: int) -> None:
         t = self.table
@@ -271,7 +289,11 @@ class Replica:
             if self.batch_tokens() >= cfg.max_batched_tokens:
                 return False
         elif self.batch_tokens() + length > cfg.max_batched_tokens:
-            return False
+            # A preempted request whose prompt + generated tokens outgrew the budget is
+            # recomputed on its own (no other prefill in the iteration); a fresh prompt beyond
+            # the budget is refused, as vLLM refuses prompts beyond its limit.
+            if self.table.generated[rid] == 0 or self._pending_prefill:
+                return False
         return -(-(length + 1) // cfg.block_size) <= self.free_blocks
 
     def admit(self, rid: int) -> None:
@@ -305,6 +327,7 @@ class Replica:
             self._append_running(rid, context=context, prefill=0, blocks=int(self.blocks_for(context)))
             self._resuming[rid] = float(t.last_token[rid])
             seconds += self.blocks_for(context) * self._swap_s_per_block
+        self._pending_swap_s += seconds
         return seconds
 
     def _preempt_last(self) -> float:
@@ -346,7 +369,8 @@ class Replica:
         """Run one iteration: prefill chunks of admitted requests, one token for the others."""
         cfg = self.config
         bs = cfg.block_size
-        swap_s = 0.0
+        swap_s = self._pending_swap_s  # swap-ins before this iteration, then swap-outs in it
+        self._pending_swap_s = 0.0
         # A decode that starts a new block needs a free one; preempt the newest until it fits.
         while self.n:
             n = self.n
@@ -362,6 +386,9 @@ class Replica:
             swap_s += self._preempt_last()
         if not self.n:
             self.clock += swap_s
+            self.busy_s += swap_s
+            if swap_s:
+                self._log_segment(swap_s)
             return
         n = self.n
         ctx, pre, rem = self._ctx[:n], self._pre[:n], self._rem[:n]
@@ -458,7 +485,7 @@ class Replica:
         block shortage or the first iteration ending at or after ``target``. False if the
         batch is not decode-only (nothing done)."""
         n = self.n
-        if not n or self._pending_prefill:
+        if not n or self._pending_prefill or self._pending_swap_s:
             return False
         bs = self.config.block_size
         ctx, rem = self._ctx[:n], self._rem[:n]
@@ -550,14 +577,13 @@ class Replica:
         """The baseline scheduler: swap in, admit waiting requests first come first served
         while they fit (head-of-line blocking, as vLLM), run one iteration."""
         self._drop_timed_out()
-        swap_s = self._swap_in()
+        self._swap_in()
         waiting = self.waiting
         while waiting and self.admissible(waiting[0]):
             self._admit_unchecked(waiting.popleft())
         if self.waiting and not self.n and not self.swapped:
             self._fail_unservable(self.waiting[0])
             return
-        self.clock += swap_s
         self.run_iteration()
 
     def _fail_unservable(self, rid: int) -> None:
@@ -574,7 +600,9 @@ class Replica:
             if self.waiting:
                 self._drop_timed_out()
             blocked = not self.waiting or not self.admissible(self.waiting[0])
-            if blocked and not self.swapped and self.fast_forward(target):
+            # A timeout can unblock the queue: stop the fast-forward there too.
+            stop = min(target, self.next_timeout()) if self.waiting else target
+            if blocked and not self.swapped and self.fast_forward(stop):
                 continue
             step(self)
 
@@ -700,7 +728,9 @@ def summarize(result: SimulationResult) -> dict[str, float]:
         "throughput_rps": float(finished.sum() / makespan),
         "throughput_tokens_s": float(t.generated[finished].sum() / makespan),
         "goodput_rps": float(good.sum() / makespan),
-        "slo_attainment": float(good.mean()) if good.size else 0.0,
+        # Share of all requests (except those the trace marks failed) served within the SLO:
+        # timed-out, refused and unfinished requests count against it.
+        "slo_attainment": float(good.sum() / max(int(np.sum(~t.trace_failed)), 1)),
         "preemptions": float(t.preemptions.sum()),
         "makespan_s": makespan,
     }
@@ -709,9 +739,18 @@ def summarize(result: SimulationResult) -> dict[str, float]:
             metrics[f"{name}_mean"] = float(values.mean())
             for q in (50, 95, 99):
                 metrics[f"{name}_p{q}"] = float(np.percentile(values, q))
-    used = np.concatenate([np.frombuffer(r.kv_log_used) for r in result.replicas]) if result.replicas else np.zeros(0)
-    metrics["kv_utilisation_mean"] = float(used.mean()) if used.size else 0.0
-    metrics["kv_utilisation_max"] = float(used.max()) if used.size else 0.0
+    # Time-weighted: the use logged at the end of a segment holds until the next segment ends.
+    area = duration = peak = 0.0
+    for replica in result.replicas:
+        ends = np.frombuffer(replica.kv_log_t)
+        used = np.frombuffer(replica.kv_log_used)
+        if ends.size > 1:
+            area += float(np.dot(used[:-1], np.diff(ends)))
+            duration += float(ends[-1] - ends[0])
+        if used.size:
+            peak = max(peak, float(used.max()))
+    metrics["kv_utilisation_mean"] = area / duration if duration > 0 else 0.0
+    metrics["kv_utilisation_max"] = peak
     return metrics
 
 
