@@ -101,13 +101,17 @@ def main() -> None:
                 f"| cost-model error on `{name}` ({r['rows']} rows, {r['gpu']}) | MAPE {100 * r['mape']:.1f}% "
                 f"(uncalibrated {100 * r['mape_uncalibrated']:.1f}%) | <= 15% |"
             )
-    for router in ("round_robin", "least_outstanding"):
-        speed = _load(f"serving_speed_{router}")
+    for name in ("round_robin", "least_outstanding", "round_robin_rate600"):
+        speed = _load(f"serving_speed_{name}")
+        router = speed["router"] if speed else name
         if speed:
+            m = speed["metrics"]
             serving.append(
                 f"| {speed['requests']:,} BurstGPT-like requests, {speed['replicas']} x Llama-3.1-8B/H100, FCFS, "
-                f"{router}, {speed['rate']:g} req/s | {speed['wall_s']:.1f} s ({speed['requests_per_s']:,.0f} "
-                f"requests/s), peak RSS {speed['peak_rss_mb']:.0f} MB | <= 30 s, <= 2 GB (1M requests) |"
+                f"{router}, {speed['rate']:g} req/s (p99 TTFT {m.get('ttft_s_p99', float('nan')):.1f} s, "
+                f"{m['timed_out']:,.0f} timed out, {m['preemptions']:,.0f} preemptions) | {speed['wall_s']:.1f} s "
+                f"({speed['requests_per_s']:,.0f} requests/s), peak RSS {speed['peak_rss_mb']:.0f} MB "
+                "| <= 30 s, <= 2 GB (1M requests) |"
             )
     if serving:
         parts.append(

@@ -48,7 +48,7 @@ def main() -> None:
         f"p99 TTFT {m.get('ttft_s_p99', float('nan')):.3f} s, KV mean {m['kv_utilisation_mean']:.2f}"
     )
     write_result(
-        f"serving_speed_{args.router}",
+        f"serving_speed_{args.router}" + ("" if args.rate == 200.0 else f"_rate{args.rate:g}"),
         {
             "requests": args.requests,
             "rate": args.rate,
