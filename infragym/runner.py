@@ -21,7 +21,7 @@ from infragym.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from infragym.logging import RunLogger
 from infragym.results import render_tables, write_metrics
 from infragym.seeding import seed_everything
-from infragym.task import EvaluationReport
+from infragym.task import EvaluationReport, ExportEvaluator
 
 log = logging.getLogger("infragym")
 
@@ -112,6 +112,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     logger.start(run_dir, {"evaluate": config, "train": predictor.manifest["config"]}, f"evaluate-{run_dir.name}")
     try:
         task = build_task(train_cfg)
+        if not isinstance(task, ExportEvaluator):
+            raise TypeError(f"{type(task).__name__} cannot evaluate an export (it has no evaluate_export)")
         report = task.evaluate_export(predictor, **OmegaConf.to_container(cfg.evaluation))
         write_report(report, run_dir, logger)
     finally:

@@ -100,6 +100,7 @@ def test_latency_grows_with_load() -> None:
     results = [ServingCluster(n_replicas=1).run(base.scaled(f)).metrics for f in (1.0, 16.0)]
     assert results[1]["ttft_s_p99"] > results[0]["ttft_s_p99"]
     assert results[1]["kv_utilisation_mean"] > results[0]["kv_utilisation_mean"]
+    assert 0 < results[0]["gpu_busy_fraction"] < results[1]["gpu_busy_fraction"] <= 1.0
 
 
 def test_least_outstanding_balances_a_skewed_stream() -> None:
@@ -224,7 +225,7 @@ def test_env_fcfs_reproduces_the_simulator() -> None:
         obs, reward, done, _, info = env.step(fcfs_action(info["action_mask"]))
         total += reward
     assert env.table is not None
-    direct = ServingCluster(replica=env.replica_config, slo=env.slo).run(env._trace_for_test)
+    direct = ServingCluster(replica=env.replica_config, slo=env.slo).run(env.episode_trace)
     np.testing.assert_allclose(env.table.completion, direct.table.completion, rtol=1e-9)
     finished = direct.metrics["finished"]
     assert total == pytest.approx(2 * direct.metrics["slo_attainment"] * finished - (direct.metrics["requests"]))

@@ -84,7 +84,7 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         trace = self._trace()
-        self._trace_for_test = trace  # the episode's trace, for replay outside the env
+        self.episode_trace = trace  # the episode's trace, for replay outside the env
         self.table = RequestTable(trace)
         self.replica = Replica(0, self.replica_config, self.table, self.slo)
         self.replica.clock = float(self.table.arrival[0])

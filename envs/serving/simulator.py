@@ -732,6 +732,9 @@ def summarize(result: SimulationResult) -> dict[str, float]:
         # timed-out, refused and unfinished requests count against it.
         "slo_attainment": float(good.sum() / max(int(np.sum(~t.trace_failed)), 1)),
         "preemptions": float(t.preemptions.sum()),
+        "gpu_busy_fraction": float(sum(r.busy_s for r in result.replicas) / (len(result.replicas) * makespan))
+        if result.replicas
+        else 0.0,
         "makespan_s": makespan,
     }
     for name, values in (("ttft_s", ttft), ("tbt_s", tpot), ("e2e_s", e2e), ("max_tbt_s", t.max_tbt[multi])):
