@@ -169,6 +169,8 @@ class Replica:
         self._resuming: dict[int, float] = {}  # swapped-in request -> its last token time
         self.seg_max = array("d")  # longest iteration of each logged segment (ends: kv_log_t)
         self._decoding = 0  # slots with nothing left to prefill
+        self.blocks_released = 0  # KV blocks ever returned to the free pool (prefix-cache LRU clock)
+        self.horizon = math.inf  # advance_until stops here too (moved by subclasses' events)
 
     # ------------------------------------------------------------------ views and helpers
     @property
@@ -294,7 +296,12 @@ class Replica:
             # the budget is refused, as vLLM refuses prompts beyond its limit.
             if self.table.generated[rid] == 0 or self._pending_prefill:
                 return False
-        return -(-(length + 1) // cfg.block_size) <= self.free_blocks
+        return self._blocks_to_admit(rid, length) <= self.free_blocks
+
+    def _blocks_to_admit(self, rid: int, length: int) -> int:
+        """Free blocks that admitting ``rid`` (prefilling ``length`` tokens) takes: the prompt
+        and the token the prefill emits."""
+        return -(-(length + 1) // self.config.block_size)
 
     def admit(self, rid: int) -> None:
         """Move a waiting request into the running batch (its prefill runs next iteration)."""
@@ -330,6 +337,12 @@ class Replica:
         self._pending_swap_s += seconds
         return seconds
 
+    def _make_room(self) -> float:
+        """Free KV blocks for a decode step that needs them; returns the swap time spent.
+        vLLM preempts the most recently admitted request (subclasses may free other memory
+        first)."""
+        return self._preempt_last()
+
     def _preempt_last(self) -> float:
         """Preempt the most recently admitted running request; returns the swap time."""
         t = self.table
@@ -337,7 +350,9 @@ class Replica:
         rid = int(self._write_back(slice(i, i + 1))[0])
         prefilling = self._pre[i] > 0
         context = 0 if prefilling else int(self._ctx[i])  # a partial prefill is redone
-        self.free_blocks += int(self._blk[i]) if prefilling else int(self.blocks_for(int(self._ctx[i])))
+        freed = int(self._blk[i]) if prefilling else int(self.blocks_for(int(self._ctx[i])))
+        self.free_blocks += freed
+        self.blocks_released += freed
         self._pending_prefill -= int(self._pre[i])
         self._prefilling -= prefilling
         self._decoding -= not prefilling
@@ -383,7 +398,7 @@ class Replica:
             need = int(np.count_nonzero(grow))
             if need <= self.free_blocks:
                 break
-            swap_s += self._preempt_last()
+            swap_s += self._make_room()
         if not self.n:
             self.clock += swap_s
             self.busy_s += swap_s
@@ -465,11 +480,16 @@ class Replica:
             t.generated[rid] = self._target[i]
             t.last_token[rid] = t.completion[rid] = self.clock
             t.state[rid] = FINISHED
-            self.free_blocks += -(-int(self._ctx[i]) // bs)
+            self._release(rid, -(-int(self._ctx[i]) // bs))
             self._decoding -= 1
             for buffer in self._buffers:  # close the gap, keeping admission order
                 buffer[i : n - 1] = buffer[i + 1 : n]
             self.n = n - 1
+
+    def _release(self, rid: int, blocks: int) -> None:
+        """A finished request's KV blocks go back to the free pool (subclasses may keep them)."""
+        self.free_blocks += blocks
+        self.blocks_released += blocks
 
     def _log_segment(self, longest_iteration_s: float) -> None:
         """Log the end of a segment (one iteration or a fast-forwarded run): the KV use and the
@@ -595,8 +615,8 @@ class Replica:
 
     def advance_until(self, target: float, scheduler: Callable[[Replica], None] | None = None) -> None:
         """Process scheduling points while the clock is before ``target``."""
-        step = scheduler or Replica.step_fcfs
-        while self.clock < target and (self.n or self.waiting or self.swapped):
+        step = scheduler or type(self).step_fcfs
+        while self.clock < target and self.clock < self.horizon and (self.n or self.waiting or self.swapped):
             if self.waiting:
                 self._drop_timed_out()
             blocked = not self.waiting or not self.admissible(self.waiting[0])
