@@ -17,6 +17,11 @@ _ENVS = {
         # a scheduling decision per step; an episode of 200 requests takes ~400-1000 steps
         20_000,
     ),
+    "infragym/KVCacheTTL-v0": (
+        "infragym.envs.serving.ttl_env:KVCacheTTLEnv",
+        # a TTL decision per tool call: 200 SWE-like programs make ~4,600 steps
+        200_000,
+    ),
 }
 
 for _env_id, (_entry_point, _max_steps) in _ENVS.items():
