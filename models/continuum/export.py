@@ -1,0 +1,103 @@
+"""The Continuum export: tool-duration predictors and TTL parameters, loadable without the
+training stack (numpy, pandas and LightGBM only; no pickle, so no signature is needed).
+
+    predictor = infragym.load("outputs/.../export")
+    predictor.predict([{"tool": "bash", "arguments": "pytest -x tests/test_api.py"}])
+    predictor.ttl(calls, reload_s=[3.0], queue_delay_s=[10.0])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from infragym.export import ExportError
+from infragym.models.continuum.predictors import (
+    DurationPredictor,
+    PredictorError,
+    predictor_from_state,
+    prepare_calls,
+)
+
+
+def input_schema() -> dict[str, Any]:
+    return {
+        "type": "tool_calls",
+        "columns": {
+            "tool": "tool name (str; e.g. bash, str_replace_editor, get_weather)",
+            "arguments": "argument text (str; a shell command for bash)",
+            "turn": "optional: index of the LLM call in its program (int)",
+            "context_tokens": "optional: tokens in the program's context (int)",
+            "prev_duration_s": "optional: the program's previous tool duration (s)",
+            "prog_mean_duration_s": "optional: mean of the program's earlier tool durations (s)",
+            "prev_same_tool_s": "optional: the program's previous duration of the same tool (s)",
+        },
+    }
+
+
+def output_schema(levels: Sequence[float]) -> dict[str, Any]:
+    return {
+        "type": "quantiles",
+        "columns": [f"q{lv:g}" for lv in levels] + ["mean"],
+        "unit": "seconds",
+    }
+
+
+class ContinuumPredictor:
+    """A loaded Continuum export: ``predict`` (the selected predictor, or any by name) and
+    ``ttl`` (the paper's rule with the exported eta)."""
+
+    def __init__(self, predictors: Mapping[str, DurationPredictor], best: str, ttl: Mapping[str, Any]) -> None:
+        self.predictors = dict(predictors)
+        self.best = best
+        self.eta = float(ttl["eta"])
+        self.pin_cost = float(ttl["pin_cost"])
+
+    @classmethod
+    def from_export(cls, directory: Path, manifest: dict[str, Any]) -> ContinuumPredictor:
+        try:
+            spec = json.loads((directory / "predictors.json").read_text())
+            predictors = {
+                name: predictor_from_state(state, lambda f: (directory / f).read_bytes())
+                for name, state in spec["predictors"].items()
+            }
+            return cls(predictors, spec["best"], spec["ttl"])
+        except (KeyError, OSError, ValueError, PredictorError) as exc:
+            raise ExportError(f"{directory}: predictors.json is not a valid Continuum export ({exc})") from exc
+
+    def predict(
+        self, tool_calls: pd.DataFrame | Sequence[Mapping[str, Any]], *, predictor: str | None = None
+    ) -> pd.DataFrame:
+        """Predicted duration quantiles (s) and mean for each tool call."""
+        name = predictor or self.best
+        if name not in self.predictors:
+            raise KeyError(f"predictor {name!r} is not in this export (has {sorted(self.predictors)})")
+        return self.predictors[name].predict(tool_calls)
+
+    def ttl(
+        self,
+        tool_calls: pd.DataFrame | Sequence[Mapping[str, Any]],
+        *,
+        reload_s: Sequence[float] | np.ndarray,
+        queue_delay_s: Sequence[float] | np.ndarray,
+    ) -> np.ndarray:
+        """tau* = argmax over the predicted quantiles of level * (eta * T_queue + Reload) -
+        pin_cost * tau, or 0 when no candidate gains."""
+        calls = prepare_calls(tool_calls)
+        predictor = self.predictors[self.best]
+        q, _ = predictor.predict_distribution(calls)
+        benefit = self.eta * np.asarray(queue_delay_s, dtype=np.float64) + np.asarray(reload_s, dtype=np.float64)
+        if benefit.shape != (len(calls),):
+            raise ValueError(f"reload_s and queue_delay_s need one value per tool call ({len(calls)})")
+        values = np.asarray(predictor.levels)[None, :] * benefit[:, None] - self.pin_cost * q
+        best = values.argmax(axis=1)
+        chosen = q[np.arange(len(q)), best]
+        return np.where(values[np.arange(len(q)), best] > 0, chosen, 0.0)
+
+
+__all__ = ["ContinuumPredictor", "input_schema", "output_schema"]

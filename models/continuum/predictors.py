@@ -1,0 +1,359 @@
+"""Tool-call duration predictors for multi-turn agents (Continuum).
+
+Every predictor gives a predictive distribution as quantiles at ``LEVELS`` plus a mean, for a
+frame of tool calls (``AgentPrograms.tool_calls()`` columns: ``tool``, ``arguments``,
+``tool_key``, ``turn``, ``context_tokens``, and the history columns ``prev_duration_s``,
+``prog_mean_duration_s``, ``prev_same_tool_s``).
+
+- ``global_mean``: one distribution for every call (the training durations' quantiles; the
+  point estimate is their mean).
+- ``running_mean``: the Continuum preview code: a running mean per tool key (the first word of
+  a shell command), read as an exponential distribution with that mean.
+- ``empirical``: the paper's approach: per-tool empirical quantiles once a tool has more than
+  ``min_samples`` (100) observations, else the global empirical distribution, and an Exp(1 s)
+  prior until 100 calls in all have been seen.
+- ``quantile_gbm``: gradient boosting (LightGBM) with the pinball loss, one model per level, on
+  the tool key, argument features, turn index and the program's recent durations; fitted on
+  log durations (quantiles are invariant to monotone transforms), sorted to avoid crossing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+LEVELS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+PRIOR_MEAN_S = 1.0  # the paper's Exp(1 s) prior
+MIN_SAMPLES = 100  # the paper: global CDF after 100 samples, per tool after > 100
+_LOG_FLOOR = 1e-5  # durations are logged as log(d + 10 us)
+
+REQUIRED_COLUMNS = ("tool", "arguments")
+
+
+class PredictorError(ValueError):
+    """Tool calls a predictor cannot read."""
+
+
+def exp_quantiles(mean: np.ndarray, levels: Sequence[float] = LEVELS) -> np.ndarray:
+    """Quantiles of exponential distributions with the given means, shape (n, levels)."""
+    return -np.outer(np.asarray(mean, dtype=np.float64), np.log1p(-np.asarray(levels)))
+
+
+def prepare_calls(calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Validate tool calls and fill the derived columns a predictor may use."""
+    from infragym.datasets.agent_programs import tool_key
+
+    frame = pd.DataFrame(list(calls)) if not isinstance(calls, pd.DataFrame) else calls.copy()
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise PredictorError(f"tool calls miss column(s) {missing}; expected at least {list(REQUIRED_COLUMNS)}")
+    frame["tool"] = frame["tool"].astype(str)
+    frame["arguments"] = frame["arguments"].fillna("").astype(str)
+    if "tool_key" not in frame.columns:
+        frame["tool_key"] = tool_key(frame["tool"], frame["arguments"])
+    defaults = {"turn": 0, "context_tokens": 0, "prev_duration_s": np.nan, "prog_mean_duration_s": np.nan}
+    defaults["prev_same_tool_s"] = np.nan
+    for column, value in defaults.items():
+        if column not in frame.columns:
+            frame[column] = value
+    for column in ("turn", "context_tokens", "prev_duration_s", "prog_mean_duration_s", "prev_same_tool_s"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if column in ("turn", "context_tokens") and values.isna().any():
+            raise PredictorError(f"tool calls column {column!r} must be numeric")
+        frame[column] = values
+    return frame
+
+
+class DurationPredictor:
+    """Base: ``fit(calls)`` on calls with ``duration_s``; ``predict(calls)`` -> quantiles."""
+
+    name = "base"
+    levels: tuple[float, ...] = LEVELS
+
+    def fit(self, calls: pd.DataFrame) -> DurationPredictor:
+        raise NotImplementedError
+
+    def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(quantiles (n, levels), mean (n,)) in seconds."""
+        raise NotImplementedError
+
+    def predict(self, calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """A frame with one column per quantile level (``q0.5``, ...) and ``mean``."""
+        frame = prepare_calls(calls)
+        q, mean = self.predict_distribution(frame)
+        out = pd.DataFrame(q, columns=[f"q{lv:g}" for lv in self.levels], index=frame.index)
+        out["mean"] = mean
+        return out
+
+    @staticmethod
+    def _durations(calls: pd.DataFrame) -> np.ndarray:
+        if "duration_s" not in calls.columns:
+            raise PredictorError("training tool calls need a 'duration_s' column")
+        d = calls["duration_s"].to_numpy(dtype=np.float64)
+        if np.any(~np.isfinite(d)) or np.any(d < 0):
+            raise PredictorError("'duration_s' must be finite and >= 0")
+        return d
+
+
+class GlobalMean(DurationPredictor):
+    """Every call: the training durations' distribution; point estimate their mean."""
+
+    name = "global_mean"
+
+    def fit(self, calls: pd.DataFrame) -> GlobalMean:
+        d = self._durations(calls)
+        self.quantiles_ = np.quantile(d, self.levels)
+        self.mean_ = float(d.mean())
+        return self
+
+    def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        n = len(calls)
+        return np.tile(self.quantiles_, (n, 1)), np.full(n, self.mean_)
+
+
+class RunningMean(DurationPredictor):
+    """The preview code: a running mean per tool key, read as Exp(mean); unseen tools get
+    the mean over all calls seen (or the Exp(1 s) prior before any call)."""
+
+    name = "running_mean"
+
+    def fit(self, calls: pd.DataFrame) -> RunningMean:
+        d = self._durations(calls)
+        self.sums_: dict[str, float] = {}
+        self.counts_: dict[str, int] = {}
+        self.total_, self.n_ = 0.0, 0
+        self.update(calls["tool_key"].astype(str).to_numpy(), d)
+        return self
+
+    def update(self, keys: Sequence[str], durations: np.ndarray) -> None:
+        """Fold finished calls into the running means."""
+        for key, value in zip(keys, durations, strict=True):
+            self.sums_[key] = self.sums_.get(key, 0.0) + float(value)
+            self.counts_[key] = self.counts_.get(key, 0) + 1
+            self.total_ += float(value)
+            self.n_ += 1
+
+    def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        fallback = self.total_ / self.n_ if self.n_ else PRIOR_MEAN_S
+        means = {k: self.sums_[k] / self.counts_[k] for k in self.sums_}
+        mean = calls["tool_key"].astype(str).map(means).fillna(fallback).to_numpy(dtype=np.float64)
+        return exp_quantiles(mean, self.levels), mean
+
+
+class EmpiricalPerTool(DurationPredictor):
+    """The paper's predictor: per-tool empirical quantiles for tools with more than
+    ``min_samples`` calls, the global empirical distribution otherwise, Exp(1 s) before
+    ``min_samples`` calls in all."""
+
+    name = "empirical"
+
+    def __init__(self, min_samples: int = MIN_SAMPLES) -> None:
+        if min_samples < 1:
+            raise ValueError("min_samples must be >= 1")
+        self.min_samples = min_samples
+
+    def fit(self, calls: pd.DataFrame) -> EmpiricalPerTool:
+        d = self._durations(calls)
+        keys = calls["tool_key"].astype(str).to_numpy()
+        if len(d) >= self.min_samples:
+            self.global_ = (np.quantile(d, self.levels), float(d.mean()))
+        else:
+            self.global_ = (exp_quantiles(np.array([PRIOR_MEAN_S]), self.levels)[0], PRIOR_MEAN_S)
+        self.per_tool_: dict[str, tuple[np.ndarray, float]] = {}
+        for key in np.unique(keys):
+            values = d[keys == key]
+            if len(values) > self.min_samples:
+                self.per_tool_[str(key)] = (np.quantile(values, self.levels), float(values.mean()))
+        return self
+
+    def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        keys = calls["tool_key"].astype(str).to_numpy()
+        q = np.tile(self.global_[0], (len(keys), 1))
+        mean = np.full(len(keys), self.global_[1])
+        for key, (quantiles, m) in self.per_tool_.items():
+            rows = keys == key
+            q[rows] = quantiles
+            mean[rows] = m
+        return q, mean
+
+
+_ARG_PATTERNS = ("::", " -x", "-k ", "/tests", "tests/", "-c ", "install", "view", "-rn", ".py")
+
+
+class QuantileGBM(DurationPredictor):
+    """Gradient boosting (LightGBM, one thread) with the pinball loss per quantile level.
+
+    Features: tool key (categorical), argument features (length, word count, and the presence
+    of scope markers such as ``::``, ``-x``, ``/tests``, ``install``), turn index, context
+    size, and the program's history (previous duration, mean of its earlier durations, the
+    previous duration of the same tool), all on log scales.
+    """
+
+    name = "quantile_gbm"
+
+    def __init__(self, n_estimators: int = 80, learning_rate: float = 0.1, num_leaves: int = 15) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+
+    def _features(self, calls: pd.DataFrame) -> np.ndarray:
+        args = calls["arguments"].astype(str)
+        # unseen tools map to NaN: LightGBM's missing-value branch
+        keys = calls["tool_key"].astype(str).map(self.key_codes_).to_numpy(dtype=np.float64, na_value=np.nan)
+        columns = [
+            keys,
+            np.log1p(args.str.len().to_numpy(dtype=np.float64)),
+            args.str.split().str.len().fillna(0).to_numpy(dtype=np.float64),
+            *[args.str.contains(p, regex=False).to_numpy(dtype=np.float64) for p in _ARG_PATTERNS],
+            calls["turn"].to_numpy(dtype=np.float64),
+            np.log1p(calls["context_tokens"].to_numpy(dtype=np.float64)),
+            *[
+                np.log(calls[c].to_numpy(dtype=np.float64) + _LOG_FLOOR)
+                for c in ("prev_duration_s", "prog_mean_duration_s", "prev_same_tool_s")
+            ],
+        ]
+        return np.column_stack(columns)
+
+    def fit(self, calls: pd.DataFrame) -> QuantileGBM:
+        d = self._durations(calls)
+        keys = sorted(calls["tool_key"].astype(str).unique())
+        self.key_codes_ = {k: i for i, k in enumerate(keys)}
+        x = self._features(calls)
+        y = np.log(d + _LOG_FLOOR)
+        self.models_ = []
+        for level in self.levels:
+            model = lgb.LGBMRegressor(
+                objective="quantile",
+                alpha=level,
+                n_estimators=self.n_estimators,
+                learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves,
+                min_child_samples=20,
+                n_jobs=1,  # deterministic, and no OpenMP spinning on a shared machine
+                random_state=0,
+                verbose=-1,
+            )
+            model.fit(x, y, categorical_feature=[0])
+            self.models_.append(model.booster_)
+        return self
+
+    def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        x = self._features(calls)
+        logq = np.column_stack([m.predict(x, num_threads=1) for m in self.models_])
+        q = np.maximum(np.exp(np.sort(logq, axis=1)) - _LOG_FLOOR, 0.0)
+        return q, quantile_mean(q, self.levels)
+
+
+def predictor_state(predictor: DurationPredictor) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A fitted predictor as JSON-able state plus data files (LightGBM models as text): no
+    pickle, so loading an export runs no code from it."""
+    state: dict[str, Any] = {"name": predictor.name, "levels": list(predictor.levels)}
+    files: dict[str, bytes] = {}
+    if isinstance(predictor, GlobalMean):
+        state.update(quantiles=predictor.quantiles_.tolist(), mean=predictor.mean_)
+    elif isinstance(predictor, RunningMean):
+        state.update(sums=predictor.sums_, counts=predictor.counts_, total=predictor.total_, n=predictor.n_)
+    elif isinstance(predictor, EmpiricalPerTool):
+        state.update(
+            min_samples=predictor.min_samples,
+            global_quantiles=predictor.global_[0].tolist(),
+            global_mean=predictor.global_[1],
+            per_tool={k: [q.tolist(), m] for k, (q, m) in predictor.per_tool_.items()},
+        )
+    elif isinstance(predictor, QuantileGBM):
+        state.update(
+            key_codes=predictor.key_codes_,
+            params={"n_estimators": predictor.n_estimators, "learning_rate": predictor.learning_rate},
+        )
+        state["params"]["num_leaves"] = predictor.num_leaves
+        for level, booster in zip(predictor.levels, predictor.models_, strict=True):
+            files[f"gbm_q{level:g}.txt"] = booster.model_to_string().encode()
+        state["model_files"] = list(files)
+    else:
+        raise PredictorError(f"cannot serialise predictor {predictor.name!r}")
+    return state, files
+
+
+def predictor_from_state(state: Mapping[str, Any], read: Any) -> DurationPredictor:
+    """Rebuild a predictor from ``predictor_state``; ``read(name) -> bytes`` reads its files."""
+    name = state.get("name")
+    if name not in PREDICTORS:
+        raise PredictorError(f"predictor state: unknown 'name' {name!r} (known: {sorted(PREDICTORS)})")
+    levels = tuple(float(x) for x in state["levels"])
+    predictor: DurationPredictor
+    if name == "global_mean":
+        predictor = GlobalMean()
+        predictor.quantiles_ = np.asarray(state["quantiles"], dtype=np.float64)
+        predictor.mean_ = float(state["mean"])
+    elif name == "running_mean":
+        predictor = RunningMean()
+        predictor.sums_ = {str(k): float(v) for k, v in state["sums"].items()}
+        predictor.counts_ = {str(k): int(v) for k, v in state["counts"].items()}
+        predictor.total_, predictor.n_ = float(state["total"]), int(state["n"])
+    elif name == "empirical":
+        predictor = EmpiricalPerTool(int(state["min_samples"]))
+        predictor.global_ = (np.asarray(state["global_quantiles"], dtype=np.float64), float(state["global_mean"]))
+        predictor.per_tool_ = {
+            str(k): (np.asarray(q, dtype=np.float64), float(m)) for k, (q, m) in state["per_tool"].items()
+        }
+    else:
+        predictor = QuantileGBM(**state["params"])
+        predictor.key_codes_ = {str(k): int(v) for k, v in state["key_codes"].items()}
+        predictor.models_ = [lgb.Booster(model_str=read(f).decode()) for f in state["model_files"]]
+    predictor.levels = levels
+    return predictor
+
+
+def quantile_mean(q: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Mean of a distribution known by its quantiles (piecewise-constant between levels)."""
+    lv = np.asarray(levels)
+    edges = np.concatenate([[0.0], (lv[1:] + lv[:-1]) / 2.0, [1.0]])
+    return q @ np.diff(edges)
+
+
+PREDICTORS: dict[str, type[DurationPredictor]] = {
+    cls.name: cls for cls in (GlobalMean, RunningMean, EmpiricalPerTool, QuantileGBM)
+}
+
+
+def evaluate_predictor(predictor: DurationPredictor, calls: pd.DataFrame) -> dict[str, float]:
+    """Held-out metrics: MAE of the median and of the mean, pinball loss per level and its
+    average, coverage per level and the mean calibration error |coverage - level|."""
+    y = DurationPredictor._durations(calls)
+    q, mean = predictor.predict_distribution(calls)
+    metrics: dict[str, float] = {
+        "mae_s": float(np.mean(np.abs(q[:, predictor.levels.index(0.5)] - y))),
+        "mae_mean_s": float(np.mean(np.abs(mean - y))),
+    }
+    losses, errors = [], []
+    for j, level in enumerate(predictor.levels):
+        diff = y - q[:, j]
+        loss = float(np.mean(np.maximum(level * diff, (level - 1) * diff)))
+        coverage = float(np.mean(y <= q[:, j]))
+        metrics[f"pinball_q{level:g}"] = loss
+        metrics[f"coverage_q{level:g}"] = coverage
+        losses.append(loss)
+        errors.append(abs(coverage - level))
+    metrics["pinball"] = float(np.mean(losses))
+    metrics["calibration_error"] = float(np.mean(errors))
+    return metrics
+
+
+__all__ = [
+    "LEVELS",
+    "PREDICTORS",
+    "DurationPredictor",
+    "EmpiricalPerTool",
+    "GlobalMean",
+    "PredictorError",
+    "QuantileGBM",
+    "RunningMean",
+    "evaluate_predictor",
+    "exp_quantiles",
+    "prepare_calls",
+    "quantile_mean",
+]
