@@ -270,6 +270,29 @@ class ProgramReplica(Replica):
             return
         self.run_iteration()
 
+    def audit(self) -> None:
+        """The base ledger check with pinned blocks counted as used, plus the pin records."""
+        if sum(pin.blocks for pin in self.pins.values()) != self.pinned_blocks:
+            raise AssertionError(f"replica {self.index}: pinned block count out of date")
+        self.free_blocks += self.pinned_blocks  # the base ledger counts running requests only
+        try:
+            super().audit()
+        finally:
+            self.free_blocks -= self.pinned_blocks
+        if self._head > self.total_blocks + self.blocks_released:
+            raise AssertionError(f"replica {self.index}: free-pool head beyond the released blocks")
+
+    def _fail_unservable(self, rid: int) -> None:
+        """A turn that cannot fit even alone fails, and its program is aborted: its pinned or
+        cached context is released and its later turns never come."""
+        super()._fail_unservable(rid)
+        program = int(self.sim.program_of[rid])
+        if program in self.pins:
+            self.unpin(program, self.clock)
+        self.prefix.pop(program, None)
+        self.sim._program_aborted(program, self.clock)
+        self.horizon = self.clock
+
     def reload_seconds(self, tokens: int) -> float:
         """Time to prefill ``tokens`` of context alone on this replica (in budget-sized chunks)."""
         budget = self.config.max_batched_tokens
@@ -333,6 +356,7 @@ class ProgramSimulation:
         self.pin_block_s = np.zeros(n)
         self.program_start = np.full(len(programs), np.nan)
         self.program_finish = np.full(len(programs), np.nan)
+        self.program_failed = np.zeros(len(programs), dtype=bool)
         self.assigned = np.full(len(programs), -1, dtype=np.int64)
         config = replica or ReplicaConfig(chunked_prefill=True)
         slo = SLO(queue_timeout_s=math.inf)  # agent turns wait; they are never dropped
@@ -386,6 +410,12 @@ class ProgramSimulation:
     def _program_finished(self, program: int, now: float) -> None:
         self.program_finish[program] = now
         self._resolve(int(self.programs.offsets[program + 1] - 1))
+        self._active -= 1
+        if self._queued_programs:
+            self._push(now, _START, self._queued_programs.popleft())
+
+    def _program_aborted(self, program: int, now: float) -> None:
+        self.program_failed[program] = True
         self._active -= 1
         if self._queued_programs:
             self._push(now, _START, self._queued_programs.popleft())
@@ -490,6 +520,7 @@ class ProgramSimulation:
         metrics = {
             "programs": float(len(progs)),
             "programs_finished": float(done.sum()),
+            "programs_failed": float(self.program_failed.sum()),  # a turn beyond the KV capacity
             "turns_finished": float(finished.sum()),
             "mean_jct_s": float(jct.mean()) if jct.size else math.nan,
             "p50_jct_s": float(np.percentile(jct, 50)) if jct.size else math.nan,
