@@ -13,7 +13,9 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from infragym.envs.health import UnhealthyNodeMitigationEnv
 from infragym.envs.serving.env import LLMServingEnv
+from infragym.envs.serving.ttl_env import KVCacheTTLEnv
 from infragym.logging import RunLogger
+from infragym.models.continuum.task import ContinuumTask
 from infragym.models.deoxys import Deoxys
 from infragym.models.serving.task import ServingBaselinesTask
 from infragym.runner import build_task
@@ -42,6 +44,9 @@ def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
     if experiment.startswith("deoxys"):
         assert isinstance(task.model, Deoxys)
         assert isinstance(task.env, UnhealthyNodeMitigationEnv)
+    elif experiment == "continuum":
+        assert isinstance(task, ContinuumTask)
+        assert isinstance(task.env, KVCacheTTLEnv)
     else:
         assert isinstance(task, ServingBaselinesTask)
         assert isinstance(task.env, LLMServingEnv)

@@ -62,9 +62,11 @@ def prepare_calls(calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataF
             frame[column] = value
     for column in ("turn", "context_tokens", "prev_duration_s", "prog_mean_duration_s", "prev_same_tool_s"):
         values = pd.to_numeric(frame[column], errors="coerce")
-        if column in ("turn", "context_tokens") and values.isna().any():
-            raise PredictorError(f"tool calls column {column!r} must be numeric")
-        frame[column] = values
+        bad = values.isna() & frame[column].notna()
+        if bad.any():
+            row = frame.index[bad.to_numpy()][0]
+            raise PredictorError(f"tool calls column {column!r}, row {row}: {frame[column][row]!r} is not a number")
+        frame[column] = values.fillna(defaults[column])
     return frame
 
 
