@@ -177,13 +177,13 @@ def tool_key(tool: pd.Series, arguments: pd.Series) -> pd.Series:
     """The tool as the Continuum preview code names it: for a shell tool, the first word of
     the command (``bash`` + ``pytest -x tests`` -> ``pytest``); else the tool's name, with the
     editor's sub-command."""
-    keys = tool.astype(str).to_numpy(dtype=object).copy()
-    args = arguments.astype(str).to_numpy(dtype=object)
-    for i in np.flatnonzero(np.isin(keys, ("bash", "str_replace_editor"))):
-        words = args[i].split()
-        if words:
-            keys[i] = words[0] if keys[i] == "bash" else f"editor_{words[0]}"
-    return pd.Series(keys, index=tool.index, dtype=object)
+    codes, uniques = pd.factorize(tool.astype(str) + "\x00" + arguments.astype(str))  # once per distinct call
+    keys = np.empty(len(uniques), dtype=object)
+    for i, pair in enumerate(uniques):
+        name, _, args = pair.partition("\x00")
+        words = args.split(maxsplit=1) if name in ("bash", "str_replace_editor") else ()
+        keys[i] = (words[0] if name == "bash" else f"editor_{words[0]}") if words else name
+    return pd.Series(keys[codes], index=tool.index, dtype=object)
 
 
 # ---------------------------------------------------------------------- real trajectories

@@ -224,3 +224,13 @@ def test_loading_the_export_imports_no_training_stack(continuum_run: Path) -> No
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_evaluate_py_reproduces_the_run_from_its_export(continuum_run: Path, tmp_path: Path) -> None:
+    from infragym.runner import run_evaluate
+
+    cfg = compose_config("evaluate", [f"checkpoint={continuum_run / 'export'}", "logger=none"], tmp_path)
+    reproduced = run_evaluate(cfg)
+    trained = json.loads((continuum_run / "metrics.json").read_text())
+    for key in ("test/continuum/mean_jct_s", "test/learned/mean_jct_s", "test/quantile_gbm/pinball"):
+        assert reproduced[key] == pytest.approx(trained[key], rel=1e-9), key

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -52,11 +53,22 @@ class ContinuumPredictor:
     """A loaded Continuum export: ``predict`` (the selected predictor, or any by name) and
     ``ttl`` (the paper's rule with the exported eta)."""
 
-    def __init__(self, predictors: Mapping[str, DurationPredictor], best: str, ttl: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        predictors: Mapping[str, DurationPredictor],
+        best: str,
+        ttl: Mapping[str, Any],
+        manifest: dict[str, Any] | None = None,
+        learned_model: Any = None,
+    ) -> None:
+        if best not in predictors:
+            raise ExportError(f"the selected predictor {best!r} is not among the exported ones")
         self.predictors = dict(predictors)
         self.best = best
         self.eta = float(ttl["eta"])
         self.pin_cost = float(ttl["pin_cost"])
+        self.manifest = manifest or {}
+        self.learned_model = learned_model  # the learned TTL policy's reward model (LightGBM)
 
     @classmethod
     def from_export(cls, directory: Path, manifest: dict[str, Any]) -> ContinuumPredictor:
@@ -66,8 +78,11 @@ class ContinuumPredictor:
                 name: predictor_from_state(state, lambda f: (directory / f).read_bytes())
                 for name, state in spec["predictors"].items()
             }
-            return cls(predictors, spec["best"], spec["ttl"])
-        except (KeyError, OSError, ValueError, PredictorError) as exc:
+            learned = None
+            if spec["ttl"].get("learned_model_file"):
+                learned = lgb.Booster(model_str=(directory / spec["ttl"]["learned_model_file"]).read_text())
+            return cls(predictors, spec["best"], spec["ttl"], manifest, learned)
+        except (KeyError, OSError, ValueError, PredictorError, lgb.basic.LightGBMError) as exc:
             raise ExportError(f"{directory}: predictors.json is not a valid Continuum export ({exc})") from exc
 
     def predict(

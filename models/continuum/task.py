@@ -381,6 +381,25 @@ class ContinuumTask:
         ax.legend(fontsize=7)
         return fig
 
+    def evaluate_export(
+        self, predictor: Any, *, n_test_events: int | None = None, refit_baselines: bool = True
+    ) -> EvaluationReport:
+        """Evaluate a loaded export (``evaluate.py``): its predictors, eta and learned policy
+        replace the fitted ones; the held-out workloads are regenerated from the seed, so the
+        training run's seed reproduces its numbers. The policies that need no training are
+        rebuilt from the export's predictors (``refit_baselines`` has nothing to refit)."""
+        if n_test_events is not None:
+            raise ValueError("evaluation.n_test_events does not apply to continuum (set dataset sizes instead)")
+        self.predictors = dict(predictor.predictors)
+        self.best = predictor.best
+        self.eta = predictor.eta
+        self.learned = None
+        if predictor.learned_model is not None:
+            self.learned = LearnedTTL(self.predictors[self.best], predictor.learned_model)
+        elif "learned" in self.policies:
+            self.policies.remove("learned")
+        return self.evaluate()
+
     # ------------------------------------------------------------------ export
     def export(
         self, directory: str | os.PathLike[str], *, metrics: Mapping[str, float], config: Mapping[str, Any]
