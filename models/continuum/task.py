@@ -112,7 +112,6 @@ class ContinuumModel:
     predictors: Sequence[str] = ("global_mean", "running_mean", "empirical", "quantile_gbm")
     fixed_ttl_s: float = 2.0
     pin_cost: float = 1.0
-    memory_cost: float = 5.0
     learned_rounds: int = 3
     learned_programs: int = 150
     learned_rates: Sequence[float] = (0.15, 0.2, 0.25)
@@ -235,7 +234,7 @@ class ContinuumTask:
                     tp=self.env.replica_config.tp,
                     max_batched_tokens=self.env.replica_config.max_batched_tokens,
                     n_replicas=self.env.n_replicas,
-                    memory_cost=self.model.memory_cost,
+                    memory_cost=self.env.memory_cost,
                     predictor=self.predictors[self.best],
                 )
                 for rate in self.model.learned_rates

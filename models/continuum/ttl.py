@@ -130,10 +130,11 @@ class LearnedTTL(TTLPolicy):
         super().__init__(predictor)
         self.model = model
         self._eye = np.eye(len(ACTION_LEVELS), dtype=np.float32)
+        self._booster = getattr(model, "booster_", model)  # skip the scikit-learn wrapper per call
 
     def choose(self, features: np.ndarray) -> int:
         rows = np.hstack([np.tile(features, (len(ACTION_LEVELS), 1)), self._eye])
-        return int(np.argmax(self.model.predict(rows)))
+        return int(np.argmax(self._booster.predict(rows, num_threads=1)))
 
     def __call__(self, decision: Decision, sim: ProgramSimulation) -> float:
         q = self.quantiles[decision.rid]
