@@ -154,7 +154,7 @@ def continuum_tables(result: dict) -> str:
     preds = result["predictors"]
     out += [
         "",
-        "Tool-duration predictors (trained on 2,400 generated SWE-like + BFCL-like programs, tested on "
+        "Tool-duration predictors (trained on 3,000 generated SWE-like + BFCL-like programs, tested on "
         "100,000 calls of separately generated SWE-like programs):",
         "",
         "| predictor | pinball loss (mean over 8 quantiles) | MAE of the median (s) | calibration error "

@@ -194,6 +194,9 @@ def test_decide_needs_a_pending_decision() -> None:
     sim = ProgramSimulation(_programs([2], [10], [0.1], [1.0]), replica=ROOMY)
     with pytest.raises(RuntimeError, match="next_decision"):
         sim.decide(1.0)
+    sim.next_decision()
+    with pytest.raises(ValueError, match="finite"):
+        sim.decide(float("nan"))
 
 
 def test_ttl_env_passes_the_checker_and_reproduces_the_simulator() -> None:

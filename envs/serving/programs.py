@@ -479,8 +479,8 @@ class ProgramSimulation:
         """Apply a TTL (seconds; <= 0 evicts at once) to the oldest pending decision."""
         if not self._pending:
             raise RuntimeError("no decision is pending: call next_decision() first")
-        if not math.isfinite(ttl_s) and ttl_s > 0:
-            raise ValueError("ttl_s must be finite")
+        if not math.isfinite(ttl_s):
+            raise ValueError(f"ttl_s must be a finite number of seconds, got {ttl_s!r}")
         d = self._pending.popleft()
         replica = self.replicas[d.replica]
         ttl_s = max(float(ttl_s), 0.0)
