@@ -124,7 +124,15 @@ def main() -> None:
     print("\n\n".join(parts))
 
 
-CONTINUUM_POLICIES = ("ttl_only", "program_fcfs_only", "continuum", "fixed_2s", "predicted_mean", "learned")
+CONTINUUM_POLICIES = (
+    "ttl_only",
+    "program_fcfs_only",
+    "continuum",
+    "fixed_2s",
+    "predicted_mean",
+    "learned",
+    "oracle_duration",
+)
 
 
 def continuum_tables(result: dict) -> str:

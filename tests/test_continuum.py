@@ -171,7 +171,16 @@ def continuum_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_experiment_reports_every_policy_and_predictor(continuum_run: Path) -> None:
     metrics = json.loads((continuum_run / "metrics.json").read_text())
-    for policy in ("vllm", "ttl_only", "program_fcfs_only", "fixed_2s", "predicted_mean", "continuum", "learned"):
+    for policy in (
+        "vllm",
+        "ttl_only",
+        "program_fcfs_only",
+        "fixed_2s",
+        "predicted_mean",
+        "continuum",
+        "learned",
+        "oracle_duration",
+    ):
         assert metrics[f"test/{policy}/mean_jct_s"] > 0
         assert metrics[f"test/{policy}/p95_jct_s"] >= metrics[f"test/{policy}/mean_jct_s"] * 0.5
     for name in PREDICTORS:

@@ -200,10 +200,14 @@ def test_decide_needs_a_pending_decision() -> None:
 
 
 def test_ttl_env_passes_the_checker_and_reproduces_the_simulator() -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
     import infragym.envs  # noqa: F401
 
     env = gym.make("infragym/KVCacheTTL-v0", n_programs=20)
     check_env(env.unwrapped)
+    sb3_check_env(env.unwrapped)
+    assert env.unwrapped.action_masks().all()
     progs = swe_bench_like(30, np.random.default_rng(9), rate=0.3)
     env = KVCacheTTLEnv(programs=progs, rate=0.3, gpu="h100", model="llama3.1_8b", tp=1)
     obs, info = env.reset(seed=0)

@@ -142,9 +142,13 @@ class KVCacheTTLEnv(gym.Env[np.ndarray, np.int64]):
             return np.zeros(N_FEATURES, dtype=np.float32)
         return decision_features(self._decision, self._quantiles[self._decision.rid], self.levels)
 
+    def action_masks(self) -> np.ndarray:
+        """Every TTL is always allowed (for sb3-contrib's MaskablePPO and the house API)."""
+        return np.ones(len(ACTION_LEVELS), dtype=bool)
+
     def _info(self) -> dict[str, Any]:
         d = self._decision
-        return {"decision": d.rid if d is not None else -1}
+        return {"decision": d.rid if d is not None else -1, "action_mask": self.action_masks()}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

@@ -38,6 +38,7 @@ from infragym.models.continuum.predictors import (
 )
 from infragym.models.continuum.ttl import (
     ContinuumRule,
+    DurationOracle,
     FixedTTL,
     LearnedTTL,
     NoTTL,
@@ -62,6 +63,7 @@ POLICIES: dict[str, tuple[str, str]] = {
     "predicted_mean": ("predicted_mean", "program_fcfs"),
     "continuum": ("continuum", "program_fcfs"),
     "learned": ("learned", "program_fcfs"),
+    "oracle_duration": ("oracle_duration", "program_fcfs"),  # reference: TTL = the true duration
 }
 TABLE_METRICS = ("mean_jct_s", "p95_jct_s", "throughput_programs_s", "mean_ttft_s", "p95_ttft_s", "context_reuse")
 TABLE_METRICS += ("pinned_memory_fraction", "preemptions")
@@ -257,6 +259,8 @@ class ContinuumTask:
         best = self.predictors[self.best] if self.best else None
         if kind == "none":
             return NoTTL()
+        if kind == "oracle_duration":
+            return DurationOracle()
         if kind == "fixed":
             return FixedTTL(self.predictors.get("running_mean"), ttl_s=self.model.fixed_ttl_s)
         if best is None:

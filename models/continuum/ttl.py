@@ -100,6 +100,20 @@ class PredictedMean(TTLPolicy):
         return float(self.mean[decision.rid])
 
 
+class DurationOracle(TTLPolicy):
+    """The reference: pin for exactly the true tool duration (a perfect predictor; not the
+    optimal policy, which would also weigh the memory the pin holds)."""
+
+    name = "oracle_duration"
+
+    def prepare(self, programs: AgentPrograms) -> DurationOracle:
+        self.durations = programs.tool_duration_s
+        return self
+
+    def __call__(self, decision: Decision, sim: ProgramSimulation) -> float:
+        return float(self.durations[decision.rid]) + 1e-6
+
+
 class ContinuumRule(TTLPolicy):
     """tau* = argmax_tau F(tau) * (eta * T_queue + Reload) - pin_cost * tau (0 if no
     candidate gains)."""
@@ -226,6 +240,7 @@ def train_learned(
 __all__ = [
     "ACTION_LEVELS",
     "ContinuumRule",
+    "DurationOracle",
     "FixedTTL",
     "LearnedTTL",
     "NoTTL",
