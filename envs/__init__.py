@@ -17,6 +17,11 @@ _ENVS = {
         # a scheduling decision per step; an episode of 200 requests takes ~400-1000 steps
         20_000,
     ),
+    "infragym/VMReschedule-v0": (
+        "infragym.envs.cluster.env:VMRescheduleEnv",
+        # the env terminates itself after MNL migrations (default 50); this only guards misuse
+        1_000,
+    ),
 }
 
 for _env_id, (_entry_point, _max_steps) in _ENVS.items():
