@@ -39,6 +39,9 @@ class VMRescheduleEnv(gym.Env):
         resample_on_reset: draw a fresh generated snapshot (same preset, same sizes) on each reset.
         max_migrations: MNL, the migration budget of an episode.
         action_mode: ``two_stage`` or ``flat``.
+        strict: raise on an infeasible action; otherwise it leaves the cluster unchanged, earns 0,
+            is not counted as a migration and is flagged in ``info["invalid_action"]`` (masked
+            agents never take one; generic checkers and unmasked agents may).
     """
 
     metadata = {"render_modes": []}
@@ -52,6 +55,7 @@ class VMRescheduleEnv(gym.Env):
         resample_on_reset: bool = False,
         max_migrations: int = 50,
         action_mode: str = "two_stage",
+        strict: bool = False,
     ) -> None:
         if action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode {action_mode!r}: choose from {ACTION_MODES}")
@@ -62,6 +66,7 @@ class VMRescheduleEnv(gym.Env):
         self.resample_on_reset = resample_on_reset and snapshot is None and snapshot_path is None
         self.max_migrations = int(max_migrations)
         self.action_mode = action_mode
+        self.strict = strict
         if snapshot is None:
             if snapshot_path is not None:
                 snapshot = load_vmr2l_snapshot(snapshot_path)
@@ -72,8 +77,8 @@ class VMRescheduleEnv(gym.Env):
         self.n_destinations = P * N_PLACEMENTS
         self.observation_space = spaces.Dict(
             {
-                "vm": spaces.Box(0.0, 2.0, shape=(V, VM_FEATURES), dtype=np.float32),
-                "pm": spaces.Box(0.0, 1.0, shape=(P, PM_FEATURES), dtype=np.float32),
+                "vm": spaces.Box(0.0, 4.0, shape=(V, VM_FEATURES), dtype=np.float32),
+                "pm": spaces.Box(0.0, 4.0, shape=(P, PM_FEATURES), dtype=np.float32),
                 "vm_host": spaces.Box(0, P - 1, shape=(V,), dtype=np.int64),
                 "budget": spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32),
             }
@@ -116,7 +121,7 @@ class VMRescheduleEnv(gym.Env):
         return {
             "fragment_rate": self.state.fragment_rate(),
             "migrations": self.state.n_migrations,
-            "action_mask": self.action_masks(),
+            "action_mask": self.action_masks().copy(),  # never shared between calls
         }
 
     # ------------------------------------------------------------------ gymnasium API
@@ -143,6 +148,9 @@ class VMRescheduleEnv(gym.Env):
                 f"action {action!r} out of range (V={self.state.n_vms}, destinations={self.n_destinations})"
             )
         if not self.state.is_feasible(vm, dest):
+            if not self.strict:
+                info = {**self._info(), "invalid_action": True}
+                return self._obs(), 0.0, not info["action_mask"].any(), False, info
             raise ValueError(
                 f"infeasible migration: VM {self.snapshot.vm_ids[vm]} to PM {self.snapshot.pm_ids[dest // N_PLACEMENTS]}"
                 f" placement {dest % N_PLACEMENTS} (use info['action_mask'] / placement_mask(vm))"

@@ -25,6 +25,8 @@ from infragym.envs.cluster.snapshot import (
 
 FRAGMENT_UNIT = 16  # cores: a free remainder below 16 cannot host the common 16-core VM type
 VM_FEATURES = 8
+CPU_SCALE = 44.0  # cores of one NUMA node of the real PMs: the observation's CPU unit
+MEM_SCALE = 184_388.0  # MB of one NUMA node of the real PMs
 PM_FEATURES = 8
 
 
@@ -288,19 +290,12 @@ class ClusterState:
 
     # ------------------------------------------------------------------ observation
     def _pm_rows(self, pms: np.ndarray | slice) -> np.ndarray:
+        # Free CPU on a fixed scale (cores / 44, a NUMA node of the real PMs) so that a policy can
+        # recover exact core counts and their remainders mod 16.
         free = self.free_cpu[pms].astype(np.float32)
-        total = np.maximum(self.pm_cpu_total[pms], 1).astype(np.float32)
         mem = (self.free_mem[pms] / np.maximum(self.pm_mem_total[pms], 1.0)).astype(np.float32)
         frag = np.mod(free, FRAGMENT_UNIT)
-        return np.concatenate(
-            [
-                free / total,
-                mem,
-                frag / FRAGMENT_UNIT,
-                frag / np.maximum(free, 1.0),
-            ],
-            axis=-1,
-        )
+        return np.concatenate([free / CPU_SCALE, mem, frag / FRAGMENT_UNIT, frag / np.maximum(free, 1.0)], axis=-1)
 
     def observation(self) -> dict[str, np.ndarray]:
         """VM rows: own demand (per node CPU/44, memory share, split, movable), placement one-hot
@@ -313,8 +308,8 @@ class ClusterState:
             self.pm_obs[~self.pm_active] = 0.0
             V = self.n_vms
             self.vm_static = np.zeros((V, 4), dtype=np.float32)
-            self.vm_static[:, 0] = self.vm_cpu / 44.0
-            self.vm_static[:, 1] = self.vm_mem / 184_388.0
+            self.vm_static[:, 0] = self.vm_cpu / CPU_SCALE
+            self.vm_static[:, 1] = self.vm_mem / MEM_SCALE
             self.vm_static[:, 2] = self.vm_double
             self.vm_static[:, 3] = self.vm_movable
             self.vm_obs = np.zeros((V, VM_FEATURES), dtype=np.float32)
