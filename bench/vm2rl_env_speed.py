@@ -32,7 +32,7 @@ def measure(env: VMRescheduleEnv, episodes: int, seed: int) -> dict[str, float]:
     steps = 0
     wall = time.perf_counter()
     for episode in range(episodes):
-        obs, info = env.reset(seed=seed + episode)
+        _obs, info = env.reset(seed=seed + episode)
         done = False
         while not done:
             vms = np.flatnonzero(info["action_mask"])
@@ -43,7 +43,7 @@ def measure(env: VMRescheduleEnv, episodes: int, seed: int) -> dict[str, float]:
             dests = np.flatnonzero(dest_mask)
             dest = dests[rng.integers(dests.size)]
             t2 = time.perf_counter()
-            obs, reward, done, truncated, info = env.step((vm, dest))  # info carries the next VM mask
+            _obs, _reward, done, _truncated, info = env.step((vm, dest))  # info carries the next VM mask
             env_time += (t1 - t0) + (time.perf_counter() - t2)
             steps += 1
     wall = time.perf_counter() - wall

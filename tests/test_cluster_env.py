@@ -68,7 +68,9 @@ def _write(tmp_path: Path, hosts: list[dict], vms: list[dict], sets: list[dict] 
 
 
 def test_tiny_fixture_loads_and_fragment_rate_is_exact(tmp_path: Path) -> None:
-    path = _write(tmp_path, [_host("pm_a", (36, 40)), _host("pm_b", (44, 44))], [_vm("v1", "pm_a", 8), _vm("v2", "pm_a", 4, 1)])
+    path = _write(
+        tmp_path, [_host("pm_a", (36, 40)), _host("pm_b", (44, 44))], [_vm("v1", "pm_a", 8), _vm("v2", "pm_a", 4, 1)]
+    )
     snap = load_vmr2l_snapshot(path)
     state = ClusterState(snap)
     # free: 36, 40, 44, 44 -> mod 16: 4, 8, 12, 12 -> 36 / 164
@@ -98,7 +100,7 @@ def test_bad_snapshots_are_refused_naming_the_culprit(tmp_path: Path, mutate, me
 def test_violated_anti_affinity_is_refused(tmp_path: Path) -> None:
     hosts = [_host("pm_a", (36, 40)), _host("pm_b")]
     vms = [_vm("v1", "pm_a", 8), _vm("v2", "pm_a", 4, 1)]
-    with pytest.raises(SnapshotError, match="anti-affinity.*v1.*v2"):
+    with pytest.raises(SnapshotError, match=r"anti-affinity.*v1.*v2"):
         load_vmr2l_snapshot(_write(tmp_path, hosts, vms, [{"granularity": "host", "data": ["v1", "v2"]}]))
 
 

@@ -11,11 +11,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from infragym.envs.cluster import VMRescheduleEnv
 from infragym.envs.health import UnhealthyNodeMitigationEnv
 from infragym.envs.serving.env import LLMServingEnv
 from infragym.logging import RunLogger
 from infragym.models.deoxys import Deoxys
 from infragym.models.serving.task import ServingBaselinesTask
+from infragym.models.vm2rl.agent import VM2RLAgent
+from infragym.models.vm2rl.task import VM2RLTask
 from infragym.runner import build_task
 from infragym.task import Task
 
@@ -42,6 +45,10 @@ def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
     if experiment.startswith("deoxys"):
         assert isinstance(task.model, Deoxys)
         assert isinstance(task.env, UnhealthyNodeMitigationEnv)
+    elif experiment.startswith("vm2rl"):
+        assert isinstance(task, VM2RLTask)
+        assert isinstance(task.model, VM2RLAgent)
+        assert isinstance(task.env, VMRescheduleEnv)
     else:
         assert isinstance(task, ServingBaselinesTask)
         assert isinstance(task.env, LLMServingEnv)

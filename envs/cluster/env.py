@@ -152,7 +152,8 @@ class VMRescheduleEnv(gym.Env):
                 info = {**self._info(), "invalid_action": True}
                 return self._obs(), 0.0, not info["action_mask"].any(), False, info
             raise ValueError(
-                f"infeasible migration: VM {self.snapshot.vm_ids[vm]} to PM {self.snapshot.pm_ids[dest // N_PLACEMENTS]}"
+                f"infeasible migration: VM {self.snapshot.vm_ids[vm]} to PM "
+                f"{self.snapshot.pm_ids[dest // N_PLACEMENTS]}"
                 f" placement {dest % N_PLACEMENTS} (use info['action_mask'] / placement_mask(vm))"
             )
         reward = self.state.migrate(vm, dest)

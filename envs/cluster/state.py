@@ -300,7 +300,8 @@ class ClusterState:
     def observation(self) -> dict[str, np.ndarray]:
         """VM rows: own demand (per node CPU/44, memory share, split, movable), placement one-hot
         and a moved-this-episode flag; the host's features are joined through ``vm_host`` by the
-        policy, so no VM row goes stale when its host changes. PM rows: free CPU and memory share per node, fragment features
+        policy, so no VM row goes stale when its host changes. PM rows: free CPU and memory share
+        per node, fragment features
         ((free mod 16)/16 and (free mod 16)/free, as in VM2RL) per node. Arrays are updated in
         place on each migration and returned as copies."""
         if not self._obs_ready:

@@ -126,7 +126,7 @@ class VM2RLAgent(nn.Module):
 
     def encode(self, vm: Tensor, pm: Tensor, vm_host: Tensor, budget: Tensor) -> tuple[Tensor, ...]:
         """-> vm_logits (B, V), vm_emb (B, V, d), pm_emb (B, P, d), value (B,), source_gain (B, V)."""
-        cores, _free, source_gain = fragment_features(vm, pm, vm_host)
+        _cores, _free, source_gain = fragment_features(vm, pm, vm_host)
         gain = (source_gain / FRAGMENT_UNIT).unsqueeze(-1)
         vm_x = self.vm_in(torch.cat([vm, _gather_rows(pm, vm_host), gain], -1))
         pm_x = self.pm_in(torch.cat([pm, budget.unsqueeze(1).expand(-1, pm.shape[1], -1)], -1))
@@ -146,7 +146,13 @@ class VM2RLAgent(nn.Module):
         total = dst + source_gain.view(-1, 1, 1)
         n_pms = pm.shape[1]
         x = torch.cat(
-            [pm_emb, vm_emb.unsqueeze(1).expand(-1, n_pms, -1), dst / FRAGMENT_UNIT, total / FRAGMENT_UNIT, pm[..., :1]],
+            [
+                pm_emb,
+                vm_emb.unsqueeze(1).expand(-1, n_pms, -1),
+                dst / FRAGMENT_UNIT,
+                total / FRAGMENT_UNIT,
+                pm[..., :1],
+            ],
             -1,
         )
         return self.dest_head(x).reshape(pm.shape[0], n_pms * 3)

@@ -157,7 +157,9 @@ class MIPRescheduler:
                 objective.append(r)
         # Anti-affinity: members of a group never share a host (rack).
         for g, members in enumerate(s.snapshot.group_members):
-            domain_of = (lambda p: p) if s.snapshot.group_granularity[g] == GRANULARITY_HOST else (lambda p: s.pm_rack[p])
+            domain_of = (
+                (lambda p: p) if s.snapshot.group_granularity[g] == GRANULARITY_HOST else (lambda p: s.pm_rack[p])
+            )
             by_domain: dict[int, list] = {}
             fixed_in: dict[int, int] = {}
             for v in members:
@@ -180,9 +182,7 @@ class MIPRescheduler:
         self.build_s = time.perf_counter() - started
         self.n_variables = len(model.Proto().variables)
 
-    def solve(
-        self, state: ClusterState, max_migrations: int, hint: list[Migration] | None = None
-    ) -> MIPResult:
+    def solve(self, state: ClusterState, max_migrations: int, hint: list[Migration] | None = None) -> MIPResult:
         """Solve for ``max_migrations`` on the state the model was built from (call ``build``
         first); the state is left at its start."""
         from ortools.sat.python import cp_model
@@ -201,6 +201,10 @@ class MIPRescheduler:
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = self.time_limit_s
         solver.parameters.num_search_workers = self.workers
+        if self.n_variables > 50_000:
+            # On large models presolve alone can outlast the limit; without it CP-SAT starts from
+            # the (complete, feasible) hint and improves it.
+            solver.parameters.cp_model_presolve = False
         status = solver.Solve(self.model)
         wall = time.perf_counter() - started
         name = solver.StatusName(status)

@@ -173,7 +173,9 @@ def train_ppo(
     for update in range(n_updates):
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - update / n_updates)
-        buf: dict[str, list[Tensor]] = {k: [] for k in (*OBS_KEYS, "vm_mask", "dest_mask", "action_vm", "action_dest", "logp")}
+        buf: dict[str, list[Tensor]] = {
+            k: [] for k in (*OBS_KEYS, "vm_mask", "dest_mask", "action_vm", "action_dest", "logp")
+        }
         rewards, dones, values = [], [], []
         for _ in range(T):
             obs_t = obs_to_tensors(obs)

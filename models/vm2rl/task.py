@@ -165,7 +165,7 @@ class VM2RLTask:
             out.setdefault("vm2rl", {})[mnl] = (result.fragment_rate, result.wall_s)
             if self.k_samples > 1:
                 result = rollout(net, snapshot, mnl, k=self.k_samples, seed=seed)
-                out.setdefault(f"vm2rl_best_of_{self.k_samples}", {})[mnl] = (result.fragment_rate, result.wall_s)
+                out.setdefault("vm2rl_best_of_k", {})[mnl] = (result.fragment_rate, result.wall_s)
         if "greedy" not in self.methods:
             out.pop("greedy", None)
         if "mip" in self.methods:
@@ -190,7 +190,8 @@ class VM2RLTask:
             notes.append(
                 f"MIP on {snapshot.name}: {mip.n_variables} variables, built in {build_s:.1f} s, "
                 f"CP-SAT limit {self.mip_time_limit_s:.0f} s per budget, "
-                f"{'candidate destinations restricted' if mip.restricted else 'exact model'}; status {' '.join(statuses)}"
+                f"{'candidate destinations restricted' if mip.restricted else 'exact model'}; "
+                f"status {' '.join(statuses)}"
             )
         return out
 
@@ -225,7 +226,7 @@ class VM2RLTask:
         table.notes.extend(
             [
                 f"Test snapshots: {', '.join(f'{n} ({s.n_pms} PMs, {s.n_vms} VMs)' for n, s in snapshots.items())}.",
-                f"vm2rl: most likely actions; vm2rl_best_of_{self.k_samples}: best of {self.k_samples} "
+                f"vm2rl: most likely actions; vm2rl_best_of_k: best of K = {self.k_samples} "
                 "trajectories (one greedy-decoded, the rest sampled), latency = whole trajectory.",
                 *notes,
             ]
