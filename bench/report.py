@@ -118,6 +118,34 @@ def main() -> None:
             "**Serving simulator** (`python bench/serving_fidelity.py`, `python bench/serving_speed.py`; "
             "one core)\n\n| what | measured | goal |\n|---|---|---|\n" + "\n".join(serving)
         )
+    vm2rl = []
+    env_speed = _load("vm2rl_env_speed")
+    if env_speed:
+        for name, r in env_speed["results"].items():
+            vm2rl.append(
+                f"| env step + masks, {name} ({r['pms']} PMs, {r['vms']} VMs, MNL 50, random feasible policy) | "
+                f"{r['env_steps_per_s']:,.0f} steps/s ({r['with_policy_steps_per_s']:,.0f} with the policy's choice) "
+                "| >= 20,000 steps/s |"
+            )
+    quality = _load("vm2rl_quality")
+    if quality:
+        q = quality["summary"]
+        fr, lat = q["fragment_rate"], q["latency_s"]
+        for method in sorted(fr, key=lambda k: fr[k]):
+            vm2rl.append(
+                f"| FR at MNL {q['mnl']}, {method} (mean over test snapshots) | {fr[method]:.3f} "
+                f"(decision time {lat.get(method, float('nan')):.2f} s) | |"
+            )
+        if "vm2rl_vs_mip_relative_gap" in q:
+            vm2rl.append(
+                f"| best-of-{q['k']} VM2RL vs MIP | {100 * q['vm2rl_vs_mip_relative_gap']:+.1f}% FR, "
+                f"{lat['vm2rl_best_of_k']:.2f} s per 50-step trajectory | within 5%, <= 3 s |"
+            )
+    if vm2rl:
+        parts.append(
+            "**VM2RL** (`python bench/vm2rl_env_speed.py`, `python bench/vm2rl_quality.py`)\n\n"
+            "| what | measured | goal |\n|---|---|---|\n" + "\n".join(vm2rl)
+        )
     print("\n\n".join(parts))
 
 

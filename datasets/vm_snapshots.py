@@ -8,6 +8,7 @@ the run seed through a separate stream.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class VMSnapshots:
     def test_snapshots(self, seed: int) -> dict[str, ClusterSnapshot]:
         snapshots: dict[str, ClusterSnapshot] = {}
         for path in self.test_paths:
+            # Collapse "..", so a path recorded as <worktree>/../shared/... still resolves when
+            # that worktree no longer exists (exports carry resolved paths).
+            path = os.path.normpath(path)
             if not Path(path).is_file():
                 log.warning("skipping test snapshot %s: no such file", path)
                 continue

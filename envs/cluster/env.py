@@ -88,6 +88,7 @@ class VMRescheduleEnv(gym.Env):
         else:
             self.action_space = spaces.Discrete(V * self.n_destinations)
         self._vm_mask: np.ndarray | None = None
+        self._last_placement: tuple[int, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -103,7 +104,9 @@ class VMRescheduleEnv(gym.Env):
         return self._vm_mask
 
     def placement_mask(self, vm: int) -> np.ndarray:
-        return self.state.placement_mask(int(vm))
+        mask = self.state.placement_mask(int(vm))
+        self._last_placement = (int(vm), mask)  # step() validates against it without recomputing
+        return mask
 
     def action_masks(self) -> np.ndarray:
         """The mask of the action space: the VM mask (two-stage) or the full flat mask."""
@@ -133,6 +136,7 @@ class VMRescheduleEnv(gym.Env):
         else:
             self.state.reset()
         self._vm_mask = None
+        self._last_placement = None
         return self._obs(), self._info()
 
     def decode(self, action: Any) -> tuple[int, int]:
@@ -147,7 +151,9 @@ class VMRescheduleEnv(gym.Env):
             raise ValueError(
                 f"action {action!r} out of range (V={self.state.n_vms}, destinations={self.n_destinations})"
             )
-        if not self.state.is_feasible(vm, dest):
+        cached = self._last_placement
+        feasible = bool(cached[1][dest]) if cached is not None and cached[0] == vm else self.state.is_feasible(vm, dest)
+        if not feasible:
             if not self.strict:
                 info = {**self._info(), "invalid_action": True}
                 return self._obs(), 0.0, not info["action_mask"].any(), False, info
@@ -158,6 +164,7 @@ class VMRescheduleEnv(gym.Env):
             )
         reward = self.state.migrate(vm, dest)
         self._vm_mask = None
+        self._last_placement = None
         info = self._info()
         done = self.state.n_migrations >= self.max_migrations or not info["action_mask"].any()
         return self._obs(), float(reward), bool(done), False, info

@@ -74,14 +74,21 @@ class ClusterState:
         host_pairs = pair_kind == GRANULARITY_HOST
         host_pairs &= self.vm_movable[pair_v]  # pairs of immovable VMs never matter
         self.hpair_v, self.hpair_u = pair_v[host_pairs], pair_u[host_pairs]
-        self.hpair_vtype = self.vm_type[self.hpair_v]
+        self.hpair_vtype = self.vm_type[self.hpair_v] * self.n_pms  # flat row offset into feas_pm
         self.rack_vms = np.unique(pair_v[pair_kind != GRANULARITY_HOST])
         # Pairs touched when a VM moves: as the forbidden one (u) and as the constrained one (v).
         order_u = np.argsort(self.hpair_u, kind="stable")
         self.hpair_by_u = order_u
         self.hpair_u_ptr = np.searchsorted(self.hpair_u[order_u], np.arange(self.n_vms + 1))
         self.hpair_v_ptr = np.searchsorted(self.hpair_v, np.arange(self.n_vms + 1))
+        u_ptr, v_ptr = self.hpair_u_ptr, self.hpair_v_ptr
+        self.pairs_as_u = [order_u[u_ptr[v] : u_ptr[v + 1]] for v in range(self.n_vms)]
+        self.pairs_as_v = [np.arange(v_ptr[v], v_ptr[v + 1]) for v in range(self.n_vms)]
         self.pm_rack = s.pm_rack
+        self._type_cpu3 = self.type_cpu[:, None, None]
+        self._type_mem3 = self.type_mem[:, None, None]
+        self._type_double2 = self.type_double[:, None]
+        self._all_active = bool(s.pm_active.all())
         self.pm_cpu_total = s.pm_cpu_total
         self.pm_mem_total = s.pm_mem_total
         self.reset()
@@ -106,7 +113,7 @@ class ClusterState:
         # Flat indices into feas_pm, maintained on each migration (saves gathers in vm_mask).
         self.vm_flat = self.vm_type * self.n_pms + self.vm_pm
         self.hp_host = self.vm_pm[self.hpair_u]
-        self.hp_flat = self.hpair_vtype * self.n_pms + self.hp_host
+        self.hp_flat = self.hpair_vtype + self.hp_host
         self.hp_apart = self.hp_host != self.vm_pm[self.hpair_v]
 
     def fragment_rate(self) -> float:
@@ -135,12 +142,14 @@ class ClusterState:
         out &= self.pm_active[None, :, None]
         return out
 
+    def hp_vhost_of(self, pairs: np.ndarray) -> np.ndarray:
+        return self.vm_pm[self.hpair_v[pairs]]
+
     def _type_feasible_pms(self, pms: np.ndarray | slice) -> np.ndarray:
         """(T, len(pms)) bool: a VM of type t fits PM p on some placement."""
-        c = self.type_cpu[:, None, None]
-        fit = (self.free_cpu[pms][None] >= c) & (self.free_mem[pms][None] >= self.type_mem[:, None, None])
-        out = np.where(self.type_double[:, None], fit.all(2), fit.any(2))
-        return out & self.pm_active[pms][None]
+        fit = (self.free_cpu[pms] >= self._type_cpu3) & (self.free_mem[pms] >= self._type_mem3)  # (T, n, 2)
+        out = np.where(self._type_double2, fit[..., 0] & fit[..., 1], fit[..., 0] | fit[..., 1])
+        return out if self._all_active else out & self.pm_active[pms]
 
     def _forbidden_pms(self, vm: int) -> np.ndarray | None:
         lo, hi = self.pair_ptr[vm], self.pair_ptr[vm + 1]
@@ -253,33 +262,26 @@ class ClusterState:
         old_pm, old_place = int(self.vm_pm[vm]), int(self.vm_placement[vm])
         c, m = int(self.vm_cpu[vm]), float(self.vm_mem[vm])
         before = self.fragment_rate()
-        touched = ((old_pm, old_place), (new_pm, new_place))
-        for pm, place in touched:
-            for node in (0, 1):
-                if place == PLACE_BOTH or place == node:
-                    self.fragment_sum -= int(self.free_cpu[pm, node] % FRAGMENT_UNIT)
-        for node in (0, 1):
-            if old_place == PLACE_BOTH or old_place == node:
-                self.free_cpu[old_pm, node] += c
-                self.free_mem[old_pm, node] += m
-            if new_place == PLACE_BOTH or new_place == node:
-                self.free_cpu[new_pm, node] -= c
-                self.free_mem[new_pm, node] -= m
-        for pm, place in touched:
-            for node in (0, 1):
-                if place == PLACE_BOTH or place == node:
-                    self.fragment_sum += int(self.free_cpu[pm, node] % FRAGMENT_UNIT)
+        free_cpu, free_mem = self.free_cpu, self.free_mem
+        frag = self.fragment_sum
+        for pm, place, sign in ((old_pm, old_place, 1), (new_pm, new_place, -1)):
+            for node in (0, 1) if place == PLACE_BOTH else (place,):
+                f = int(free_cpu[pm, node])
+                frag += (f + sign * c) % FRAGMENT_UNIT - f % FRAGMENT_UNIT
+                free_cpu[pm, node] = f + sign * c
+                free_mem[pm, node] += sign * m
+        self.fragment_sum = frag
         self.vm_pm[vm] = new_pm
         self.vm_placement[vm] = new_place
         self.n_migrations += 1
         self.vm_flat[vm] = self.vm_type[vm] * self.n_pms + new_pm
-        as_u = self.hpair_by_u[self.hpair_u_ptr[vm] : self.hpair_u_ptr[vm + 1]]
-        if as_u.size:
+        as_u, as_v = self.pairs_as_u[vm], self.pairs_as_v[vm]
+        if as_u.size:  # pairs where this VM's host is forbidden to a group mate
             self.hp_host[as_u] = new_pm
-            self.hp_flat[as_u] = self.hpair_vtype[as_u] * self.n_pms + new_pm
-        for idx in (as_u, np.arange(self.hpair_v_ptr[vm], self.hpair_v_ptr[vm + 1])):
-            if idx.size:
-                self.hp_apart[idx] = self.hp_host[idx] != self.vm_pm[self.hpair_v[idx]]
+            self.hp_flat[as_u] = self.hpair_vtype[as_u] + new_pm
+            self.hp_apart[as_u] = self.hp_vhost_of(as_u) != new_pm
+        if as_v.size:  # pairs constraining this VM
+            self.hp_apart[as_v] = self.hp_host[as_v] != new_pm
         pms = np.array([old_pm, new_pm])
         fresh = self._type_feasible_pms(pms)
         self.n_feas += fresh.sum(1) - self.feas_pm[:, pms].sum(1)

@@ -67,19 +67,30 @@ class MIPRescheduler:
     One binary per (movable VM, candidate destination) plus "stay"; per NUMA node
     free = 16 q + r with integer q >= 0 and 0 <= r <= 15, minimise sum r (the free CPU sum is
     constant, so this minimises FR); at most MNL VMs move; anti-affinity per host (rack) and
-    group. Exact when ``restrict_destinations=False``; with it (for large snapshots), a VM's
-    candidate nodes are those with enough free CPU at the start (moves into capacity freed by
-    other moves are not modelled). The model is built once; each MNL is a re-solve with the
-    budget changed and the greedy plan as a hint.
+    group. Exact when ``restrict_destinations=False``. With it (for large snapshots, where CP-SAT
+    finds no solution to the full model of ~250k binaries within minutes on 2 cores), each VM
+    may only go to its ``max_candidates`` best destinations by fragment change at the start
+    (feasible then), plus the destinations of the warm-start plan: a restricted MIP, reported as
+    such. The model is built once; each MNL is a re-solve with the budget changed and a
+    warm-start plan (greedy's or the previous budget's solution) as a complete hint.
 
     Args:
         time_limit_s: CP-SAT time limit per solve.
         restrict_destinations: see above; ``None`` restricts when the snapshot has > 60 PMs.
+        max_candidates: destinations per VM of the restricted model.
         workers: CP-SAT search workers.
     """
 
-    def __init__(self, *, time_limit_s: float = 60.0, restrict_destinations: bool | None = None, workers: int = 2):
+    def __init__(
+        self,
+        *,
+        time_limit_s: float = 60.0,
+        restrict_destinations: bool | None = None,
+        max_candidates: int = 8,
+        workers: int = 2,
+    ) -> None:
         self.time_limit_s = float(time_limit_s)
+        self.max_candidates = int(max_candidates)
         self.restrict_destinations = restrict_destinations
         self.workers = int(workers)
 
@@ -112,7 +123,7 @@ class MIPRescheduler:
                 if pl == PLACE_BOTH or pl == n:
                     fixed_cpu[p, n] += s.vm_cpu[v]
                     fixed_mem[p, n] += s.vm_mem[v]
-        start_feasible = s.type_feasible()  # (T, P, 3) at the start
+        delta_start = s.fragment_delta_all() if restrict else None  # (V, 3P) at the start
         extra: dict[int, set[int]] = {}
         for v, d in extra_candidates or []:
             extra.setdefault(int(v), set()).add(int(d))
@@ -120,7 +131,9 @@ class MIPRescheduler:
             c, m = int(s.vm_cpu[v]), float(s.vm_mem[v])
             home = int(s.vm_pm[v]) * N_PLACEMENTS + int(s.vm_placement[v])
             if restrict:
-                cand = np.flatnonzero(start_feasible[s.vm_type[v]].ravel())
+                finite = np.flatnonzero(np.isfinite(delta_start[v]))
+                keep = finite[np.argsort(delta_start[v, finite], kind="stable")[: self.max_candidates]]
+                cand = keep
             else:
                 allowed = np.zeros((P, N_PLACEMENTS), dtype=bool)
                 allowed[:, PLACE_BOTH] = s.vm_double[v]
