@@ -75,6 +75,8 @@ class ClusterState:
         host_pairs &= self.vm_movable[pair_v]  # pairs of immovable VMs never matter
         self.hpair_v, self.hpair_u = pair_v[host_pairs], pair_u[host_pairs]
         self.hpair_vtype = self.vm_type[self.hpair_v] * self.n_pms  # flat row offset into feas_pm
+        # per pair: how many host pairs its constrained VM has (at most that many hosts forbidden)
+        self.hpair_k = np.bincount(self.hpair_v, minlength=self.n_vms)[self.hpair_v]
         self.rack_vms = np.unique(pair_v[pair_kind != GRANULARITY_HOST])
         # Pairs touched when a VM moves: as the forbidden one (u) and as the constrained one (v).
         order_u = np.argsort(self.hpair_u, kind="stable")
@@ -211,11 +213,13 @@ class ClusterState:
         flat = self.feas_pm.ravel()
         n_dest = self.n_feas[self.vm_type] - flat[self.vm_flat]
         if self.hpair_v.size:
-            hit = flat[self.hp_flat] & self.hp_apart
+            # Only VMs with no more destinations than group mates can lose them all: count their
+            # distinct forbidden-and-feasible hosts exactly (a small sort), skip everyone else.
+            hit = flat[self.hp_flat] & self.hp_apart & (n_dest[self.hpair_v] <= self.hpair_k)
             if hit.any():
                 keys = np.sort(self.hpair_v[hit] * P + self.hp_host[hit])
                 keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # distinct (VM, host)
-                n_dest = n_dest - np.bincount(keys // P, minlength=self.n_vms)
+                np.subtract.at(n_dest, keys // P, 1)
         mask = self.vm_movable & (n_dest > 0)
         for vm in self.rack_vms[mask[self.rack_vms]]:  # rack anti-affinity: a few VMs, exact check
             mask[vm] = self.placement_mask(vm).any()
