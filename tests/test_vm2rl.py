@@ -198,3 +198,26 @@ def test_vm2rl_experiment_end_to_end_and_evaluate_reproduces(tmp_path: Path) -> 
     again = run_evaluate(ecfg)
     for key in ("test/vm2rl/fragment_rate", "test/vm2rl_best_of_k/fragment_rate", "test/greedy/fragment_rate"):
         assert again[key] == metrics[key]
+
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "vm2rl"
+
+
+@pytest.mark.skipif(not (CHECKPOINT / "manifest.json").is_file(), reason="no shipped VM2RL checkpoint")
+def test_shipped_checkpoint_reproduces_its_reported_number() -> None:
+    from infragym.datasets.vm_snapshots import VMSnapshots
+
+    predictor = infragym.load(CHECKPOINT)
+    cfg = predictor.manifest["config"]
+    dataset = VMSnapshots(**{k: v for k, v in cfg["dataset"].items() if k != "_target_"})
+    snapshots = dataset.test_snapshots(cfg["seed"])
+    name, snapshot = next((n, s) for n, s in snapshots.items() if n.startswith("generated"))
+    mnl = cfg["env"]["max_migrations"]
+    reported = predictor.manifest["metrics"][f"test/vm2rl/{name}/fragment_rate@{mnl}"]
+    net = OnnxPolicyNet(*predictor.onnx, threads=cfg["task"]["inference_threads"])
+    assert rollout(net, snapshot, mnl, k=1).fragment_rate == reported
+    assert predictor.plan(snapshot, mnl, k=1).fragment_rate == pytest.approx(reported, abs=0.02)
+    env = VMRescheduleEnv(snapshot=snapshot, max_migrations=3, strict=True)
+    obs, _ = env.reset(seed=0)
+    _, reward, *_ = env.step(predictor.act(obs, env))
+    assert np.isfinite(reward)

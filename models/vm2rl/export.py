@@ -118,6 +118,7 @@ class VM2RLPredictor:
 
     def __init__(self, encoder: bytes, destination: bytes, manifest: dict[str, Any], *, threads: int = 1) -> None:
         self.net = OnnxPolicyNet(encoder, destination, threads=threads)
+        self.onnx = (encoder, destination)
         self.manifest = manifest
 
     @classmethod

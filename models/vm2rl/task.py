@@ -127,7 +127,8 @@ class VM2RLTask:
         """Evaluate a loaded export on the run's test snapshots (same seeds: same numbers).
         ``n_test_events`` and ``refit_baselines`` are accepted for the shared evaluate.py
         interface; VM2RL's baselines need no fitting."""
-        return self._evaluate(predictor.net)
+        # Same graphs, same onnxruntime thread count as the training run's evaluation.
+        return self._evaluate(OnnxPolicyNet(*predictor.onnx, threads=self.inference_threads))
 
     def _evaluate(self, net: OnnxPolicyNet) -> EvaluationReport:
         snapshots = self.dataset.test_snapshots(self.seed)
