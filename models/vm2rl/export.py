@@ -76,8 +76,8 @@ def export_onnx(agent: Any) -> tuple[bytes, bytes]:
     out = []
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         for name, module, args, dims, inputs, outputs in (
-            (ENCODER_FILE, Encoder(agent), enc_args, enc_dims, ENCODER_INPUTS, ENCODER_OUTPUTS),
-            (DESTINATION_FILE, Destination(agent), dst_args, dst_dims, DESTINATION_INPUTS, ("dest_logits",)),
+            (ENCODER_FILE, Encoder(agent).eval(), enc_args, enc_dims, ENCODER_INPUTS, ENCODER_OUTPUTS),
+            (DESTINATION_FILE, Destination(agent).eval(), dst_args, dst_dims, DESTINATION_INPUTS, ("dest_logits",)),
         ):
             path = Path(tmp) / name
             torch.onnx.export(
