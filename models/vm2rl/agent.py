@@ -82,7 +82,9 @@ class HostPooling(nn.Module):
         weight = torch.exp(score - score.amax(dim=1, keepdim=True))
         # Host assignment as a (B, V, P) 0/1 matrix: the per-host sums are batched matmuls
         # (ONNX Runtime's scatter-add left rows of VM-less hosts undefined).
-        assign = (vm_host.unsqueeze(-1) == torch.arange(pm_emb.shape[1]).view(1, 1, -1)).to(vm_emb.dtype)
+        assign = (vm_host.unsqueeze(-1) == torch.arange(pm_emb.shape[1], device=vm_host.device).view(1, 1, -1)).to(
+            vm_emb.dtype
+        )
         assign_t = assign.transpose(1, 2)
         denom = torch.matmul(assign_t, weight.unsqueeze(-1))  # (B, P, 1)
         pooled = torch.matmul(assign_t, self.value(vm_emb) * weight.unsqueeze(-1))  # (B, P, d)
@@ -164,4 +166,4 @@ def masked(logits: Tensor, mask: Tensor) -> Tensor:
 
 def select_rows(x: Tensor, index: Tensor) -> Tensor:
     """x (B, V, ...) , index (B,) -> (B, ...)."""
-    return x[torch.arange(x.shape[0]), index]
+    return x[torch.arange(x.shape[0], device=x.device), index]

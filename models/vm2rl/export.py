@@ -54,7 +54,7 @@ def export_onnx(agent: Any) -> tuple[bytes, bytes]:
         def forward(self, vm_emb, vm_feat, source_gain, pm_emb, pm):  # type: ignore[no-untyped-def]
             return self.agent.destination_logits(vm_emb, vm_feat, source_gain, pm_emb, pm)
 
-    agent = agent.eval()
+    agent = agent.cpu().eval()
     B, V, P, d = 2, 7, 5, agent.config.d_model
     g = torch.Generator().manual_seed(0)
     enc_args = (

@@ -49,6 +49,7 @@ class PPOArgs:
     # FR decreases are ~1e-3 per step; scaled for the value regression (rewards only).
     reward_scale: float = 100.0
     seed: int = 0
+    device: str = "cpu"  # "cuda" for full-scale training (experiment=vm2rl_full)
 
 
 def make_vector_env(env_fns: Sequence[Callable[[], gym.Env]]) -> gym.vector.SyncVectorEnv:
@@ -57,8 +58,8 @@ def make_vector_env(env_fns: Sequence[Callable[[], gym.Env]]) -> gym.vector.Sync
     return gym.vector.SyncVectorEnv(list(env_fns), autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def obs_to_tensors(obs: dict[str, np.ndarray]) -> dict[str, Tensor]:
-    return {k: torch.as_tensor(obs[k]) for k in OBS_KEYS}
+def obs_to_tensors(obs: dict[str, np.ndarray], device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    return {k: torch.as_tensor(obs[k], device=device) for k in OBS_KEYS}
 
 
 def compute_gae(
@@ -93,7 +94,7 @@ def act(
     vm_logits, vm_emb, pm_emb, value, source_gain = agent.encode(obs["vm"], obs["pm"], obs["vm_host"], obs["budget"])
     vm_dist = Categorical(logits=masked(vm_logits, vm_mask))
     vm = vm_dist.probs.argmax(-1) if greedy else vm_dist.sample()
-    dest_mask = torch.as_tensor(placement_masks(vm.numpy()))
+    dest_mask = torch.as_tensor(placement_masks(vm.cpu().numpy()), device=vm_logits.device)
     dest_logits = agent.destination_logits(
         select_rows(vm_emb, vm), select_rows(obs["vm"], vm), select_rows(source_gain, vm), pm_emb, obs["pm"]
     )
@@ -157,6 +158,8 @@ def train_ppo(
 ) -> list[dict[str, float]]:
     """Train ``agent`` in place; returns one stats record per update."""
     envs = make_vector_env(env_fns)
+    device = torch.device(args.device)
+    agent.to(device)
     n_envs, T = envs.num_envs, args.n_steps
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     n_updates = max(1, args.total_steps // (n_envs * T))
@@ -178,8 +181,8 @@ def train_ppo(
         }
         rewards, dones, values = [], [], []
         for _ in range(T):
-            obs_t = obs_to_tensors(obs)
-            vm_mask = torch.as_tensor(np.asarray(info["action_mask"], dtype=bool))
+            obs_t = obs_to_tensors(obs, device)
+            vm_mask = torch.as_tensor(np.asarray(info["action_mask"], dtype=bool), device=device)
             with torch.no_grad():
                 vm, dest, dest_mask, logp, value = act(agent, obs_t, vm_mask, placement_masks)
             for k in OBS_KEYS:
@@ -193,17 +196,17 @@ def train_ppo(
             ):
                 buf[k].append(v)
             values.append(value)
-            obs, reward, terminated, truncated, info = envs.step(np.stack([vm.numpy(), dest.numpy()], 1))
+            obs, reward, terminated, truncated, info = envs.step(np.stack([vm.cpu().numpy(), dest.cpu().numpy()], 1))
             done = np.logical_or(terminated, truncated)
             running += reward
             for i in np.flatnonzero(done):
                 episode_returns.append(float(running[i]))
                 running[i] = 0.0
-            rewards.append(torch.as_tensor(reward * args.reward_scale, dtype=torch.float32))
-            dones.append(torch.as_tensor(terminated, dtype=torch.float32))
+            rewards.append(torch.as_tensor(reward * args.reward_scale, dtype=torch.float32, device=device))
+            dones.append(torch.as_tensor(terminated, dtype=torch.float32, device=device))
             global_step += n_envs
         with torch.no_grad():
-            obs_t = obs_to_tensors(obs)
+            obs_t = obs_to_tensors(obs, device)
             last_value = agent.encode(obs_t["vm"], obs_t["pm"], obs_t["vm_host"], obs_t["budget"])[3]
         advantages, returns = compute_gae(
             torch.stack(rewards), torch.stack(values), torch.stack(dones), last_value, args.gamma, args.gae_lambda
@@ -214,7 +217,7 @@ def train_ppo(
         mb = max(1, batch // args.n_minibatches)
         stats: dict[str, float] = {}
         for _epoch in range(args.n_epochs):
-            perm = torch.randperm(batch)
+            perm = torch.randperm(batch, device=device)
             for start in range(0, batch, mb):
                 idx = perm[start : start + mb]
                 new_logp, entropy, new_value = evaluate_actions(
