@@ -188,7 +188,11 @@ class MIPRescheduler:
                     model.Add(sum(xs) + fixed_in.get(dom, 0) <= 1)
         self.budget = model.NewIntVar(0, max_budget, "budget")
         model.Add(len(stay_vars) - sum(stay_vars) <= self.budget)
-        model.Minimize(sum(objective))
+        total_fragments = sum(objective)
+        # Upper bound on the objective, set per solve to the warm start's value (a MIP start).
+        self.cutoff = model.NewIntVar(0, FRAGMENT_UNIT * 2 * P, "cutoff")
+        model.Add(total_fragments <= self.cutoff)
+        model.Minimize(total_fragments)
         self.model = model
         self.free_sum = s.free_sum
         self.restricted = restrict
@@ -198,38 +202,58 @@ class MIPRescheduler:
     def solve(self, state: ClusterState, max_migrations: int, hint: list[Migration] | None = None) -> MIPResult:
         """Solve for ``max_migrations`` on the state the model was built from (call ``build``
         first); the state is left at its start."""
-        from ortools.sat.python import cp_model
 
         started = time.perf_counter()
-        proto_var = self.model.Proto().variables[self.budget.Index()]
-        proto_var.domain[0] = 0
-        proto_var.domain[1] = int(max_migrations)
+        proto = self.model.Proto()
+        budget = proto.variables[self.budget.Index()]
+        budget.domain[0], budget.domain[1] = 0, int(max_migrations)
+        cutoff = proto.variables[self.cutoff.Index()]
+        cutoff.domain[0], cutoff.domain[1] = 0, FRAGMENT_UNIT * 2 * state.n_pms
         self.model.ClearHints()
+        start: tuple[list[Migration], float, int] | None = None
         if hint:
             target = dict(hint)
             for v, options in self.vars.items():
                 want = target.get(v, options[0][0])
                 for d, x in options:
                     self.model.AddHint(x, d == want)
-        solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = self.time_limit_s
-        solver.parameters.num_search_workers = self.workers
-        if self.n_variables > 50_000:
-            # On large models presolve alone can outlast the limit; without it CP-SAT starts from
-            # the (complete, feasible) hint and improves it.
-            solver.parameters.cp_model_presolve = False
-        status = solver.Solve(self.model)
+            # Phase 1, the MIP start: the warm-start plan completed into a solution (all other
+            # variables follow); phase 2 searches only for better solutions than it.
+            first = self._run(fixed_hint=True, time_limit_s=self.time_limit_s)
+            if first is not None:
+                start = first
+                cutoff.domain[1] = first[2]
+        remaining = max(1.0, self.time_limit_s - (time.perf_counter() - started))
+        result = self._run(fixed_hint=False, time_limit_s=remaining)
         wall = time.perf_counter() - started
-        name = solver.StatusName(status)
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if result is None and start is None:
             # No solution within the limit: no number to report (not the start's FR).
-            return MIPResult([], float("nan"), name, wall, False, self.n_variables)
+            return MIPResult([], float("nan"), self.last_status, wall, False, self.n_variables)
+        moves, fr, _ = result if result is not None else start
+        optimal = result is not None and self.last_status == "OPTIMAL"
+        status = self.last_status if result is not None else "FEASIBLE (warm start)"
+        return MIPResult(moves, fr, status, wall, optimal, self.n_variables)
+
+    def _run(self, *, fixed_hint: bool, time_limit_s: float) -> tuple[list[Migration], float, int] | None:
+        from ortools.sat.python import cp_model
+
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = time_limit_s
+        solver.parameters.num_search_workers = self.workers
+        solver.parameters.fix_variables_to_their_hinted_value = fixed_hint
+        status = solver.Solve(self.model)
+        self.last_status = solver.StatusName(status)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None
         final = {v: next(d for d, x in options if solver.Value(x)) for v, options in self.vars.items()}
-        moves = [
-            (v, d) for v, d in final.items() if d != int(state.vm_pm[v]) * N_PLACEMENTS + int(state.vm_placement[v])
-        ]
-        fr = float(solver.ObjectiveValue()) / self.free_sum if self.free_sum else 0.0
-        return MIPResult(moves, fr, name, wall, status == cp_model.OPTIMAL, self.n_variables)
+        moves = [(v, d) for v, d in final.items() if d != options_home(self.vars[v])]
+        objective = round(solver.ObjectiveValue())
+        return moves, objective / self.free_sum if self.free_sum else 0.0, objective
+
+
+def options_home(options: list[tuple[int, object]]) -> int:
+    """The "stay" destination is always the first option of a VM."""
+    return options[0][0]
 
 
 def sequence_moves(state: ClusterState, moves: list[Migration]) -> tuple[list[Migration], int]:
