@@ -134,7 +134,8 @@ def test_generator_is_calibrated(preset: str) -> None:
 
 def _random_walk(state: ClusterState, rng: np.random.Generator, steps: int) -> None:
     used_before = state.snapshot.vm_cpu.sum()
-    for _ in range(steps):
+    state.observation()  # from here on the observation is updated incrementally
+    for step in range(steps):
         vm_mask = state.vm_mask()
         # the VM mask is exact: a VM is selectable iff it has a destination
         assert np.array_equal(vm_mask, state.full_mask().any(1))
@@ -152,6 +153,11 @@ def _random_walk(state: ClusterState, rng: np.random.Generator, steps: int) -> N
         # incremental FR == FR recomputed from the placements alone
         assert state.fragment_rate() == pytest.approx(state.fragment_rate_from_scratch(), abs=1e-12)
         state.check_invariants()  # no NUMA node over-committed, free counters exact
+        if step % 5 == 0:  # incrementally updated observation == observation built from scratch
+            fresh = ClusterState(state.snapshot)
+            fresh.vm_pm, fresh.vm_placement = state.vm_pm.copy(), state.vm_placement.copy()
+            fresh.free_cpu, fresh.free_mem = state.free_cpu.copy(), state.free_mem.copy()
+            np.testing.assert_allclose(state.observation()["pm"], fresh.observation()["pm"], rtol=1e-6)
         # no VM lost or duplicated: every VM on exactly one active host, demand conserved
         assert state.vm_pm.shape == (state.n_vms,) and state.pm_active[state.vm_pm].all()
         assert state.snapshot.vm_cpu.sum() == used_before

@@ -142,6 +142,8 @@ class VMRescheduleEnv(gym.Env):
     def decode(self, action: Any) -> tuple[int, int]:
         if self.action_mode == "flat":
             return divmod(int(action), self.n_destinations)
+        if isinstance(action, (tuple, list)) or (isinstance(action, np.ndarray) and action.ndim == 1):
+            return int(action[0]), int(action[1])
         vm, dest = np.asarray(action).reshape(-1)[:2]
         return int(vm), int(dest)
 

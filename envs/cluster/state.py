@@ -91,6 +91,10 @@ class ClusterState:
         self._type_mem3 = self.type_mem[:, None, None]
         self._type_double2 = self.type_double[:, None]
         self._all_active = bool(s.pm_active.all())
+        free = np.arange(int(s.pm_cpu_total.max()) + 1, dtype=np.float32)
+        frag = np.mod(free, FRAGMENT_UNIT)
+        self._cpu_lut = np.stack([free / CPU_SCALE, frag / FRAGMENT_UNIT, frag / np.maximum(free, 1.0)], 1)
+        self._mem_total_clip = np.maximum(s.pm_mem_total, 1.0)
         self.pm_cpu_total = s.pm_cpu_total
         self.pm_mem_total = s.pm_mem_total
         self.reset()
@@ -327,7 +331,14 @@ class ClusterState:
 
     def _update_obs(self, vm: int, old_pm: int, new_pm: int) -> None:
         pms = np.array([old_pm, new_pm])
-        self.pm_obs[pms] = self._pm_rows(pms)
+        # CPU-derived columns from a lookup table by free cores (the same values _pm_rows gives).
+        cpu_cols = self._cpu_lut[self.free_cpu[pms]]  # (2, 2, 3)
+        rows = self.pm_obs[pms]
+        rows[:, 0:2] = cpu_cols[..., 0]
+        rows[:, 4:6] = cpu_cols[..., 1]
+        rows[:, 6:8] = cpu_cols[..., 2]
+        rows[:, 2:4] = self.free_mem[pms] / self._mem_total_clip[pms]
+        self.pm_obs[pms] = rows
         row = self.vm_obs[vm]
         row[4:7] = 0.0
         row[4 + self.vm_placement[vm]] = 1.0
