@@ -32,7 +32,10 @@ lint: setup
 bench: setup
 	$(PY) bench/train_wallclock.py && $(PY) bench/deoxys_quality.py && $(PY) bench/deoxys_fit_time.py \
 		&& $(PY) bench/serving_speed.py && $(PY) bench/serving_speed.py --router least_outstanding \
-		&& $(PY) bench/serving_fidelity.py && $(PY) bench/continuum.py && $(PY) bench/report.py
+		&& $(PY) bench/serving_fidelity.py && $(PY) bench/continuum.py \
+		&& $(PY) bench/vm2rl_env_speed.py && $(PY) bench/vm2rl_quality.py \
+		&& $(PY) bench/vm2rl_train_wallclock.py && $(PY) bench/vm2rl_maskable_ppo.py \
+		&& $(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

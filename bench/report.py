@@ -121,6 +121,50 @@ def main() -> None:
     continuum = _load("continuum")
     if continuum:
         parts.append(continuum_tables(continuum))
+    vm2rl = []
+    env_speed = _load("vm2rl_env_speed")
+    if env_speed:
+        for name, r in env_speed["results"].items():
+            vm2rl.append(
+                f"| env step + masks, {name} ({r['pms']} PMs, {r['vms']} VMs, MNL 50, random feasible policy) | "
+                f"{r['env_steps_per_s']:,.0f} steps/s wall, {r.get('env_steps_per_cpu_s', float('nan')):,.0f} per "
+                f"CPU-second ({r['with_policy_steps_per_s']:,.0f} with the policy's choice) "
+                "| >= 20,000 steps/s |"
+            )
+    quality = _load("vm2rl_quality")
+    if quality:
+        q = quality["summary"]
+        fr, lat = q["fragment_rate"], q["latency_s"]
+        for method in sorted(fr, key=lambda k: fr[k]):
+            vm2rl.append(
+                f"| FR at MNL {q['mnl']}, {method} (mean over test snapshots) | {fr[method]:.3f} "
+                f"(decision time {lat.get(method, float('nan')):.2f} s) | |"
+            )
+        if "vm2rl_vs_mip_relative_gap" in q:
+            vm2rl.append(
+                f"| best-of-{q['k']} VM2RL vs MIP | {100 * q['vm2rl_vs_mip_relative_gap']:+.1f}% FR, "
+                f"{lat['vm2rl_best_of_k']:.2f} s per 50-step trajectory | within 5%, <= 3 s |"
+            )
+    wallclock = _load("vm2rl_train_wallclock")
+    if wallclock:
+        vm2rl.append(
+            f"| `python train.py experiment=vm2rl` (train {wallclock['metrics']['time/fit_s']:.0f} s, evaluate, "
+            f"export) | {wallclock['wall_s']:.0f} s | <= 600 s |"
+        )
+    maskable = _load("vm2rl_maskable_ppo")
+    if maskable:
+        fr = maskable["mean_fragment_rate"]
+        vm2rl.append(
+            f"| MaskablePPO (flat action, {maskable['steps']:,} steps, {maskable['train_s']:.0f} s) on "
+            f"{maskable['n_test']} held-out small snapshots, MNL {maskable['mnl']}: mean FR | "
+            + ", ".join(f"{k} {v:.3f}" for k, v in fr.items())
+            + " | |"
+        )
+    if vm2rl:
+        parts.append(
+            "**VM2RL** (`python bench/vm2rl_env_speed.py`, `python bench/vm2rl_quality.py`)\n\n"
+            "| what | measured | goal |\n|---|---|---|\n" + "\n".join(vm2rl)
+        )
     print("\n\n".join(parts))
 
 

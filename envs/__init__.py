@@ -22,6 +22,11 @@ _ENVS = {
         # a TTL decision per tool call: 200 SWE-like programs make ~4,600 steps
         200_000,
     ),
+    "infragym/VMReschedule-v0": (
+        "infragym.envs.cluster.env:VMRescheduleEnv",
+        # the env terminates itself after MNL migrations (default 50); this only guards misuse
+        1_000,
+    ),
 }
 
 for _env_id, (_entry_point, _max_steps) in _ENVS.items():

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from infragym.envs.cluster import VMRescheduleEnv
 from infragym.envs.health import UnhealthyNodeMitigationEnv
 from infragym.envs.serving.env import LLMServingEnv
 from infragym.envs.serving.ttl_env import KVCacheTTLEnv
@@ -18,6 +19,8 @@ from infragym.logging import RunLogger
 from infragym.models.continuum.task import ContinuumTask
 from infragym.models.deoxys import Deoxys
 from infragym.models.serving.task import ServingBaselinesTask
+from infragym.models.vm2rl.agent import VM2RLAgent
+from infragym.models.vm2rl.task import VM2RLTask
 from infragym.runner import build_task
 from infragym.task import Task
 
@@ -47,6 +50,10 @@ def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
     elif experiment == "continuum":
         assert isinstance(task, ContinuumTask)
         assert isinstance(task.env, KVCacheTTLEnv)
+    elif experiment.startswith("vm2rl"):
+        assert isinstance(task, VM2RLTask)
+        assert isinstance(task.model, VM2RLAgent)
+        assert isinstance(task.env, VMRescheduleEnv)
     else:
         assert isinstance(task, ServingBaselinesTask)
         assert isinstance(task.env, LLMServingEnv)

@@ -1,0 +1,93 @@
+"""Speed of ``infragym/VMReschedule-v0`` (issue 4 goal: >= 20,000 steps/s, step + mask, one
+process, on the medium snapshot; VMR2L's own env: ~600-1,550 steps/s on this kind of machine).
+
+A random feasible policy drives the env; the clock runs only inside the env's own calls
+(``step`` and ``placement_mask``; the VM mask comes with each step's info), so the number is
+the env's cost, not the policy's. Also reported: the rate including the random policy's
+choice, and the step of the simulator core alone.
+
+    python bench/vm2rl_env_speed.py [--episodes 200] [--snapshot PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from _common import ROOT, write_result
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+from infragym.envs.cluster import VMRescheduleEnv, generate_snapshot, load_vmr2l_snapshot
+
+DEFAULT_SNAPSHOT = ROOT.parent / "shared" / "data" / "vm_snapshots" / "vmr2l_c1_2022-03-28.json"
+
+
+def measure(env: VMRescheduleEnv, episodes: int, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    env_time = 0.0
+    env_cpu = 0.0  # process CPU time: less inflated than wall time when other jobs share the cores
+    steps = 0
+    wall = time.perf_counter()
+    for episode in range(episodes):
+        _obs, info = env.reset(seed=seed + episode)
+        done = False
+        while not done:
+            vms = np.flatnonzero(info["action_mask"])
+            vm = vms[rng.integers(vms.size)]
+            t0, c0 = time.perf_counter(), time.process_time()
+            dest_mask = env.placement_mask(vm)
+            t1, c1 = time.perf_counter(), time.process_time()
+            dests = np.flatnonzero(dest_mask)
+            dest = dests[rng.integers(dests.size)]
+            t2, c2 = time.perf_counter(), time.process_time()
+            _obs, _reward, done, _truncated, info = env.step((vm, dest))  # info carries the next VM mask
+            env_time += (t1 - t0) + (time.perf_counter() - t2)
+            env_cpu += (c1 - c0) + (time.process_time() - c2)
+            steps += 1
+    wall = time.perf_counter() - wall
+    return {
+        "steps": steps,
+        "env_steps_per_s": steps / env_time,
+        "env_steps_per_cpu_s": steps / env_cpu,
+        "with_policy_steps_per_s": steps / wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--snapshot", default=str(DEFAULT_SNAPSHOT))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    results = {}
+    snapshots = {"generated_medium": generate_snapshot("medium", np.random.default_rng(args.seed))}
+    if os.path.isfile(args.snapshot):
+        snapshots = {"real_medium": load_vmr2l_snapshot(args.snapshot), **snapshots}
+    for name, snapshot in snapshots.items():
+        env = VMRescheduleEnv(snapshot=snapshot, max_migrations=50)
+        measure(env, 5, args.seed)  # warm-up
+        results[name] = {
+            "pms": snapshot.n_pms,
+            "vms": snapshot.n_vms,
+            **measure(env, args.episodes, args.seed),
+        }
+        print(name, results[name])
+    write_result(
+        "vm2rl_env_speed",
+        {
+            "goal_env_steps_per_s": 20_000,
+            "episodes": args.episodes,
+            "seed": args.seed,
+            "mnl": 50,
+            "results": results,
+            "note": "timed on a machine shared with other jobs unless stated otherwise",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""VM2RL quality and decision time on held-out medium snapshots (issue 4 goal: the learned
+policy's FR within 5% of the MIP's at MNL = 50, the whole 50-step trajectory, best of K
+included, in <= 3 s on 2 CPU cores).
+
+Loads an export (default: the shipped checkpoint), rebuilds its experiment from the manifest
+and evaluates it exactly as ``evaluate.py`` does (same test snapshots and seeds), with the
+CP-SAT time limit raised for the MIP reference.
+
+    python bench/vm2rl_quality.py [--checkpoint checkpoints/vm2rl] [--mip-time-limit 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from _common import ROOT, write_result
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from omegaconf import OmegaConf
+
+import infragym
+from infragym.runner import build_task
+from infragym.seeding import seed_everything
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "vm2rl"))
+    parser.add_argument("--mip-time-limit", type=float, default=120.0)
+    parser.add_argument("--k", type=int, default=None, help="best-of-K (default: the run's)")
+    parser.add_argument("--n-generated", type=int, default=None, help="generated medium test snapshots")
+    args = parser.parse_args()
+    predictor = infragym.load(args.checkpoint)
+    cfg = OmegaConf.create(predictor.manifest["config"])
+    cfg.paths.root_dir = str(ROOT)
+    cfg.task.mip_time_limit_s = args.mip_time_limit
+    if args.k is not None:
+        cfg.task.k_samples = args.k
+    if args.n_generated is not None:
+        cfg.dataset.n_test_generated = args.n_generated
+    seed_everything(cfg.seed)
+    task = build_task(cfg)
+    started = time.perf_counter()
+    report = task.evaluate_export(predictor)
+    wall = time.perf_counter() - started
+    table = next(iter(report.tables.values()))
+    print(table.to_text())
+    m = report.metrics
+    mnl = task.default_mnl
+    summary = {
+        "mnl": mnl,
+        "k": task.k_samples,
+        "seed": int(cfg.seed),
+        "mip_time_limit_s": args.mip_time_limit,
+        "fragment_rate": {k.split("/")[1]: v for k, v in m.items() if k.endswith("/fragment_rate")},
+        "latency_s": {k.split("/")[1]: v for k, v in m.items() if k.endswith("/latency_s")},
+    }
+    if "mip" in summary["fragment_rate"]:
+        best = summary["fragment_rate"]["vm2rl_best_of_k"]
+        summary["vm2rl_vs_mip_relative_gap"] = best / summary["fragment_rate"]["mip"] - 1.0
+    write_result(
+        "vm2rl_quality",
+        {
+            "checkpoint": os.path.relpath(args.checkpoint, ROOT),
+            "summary": summary,
+            "metrics": m,
+            "table": table.to_markdown(),
+            "notes": table.notes,
+            "wall_s": wall,
+            "note": "timed on a machine shared with other jobs unless stated otherwise",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""The rescheduling simulator core: plain numpy, incremental, no gymnasium.
+
+Fragment rate (VM2RL, EuroSys'25, Sec. 2): FR = sum over active PMs and NUMA nodes of
+(free CPU mod 16) / sum of free CPU. A migration moves one VM to another PM (one NUMA node, or
+both for a split VM); it changes the free CPU of at most four NUMA nodes, so the fragment sum is
+updated in O(1) and the observation rows of the two PMs and their VMs in O(V) vector ops.
+
+Destinations are indexed ``d = pm * 3 + placement`` (placement 0: NUMA 0, 1: NUMA 1, 2: both).
+A single-NUMA VM may use placements 0/1, a split VM only 2; the VM's own host is never a
+destination (a no-op is not a migration).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from infragym.envs.cluster.snapshot import (
+    GRANULARITY_HOST,
+    N_PLACEMENTS,
+    PLACE_BOTH,
+    PLACE_NUMA0,
+    PLACE_NUMA1,
+    ClusterSnapshot,
+)
+
+FRAGMENT_UNIT = 16  # cores: a free remainder below 16 cannot host the common 16-core VM type
+VM_FEATURES = 8
+CPU_SCALE = 44.0  # cores of one NUMA node of the real PMs: the observation's CPU unit
+MEM_SCALE = 184_388.0  # MB of one NUMA node of the real PMs
+PM_FEATURES = 8
+
+
+def fragments(free_cpu: np.ndarray) -> np.ndarray:
+    return np.mod(free_cpu, FRAGMENT_UNIT)
+
+
+class ClusterState:
+    """Mutable placement state of one snapshot, with incremental fragment accounting."""
+
+    def __init__(self, snapshot: ClusterSnapshot) -> None:
+        self.snapshot = snapshot
+        s = snapshot
+        self.n_pms, self.n_vms = s.n_pms, s.n_vms
+        self.pm_active = s.pm_active.copy()
+        self.vm_cpu = s.vm_cpu
+        self.vm_mem = s.vm_mem
+        self.vm_double = s.vm_double
+        # VMs on inactive hosts stay put: their host is outside the optimisation.
+        self.vm_movable = s.vm_migratable & s.pm_active[s.vm_pm]
+        # VM "types" (per-node CPU, memory, split): feasibility is computed once per type.
+        keys = np.stack([s.vm_cpu.astype(np.float64), s.vm_mem, s.vm_double.astype(np.float64)], 1)
+        types, self.vm_type = np.unique(keys, axis=0, return_inverse=True)
+        self.vm_type = self.vm_type.ravel()
+        self.type_cpu = types[:, 0].astype(np.int64)
+        self.type_mem = types[:, 1]
+        self.type_double = types[:, 2].astype(bool)
+        # Anti-affinity as static pairs (v, u): u's host (or rack) is forbidden to v.
+        pv, pu, pk = [], [], []
+        for g, members in enumerate(s.group_members):
+            a, b = np.meshgrid(members, members, indexing="ij")
+            off = a != b
+            pv.append(a[off])
+            pu.append(b[off])
+            pk.append(np.full(off.sum(), s.group_granularity[g]))
+        if pv:
+            pair_v, pair_u, pair_kind = np.concatenate(pv), np.concatenate(pu), np.concatenate(pk)
+            order = np.lexsort((pair_u, pair_v))
+            pair_v, pair_u, pair_kind = pair_v[order], pair_u[order], pair_kind[order]
+        else:
+            pair_v = pair_u = pair_kind = np.zeros(0, dtype=np.int64)
+        self.pair_v, self.pair_u, self.pair_kind = pair_v, pair_u, pair_kind
+        self.pair_ptr = np.searchsorted(pair_v, np.arange(self.n_vms + 1))
+        self.vm_grouped = np.diff(self.pair_ptr) > 0
+        host_pairs = pair_kind == GRANULARITY_HOST
+        host_pairs &= self.vm_movable[pair_v]  # pairs of immovable VMs never matter
+        self.hpair_v, self.hpair_u = pair_v[host_pairs], pair_u[host_pairs]
+        self.hpair_vtype = self.vm_type[self.hpair_v] * self.n_pms  # flat row offset into feas_pm
+        # per pair: how many host pairs its constrained VM has (at most that many hosts forbidden)
+        self.hpair_k = np.bincount(self.hpair_v, minlength=self.n_vms)[self.hpair_v]
+        self.rack_vms = np.unique(pair_v[pair_kind != GRANULARITY_HOST])
+        # Pairs touched when a VM moves: as the forbidden one (u) and as the constrained one (v).
+        order_u = np.argsort(self.hpair_u, kind="stable")
+        self.hpair_by_u = order_u
+        self.hpair_u_ptr = np.searchsorted(self.hpair_u[order_u], np.arange(self.n_vms + 1))
+        self.hpair_v_ptr = np.searchsorted(self.hpair_v, np.arange(self.n_vms + 1))
+        u_ptr, v_ptr = self.hpair_u_ptr, self.hpair_v_ptr
+        self.pairs_as_u = [order_u[u_ptr[v] : u_ptr[v + 1]] for v in range(self.n_vms)]
+        self.pairs_as_v = [np.arange(v_ptr[v], v_ptr[v + 1]) for v in range(self.n_vms)]
+        self.pm_rack = s.pm_rack
+        self._type_cpu3 = self.type_cpu[:, None, None]
+        self._type_mem3 = self.type_mem[:, None, None]
+        self._type_double2 = self.type_double[:, None]
+        self._all_active = bool(s.pm_active.all())
+        free = np.arange(int(s.pm_cpu_total.max()) + 1, dtype=np.float32)
+        frag = np.mod(free, FRAGMENT_UNIT)
+        self._cpu_lut = np.stack([free / CPU_SCALE, frag / FRAGMENT_UNIT, frag / np.maximum(free, 1.0)], 1)
+        self._mem_total_clip = np.maximum(s.pm_mem_total, 1.0)
+        self.pm_cpu_total = s.pm_cpu_total
+        self.pm_mem_total = s.pm_mem_total
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        s = self.snapshot
+        self.vm_pm = s.vm_pm.copy()
+        self.vm_placement = s.vm_placement.copy()
+        used_cpu, used_mem = s.usage()
+        self.free_cpu = s.pm_cpu_total - used_cpu
+        self.free_mem = s.pm_mem_total - used_mem
+        self.free_cpu[~self.pm_active] = 0  # inactive hosts: never destinations, never counted
+        self.free_mem[~self.pm_active] = 0.0
+        active = self.pm_active[:, None]
+        self.fragment_sum = int((fragments(self.free_cpu) * active).sum())
+        self.free_sum = int((self.free_cpu * active).sum())
+        self.n_migrations = 0
+        self._obs_ready = False
+        self.feas_pm = self._type_feasible_pms(slice(None))  # (T, P), kept up to date by migrate
+        self.n_feas = self.feas_pm.sum(1)
+        # Flat indices into feas_pm, maintained on each migration (saves gathers in vm_mask).
+        self.vm_flat = self.vm_type * self.n_pms + self.vm_pm
+        self.hp_host = self.vm_pm[self.hpair_u]
+        self.hp_flat = self.hpair_vtype + self.hp_host
+        self.hp_apart = self.hp_host != self.vm_pm[self.hpair_v]
+
+    def fragment_rate(self) -> float:
+        return self.fragment_sum / self.free_sum if self.free_sum > 0 else 0.0
+
+    def fragment_rate_from_scratch(self) -> float:
+        """FR recomputed from the VM placements alone (for tests of the incremental one)."""
+        s = self.snapshot
+        probe = ClusterSnapshot(**{**s.__dict__, "vm_pm": self.vm_pm, "vm_placement": self.vm_placement})
+        used, _ = probe.usage()
+        free = (s.pm_cpu_total - used)[self.pm_active]
+        total = free.sum()
+        return float(fragments(free).sum() / total) if total > 0 else 0.0
+
+    # ------------------------------------------------------------------ masks
+    def type_feasible(self) -> np.ndarray:
+        """(T, P, 3) bool: capacity-feasible placements per VM type (ignores host and groups)."""
+        c = self.type_cpu[:, None, None]
+        m = self.type_mem[:, None, None]
+        fit = (self.free_cpu[None] >= c) & (self.free_mem[None] >= m)  # (T, P, 2)
+        out = np.zeros((len(self.type_cpu), self.n_pms, N_PLACEMENTS), dtype=bool)
+        single = ~self.type_double[:, None]
+        out[:, :, PLACE_NUMA0] = fit[:, :, 0] & single
+        out[:, :, PLACE_NUMA1] = fit[:, :, 1] & single
+        out[:, :, PLACE_BOTH] = fit.all(2) & ~single
+        out &= self.pm_active[None, :, None]
+        return out
+
+    def hp_vhost_of(self, pairs: np.ndarray) -> np.ndarray:
+        return self.vm_pm[self.hpair_v[pairs]]
+
+    def _type_feasible_pms(self, pms: np.ndarray | slice) -> np.ndarray:
+        """(T, len(pms)) bool: a VM of type t fits PM p on some placement."""
+        fit = (self.free_cpu[pms] >= self._type_cpu3) & (self.free_mem[pms] >= self._type_mem3)  # (T, n, 2)
+        out = np.where(self._type_double2, fit[..., 0] & fit[..., 1], fit[..., 0] | fit[..., 1])
+        return out if self._all_active else out & self.pm_active[pms]
+
+    def _forbidden_pms(self, vm: int) -> np.ndarray | None:
+        lo, hi = self.pair_ptr[vm], self.pair_ptr[vm + 1]
+        if lo == hi:
+            return None
+        forbidden = np.zeros(self.n_pms, dtype=bool)
+        hosts = self.vm_pm[self.pair_u[lo:hi]]
+        kind = self.pair_kind[lo:hi]
+        forbidden[hosts[kind == GRANULARITY_HOST]] = True
+        rack_hosts = hosts[kind != GRANULARITY_HOST]
+        if rack_hosts.size:
+            forbidden |= np.isin(self.pm_rack, self.pm_rack[rack_hosts])
+        return forbidden
+
+    def placement_mask(self, vm: int) -> np.ndarray:
+        """(3P,) bool: feasible destinations of ``vm`` (capacity per NUMA, not its own host,
+        anti-affinity). All False for a VM that may not move."""
+        if not self.vm_movable[vm]:
+            return np.zeros(self.n_pms * N_PLACEMENTS, dtype=bool)
+        c, m = self.vm_cpu[vm], self.vm_mem[vm]
+        mask = np.zeros((self.n_pms, N_PLACEMENTS), dtype=bool)
+        fit = (self.free_cpu >= c) & (self.free_mem >= m)
+        if self.vm_double[vm]:
+            mask[:, PLACE_BOTH] = fit[:, 0] & fit[:, 1]
+        else:
+            mask[:, :2] = fit
+        mask[self.vm_pm[vm]] = False
+        forbidden = self._forbidden_pms(vm)
+        if forbidden is not None:
+            mask[forbidden] = False
+        return mask.ravel()
+
+    def is_feasible(self, vm: int, destination: int) -> bool:
+        """One migration's feasibility, without building a mask (scalar checks)."""
+        pm, place = divmod(int(destination), N_PLACEMENTS)
+        if not (self.vm_movable[vm] and self.pm_active[pm]) or pm == self.vm_pm[vm]:
+            return False
+        if (place == PLACE_BOTH) != bool(self.vm_double[vm]):
+            return False
+        nodes = (0, 1) if place == PLACE_BOTH else (place,)
+        c, m = self.vm_cpu[vm], self.vm_mem[vm]
+        if any(self.free_cpu[pm, n] < c or self.free_mem[pm, n] < m for n in nodes):
+            return False
+        lo, hi = self.pair_ptr[vm], self.pair_ptr[vm + 1]
+        if lo == hi:
+            return True
+        hosts = self.vm_pm[self.pair_u[lo:hi]]
+        kind = self.pair_kind[lo:hi]
+        if (hosts[kind == GRANULARITY_HOST] == pm).any():
+            return False
+        return not (self.pm_rack[hosts[kind != GRANULARITY_HOST]] == self.pm_rack[pm]).any()
+
+    def vm_mask(self) -> np.ndarray:
+        """(V,) bool: VMs that may move and have at least one feasible destination.
+
+        Exact and vectorised: destinations per VM type are counted incrementally; hosts
+        forbidden by anti-affinity are subtracted once each (distinct (VM, host) pairs)."""
+        P = self.n_pms
+        flat = self.feas_pm.ravel()
+        n_dest = self.n_feas[self.vm_type] - flat[self.vm_flat]
+        if self.hpair_v.size:
+            # Only VMs with no more destinations than group mates can lose them all: count their
+            # distinct forbidden-and-feasible hosts exactly (a small sort), skip everyone else.
+            hit = flat[self.hp_flat] & self.hp_apart & (n_dest[self.hpair_v] <= self.hpair_k)
+            if hit.any():
+                keys = np.sort(self.hpair_v[hit] * P + self.hp_host[hit])
+                keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # distinct (VM, host)
+                np.subtract.at(n_dest, keys // P, 1)
+        mask = self.vm_movable & (n_dest > 0)
+        for vm in self.rack_vms[mask[self.rack_vms]]:  # rack anti-affinity: a few VMs, exact check
+            mask[vm] = self.placement_mask(vm).any()
+        return mask
+
+    def full_mask(self) -> np.ndarray:
+        """(V, 3P) bool: every feasible migration (the flat action mask)."""
+        feas = self.type_feasible()[self.vm_type]  # (V, P, 3)
+        feas[np.arange(self.n_vms), self.vm_pm] = False
+        feas &= self.vm_movable[:, None, None]
+        for vm in np.flatnonzero(self.vm_grouped & self.vm_movable):
+            forbidden = self._forbidden_pms(vm)
+            feas[vm, forbidden] = False
+        return feas.reshape(self.n_vms, -1)
+
+    # ------------------------------------------------------------------ dynamics
+    def fragment_delta_all(self) -> np.ndarray:
+        """(V, 3P) int: change of the fragment sum for every (VM, destination); infeasible = +inf.
+
+        Vectorised by VM type: the destination part depends only on the type, the source part
+        only on the VM."""
+        c_t = self.type_cpu
+        frag_now = fragments(self.free_cpu)  # (P, 2)
+        dst = fragments(self.free_cpu[None] - c_t[:, None, None]) - frag_now[None]  # (T, P, 2)
+        dst_t = np.empty((len(c_t), self.n_pms, N_PLACEMENTS), dtype=np.float64)
+        dst_t[:, :, 0] = dst[:, :, 0]
+        dst_t[:, :, 1] = dst[:, :, 1]
+        dst_t[:, :, 2] = dst[:, :, 0] + dst[:, :, 1]
+        p, pl = self.vm_pm, self.vm_placement
+        freed = self.free_cpu[p] + self.vm_cpu[:, None] * np.stack([pl != PLACE_NUMA1, pl != PLACE_NUMA0], 1)
+        src = (fragments(freed) - frag_now[p]).sum(1)  # (V,)
+        delta = dst_t[self.vm_type] + src[:, None, None]
+        # Moving within ... the source host is masked anyway; a move onto the host it leaves
+        # would need the freed capacity, so the host is never a destination.
+        delta = delta.reshape(self.n_vms, -1)
+        delta[~self.full_mask()] = np.inf
+        return delta
+
+    def migrate(self, vm: int, destination: int) -> float:
+        """Move ``vm`` to ``destination`` (= pm * 3 + placement); return the FR decrease.
+
+        The caller guarantees feasibility (the env checks the mask)."""
+        new_pm, new_place = divmod(int(destination), N_PLACEMENTS)
+        old_pm, old_place = int(self.vm_pm[vm]), int(self.vm_placement[vm])
+        c, m = int(self.vm_cpu[vm]), float(self.vm_mem[vm])
+        before = self.fragment_rate()
+        free_cpu, free_mem = self.free_cpu, self.free_mem
+        frag = self.fragment_sum
+        for pm, place, sign in ((old_pm, old_place, 1), (new_pm, new_place, -1)):
+            for node in (0, 1) if place == PLACE_BOTH else (place,):
+                f = int(free_cpu[pm, node])
+                frag += (f + sign * c) % FRAGMENT_UNIT - f % FRAGMENT_UNIT
+                free_cpu[pm, node] = f + sign * c
+                free_mem[pm, node] += sign * m
+        self.fragment_sum = frag
+        self.vm_pm[vm] = new_pm
+        self.vm_placement[vm] = new_place
+        self.n_migrations += 1
+        self.vm_flat[vm] = self.vm_type[vm] * self.n_pms + new_pm
+        as_u, as_v = self.pairs_as_u[vm], self.pairs_as_v[vm]
+        if as_u.size:  # pairs where this VM's host is forbidden to a group mate
+            self.hp_host[as_u] = new_pm
+            self.hp_flat[as_u] = self.hpair_vtype[as_u] + new_pm
+            self.hp_apart[as_u] = self.hp_vhost_of(as_u) != new_pm
+        if as_v.size:  # pairs constraining this VM
+            self.hp_apart[as_v] = self.hp_host[as_v] != new_pm
+        pms = np.array([old_pm, new_pm])
+        fresh = self._type_feasible_pms(pms)
+        self.n_feas += fresh.sum(1) - self.feas_pm[:, pms].sum(1)
+        self.feas_pm[:, pms] = fresh
+        if self._obs_ready:
+            self._update_obs(vm, old_pm, new_pm)
+        return before - self.fragment_rate()
+
+    # ------------------------------------------------------------------ observation
+    def _pm_rows(self, pms: np.ndarray | slice) -> np.ndarray:
+        # Free CPU on a fixed scale (cores / 44, a NUMA node of the real PMs) so that a policy can
+        # recover exact core counts and their remainders mod 16.
+        free = self.free_cpu[pms].astype(np.float32)
+        mem = (self.free_mem[pms] / np.maximum(self.pm_mem_total[pms], 1.0)).astype(np.float32)
+        frag = np.mod(free, FRAGMENT_UNIT)
+        return np.concatenate([free / CPU_SCALE, mem, frag / FRAGMENT_UNIT, frag / np.maximum(free, 1.0)], axis=-1)
+
+    def observation(self) -> dict[str, np.ndarray]:
+        """VM rows: own demand (per node CPU/44, memory share, split, movable), placement one-hot
+        and a moved-this-episode flag; the host's features are joined through ``vm_host`` by the
+        policy, so no VM row goes stale when its host changes. PM rows: free CPU and memory share
+        per node, fragment features
+        ((free mod 16)/16 and (free mod 16)/free, as in VM2RL) per node. Arrays are updated in
+        place on each migration and returned as copies."""
+        if not self._obs_ready:
+            self.pm_obs = self._pm_rows(slice(None))
+            self.pm_obs[~self.pm_active] = 0.0
+            V = self.n_vms
+            self.vm_static = np.zeros((V, 4), dtype=np.float32)
+            self.vm_static[:, 0] = self.vm_cpu / CPU_SCALE
+            self.vm_static[:, 1] = self.vm_mem / MEM_SCALE
+            self.vm_static[:, 2] = self.vm_double
+            self.vm_static[:, 3] = self.vm_movable
+            self.vm_obs = np.zeros((V, VM_FEATURES), dtype=np.float32)
+            self.vm_obs[:, :4] = self.vm_static
+            self.vm_obs[np.arange(V), 4 + self.vm_placement] = 1.0
+            self._obs_ready = True
+        return {"vm": self.vm_obs.copy(), "pm": self.pm_obs.copy(), "vm_host": self.vm_pm.copy()}
+
+    def _update_obs(self, vm: int, old_pm: int, new_pm: int) -> None:
+        pms = np.array([old_pm, new_pm])
+        # CPU-derived columns from a lookup table by free cores (the same values _pm_rows gives).
+        cpu_cols = self._cpu_lut[self.free_cpu[pms]]  # (2, 2, 3)
+        rows = self.pm_obs[pms]
+        rows[:, 0:2] = cpu_cols[..., 0]
+        rows[:, 4:6] = cpu_cols[..., 1]
+        rows[:, 6:8] = cpu_cols[..., 2]
+        rows[:, 2:4] = self.free_mem[pms] / self._mem_total_clip[pms]
+        self.pm_obs[pms] = rows
+        row = self.vm_obs[vm]
+        row[4:7] = 0.0
+        row[4 + self.vm_placement[vm]] = 1.0
+        row[7] = 1.0  # moved in this episode
+
+    def check_invariants(self) -> None:
+        """Assert conservation and capacity (used by the tests)."""
+        s = self.snapshot
+        assert self.vm_pm.shape == (self.n_vms,)
+        probe = ClusterSnapshot(**{**s.__dict__, "vm_pm": self.vm_pm, "vm_placement": self.vm_placement})
+        used_cpu, used_mem = probe.usage()
+        free = s.pm_cpu_total - used_cpu
+        assert (free >= 0).all(), "a NUMA node is over-committed"
+        assert (s.pm_mem_total - used_mem >= -1e-6).all(), "a NUMA node's memory is over-committed"
+        act = self.pm_active
+        assert np.array_equal(free[act], self.free_cpu[act]), "incremental free CPU drifted"
+        assert (self.vm_double == (self.vm_placement == PLACE_BOTH)).all()
+        assert ((self.vm_placement == PLACE_NUMA0) | (self.vm_placement == PLACE_NUMA1) | self.vm_double).all()

@@ -1,0 +1,1 @@
+"""VM2RL: two-stage PPO VM rescheduling agent, its baselines, evaluation and export."""
