@@ -5,7 +5,7 @@ MaskablePPO's MLP sees one cluster size only, so it is trained and tested on sma
 (fresh generated ones each episode, as VM2RL); the medium cluster's flat space (1.75M actions)
 is out of its reach. VM2RL is the shipped checkpoint (trained on small snapshots too).
 
-    python bench/vm2rl_maskable_ppo.py [--steps 30000] [--checkpoint checkpoints/vm2rl]
+    python bench/vm2rl_maskable_ppo.py [--steps 60000] [--checkpoint checkpoints/vm2rl]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> None:
     from sb3_contrib import MaskablePPO
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=30_000)
+    parser.add_argument("--steps", type=int, default=60_000)
     parser.add_argument("--mnl", type=int, default=20)
     parser.add_argument("--n-test", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
