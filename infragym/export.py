@@ -58,6 +58,7 @@ REQUIRED_FIELDS = (
 # component name -> "module:callable(directory, manifest) -> predictor". InfraGym's own code only.
 COMPONENT_LOADERS: dict[str, str] = {
     "deoxys": "infragym.models.deoxys.export:DeoxysPredictor.from_export",
+    "cloudformer": "infragym.models.cloudformer.export:CloudFormerPredictor.from_export",
 }
 # Components whose loader unpickles files (runs code): they need a valid signature or
 # ``trust=True`` whatever the manifest says about itself.
