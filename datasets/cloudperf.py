@@ -259,9 +259,8 @@ class WindowSet:
         return np.concatenate(parts) if parts else np.empty((0, 5 * self.metrics.shape[1]), np.float32)
 
     def subset(self, mask: np.ndarray) -> WindowSet:
-        return WindowSet(
-            self.metrics, self.perf, self.starts[mask], self.window, self.horizon, self.workload[mask], self.scenario[mask]
-        )
+        starts, workload, scenario = self.starts[mask], self.workload[mask], self.scenario[mask]
+        return WindowSet(self.metrics, self.perf, starts, self.window, self.horizon, workload, scenario)
 
 
 def make_windows(

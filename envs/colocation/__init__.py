@@ -9,6 +9,7 @@ from infragym.envs.colocation.simulator import (
     ColocationSimulator,
     MetricCatalogue,
     Traces,
+    contention,
     group_sizes,
     make_catalogue,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ColocationSimulator",
     "MetricCatalogue",
     "Traces",
+    "contention",
     "group_sizes",
     "make_catalogue",
 ]

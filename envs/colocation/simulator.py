@@ -171,6 +171,31 @@ class Traces:
         return len(self.workload)
 
 
+def contention(
+    demand: np.ndarray, capacity: np.ndarray, sensitivity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Slowdown of every VM on its host, from the VMs' demands (axis -3 is the VM axis).
+
+    Args:
+        demand: ``(..., vms, time, 6)`` share of host capacity each VM asks for.
+        capacity: broadcastable to ``(..., 1, time, 6)``.
+        sensitivity: ``(..., vms, time, 6)`` of each VM's application.
+
+    Returns:
+        slowdown ``(..., vms, time)`` >= 1, served demand, the host's unsatisfied share and each
+        VM's neighbours' pressure (the last three shaped like ``demand``).
+    """
+    total = demand.sum(axis=-3, keepdims=True)
+    util = total / capacity
+    unsatisfied = np.maximum(0.0, 1.0 - 1.0 / np.maximum(util, 1e-9))
+    pressure = np.maximum(total - demand, 0.0) / capacity
+    served = demand * (1.0 - unsatisfied)
+    slowdown = 1.0 + np.sum(
+        sensitivity * (UNSERVED_WEIGHT * unsatisfied + PRESSURE_WEIGHT * pressure * np.minimum(util, 2.0)), axis=-1
+    )
+    return slowdown, served, np.broadcast_to(unsatisfied, demand.shape), pressure
+
+
 class ColocationSimulator:
     """Shared hosts with co-located VMs; generates CloudPerfTrace-shaped telemetry traces.
 
@@ -256,22 +281,14 @@ class ColocationSimulator:
         demand = (load * burst)[..., None] * self._demand[apps] * mult * active[..., None]
         # Host capacity: a bit of heterogeneity across hosts (SKU, turbo, NIC, disks).
         capacity = rng.uniform(0.85, 1.15, (n, 1, 1, len(RESOURCES)))
-        total = demand.sum(axis=1, keepdims=True)
-        util = total / capacity
-        unsatisfied = np.maximum(0.0, 1.0 - 1.0 / np.maximum(util, 1e-9))
-        pressure = (total - demand) / capacity
-        served = demand * (1.0 - unsatisfied)
-        sens = self._sens[apps]
-        slowdown = 1.0 + np.sum(
-            sens * (UNSERVED_WEIGHT * unsatisfied + PRESSURE_WEIGHT * pressure * np.minimum(util, 2.0)), axis=-1
-        )
+        slowdown, served, unsatisfied, pressure = contention(demand, capacity, self._sens[apps])
         # Throughput is measured over a few seconds: exponential smoothing of the slowdown.
         slowdown = lfilter([0.4], [1.0, -0.6], slowdown, axis=2, zi=0.6 * slowdown[..., :1])[0]
         perf = np.clip(1.0 / slowdown * np.exp(rng.normal(0.0, self.perf_noise, slowdown.shape)), 0.02, 1.0)
         lat = np.empty((n, v, t, N_LATENTS))
         lat[..., _DEMAND] = demand
         lat[..., _SERVED] = served
-        lat[..., _UNSAT] = np.broadcast_to(unsatisfied, demand.shape)
+        lat[..., _UNSAT] = unsatisfied
         lat[..., _PRESS] = pressure
         lat[..., _WORK] = (load * perf * active)[..., None]
         lat[..., _LOAD] = (load * active)[..., None]
@@ -298,7 +315,8 @@ class ColocationSimulator:
         if counter.any():
             # Per-second deltas of 32-bit counters taken without wrap handling: a negative spike
             # of -2^32 whenever the counter wraps.
-            cumulative = np.cumsum(values[..., counter], axis=1) + rng.uniform(0, 2**32, (len(values), 1, counter.sum()))
+            start = rng.uniform(0, 2**32, (len(values), 1, int(counter.sum())))
+            cumulative = np.cumsum(values[..., counter], axis=1) + start
             wrapped = np.mod(cumulative, 2.0**32)
             values[..., counter] = np.diff(wrapped, axis=1, prepend=wrapped[:, :1] - values[:, :1, counter])
         junk = kind == 3

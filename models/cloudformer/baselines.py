@@ -84,13 +84,15 @@ class HistGradientBoostingBaseline:
         self,
         *,
         max_leaf_nodes: tuple[int, ...] = (15, 63),
-        learning_rates: tuple[float, ...] = (0.05, 0.15),
+        learning_rates: tuple[float, ...] = (0.1,),
         max_iter: int = 400,
+        max_bins: int = 63,
         max_windows: int = 20000,
         random_state: int = 0,
     ) -> None:
         self.grid = [(leaves, lr) for leaves in max_leaf_nodes for lr in learning_rates]
-        self.max_iter, self.max_windows, self.random_state = max_iter, max_windows, random_state
+        self.max_iter, self.max_bins = max_iter, max_bins
+        self.max_windows, self.random_state = max_windows, random_state
         self.model: HistGradientBoostingRegressor | None = None
         self.chosen: dict[str, float] = {}
 
@@ -105,10 +107,11 @@ class HistGradientBoostingBaseline:
                 max_iter=self.max_iter,
                 learning_rate=lr,
                 max_leaf_nodes=leaves,
+                max_bins=self.max_bins,
                 l2_regularization=1.0,
                 early_stopping=True,
                 validation_fraction=0.15,
-                n_iter_no_change=20,
+                n_iter_no_change=15,
                 random_state=self.random_state,
             ).fit(x, y)
             mae = float(np.abs(model.predict(x_val) - y_val).mean())

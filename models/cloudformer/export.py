@@ -7,6 +7,7 @@ of the manifest's input schema, and returns P per window. It needs numpy and onn
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,8 @@ def export_cloudformer(
     example = torch.zeros(2, window, splits.n_metrics)
 
     def write_onnx(path: Path) -> None:
+        for name in ("onnx_ir", "onnxscript"):  # one INFO line per folded initializer otherwise
+            logging.getLogger(name).setLevel(logging.WARNING)
         batch = torch.export.Dim("batch", min=1, max=1 << 20)
         torch.onnx.export(
             model,
@@ -77,7 +80,7 @@ def export_cloudformer(
             "group_sizes": dict(splits.group_sizes),
             "metric_names": list(splits.metric_names),
         },
-        output_schema={"name": OUTPUT_NAME, "type": "float32 (batch,)", "meaning": "P = perf / perf_isolated in (0, 1)"},
+        output_schema={"name": OUTPUT_NAME, "type": "float32 (batch,)", "meaning": "P = perf / isolated perf, (0, 1)"},
         metrics=metrics,
         config=config,
         libraries=("torch", "onnx", "onnxruntime"),

@@ -223,7 +223,7 @@ class CloudFormerTask:
         for name, rate in self.throughput.items():
             metrics[f"time/train_{name}_windows_per_s"] = rate
         table = self._table(metrics, best)
-        figures = {f"pred_vs_actual_{name}": self._scatter(name, predictions[name], splits) for name in self.model_names}
+        figures = {f"pred_vs_actual_{n}": self._scatter(n, predictions[n], splits) for n in self.model_names}
         return EvaluationReport(metrics=metrics, tables={"cloudformer": table}, figures=figures)
 
     def _table(self, metrics: Mapping[str, float], best: str | None) -> ResultsTable:
