@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -56,8 +57,19 @@ class InterferenceRegressor(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimiser = torch.optim.AdamW(self.parameters(), lr=self.spec.lr, weight_decay=self.spec.weight_decay)
+        # Linear warm-up over 5 % of the steps, then cosine decay to 5 % of the peak. A function
+        # of the step (not a stateful schedule) so that a run resumed from last.ckpt with more
+        # epochs follows the new length.
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=self.spec.lr, total_steps=total, pct_start=0.1)
+        warmup = max(1, total // 20)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 

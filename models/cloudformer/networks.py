@@ -29,7 +29,7 @@ class NetworkSpec:
         d_model: token width (LSTM: hidden size).
         n_heads: attention heads; n_layers: encoder layers (LSTM: stacked layers).
         dropout: in the encoders and the head.
-        lr / weight_decay: AdamW with a one-cycle schedule.
+        lr / weight_decay: AdamW, warm-up then cosine decay.
     """
 
     arch: str = "cloudformer"

@@ -107,6 +107,7 @@ class CloudFormerTask:
         self.fit_seconds: dict[str, float] = {}
         self.throughput: dict[str, float] = {}
         self.best_checkpoints: dict[str, str] = {}
+        self.trainers: dict[str, pl.Trainer] = {}
 
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> CloudPerfSplits:
@@ -155,7 +156,7 @@ class CloudFormerTask:
         module = InterferenceRegressor(
             spec=self.neural_specs[name], group_sizes=list(splits.group_sizes.values()), window=self.dataset.window
         )
-        trainer = self.build_trainer(name, logger)
+        trainer = self.trainers[name] = self.build_trainer(name, logger)
         last = self.checkpoint_dir(name) / "last.ckpt"
         ckpt_path = str(last) if self.resume and last.is_file() else None
         started = time.perf_counter()
