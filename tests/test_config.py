@@ -11,9 +11,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from infragym.envs.colocation import ColocationSimulator
 from infragym.envs.health import UnhealthyNodeMitigationEnv
 from infragym.envs.serving.env import LLMServingEnv
 from infragym.logging import RunLogger
+from infragym.models.cloudformer.networks import NetworkSpec
+from infragym.models.cloudformer.task import CloudFormerTask
 from infragym.models.deoxys import Deoxys
 from infragym.models.serving.task import ServingBaselinesTask
 from infragym.runner import build_task
@@ -42,6 +45,13 @@ def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
     if experiment.startswith("deoxys"):
         assert isinstance(task.model, Deoxys)
         assert isinstance(task.env, UnhealthyNodeMitigationEnv)
+    elif experiment.startswith("cloudformer"):
+        assert isinstance(task, CloudFormerTask)
+        assert isinstance(task.env, ColocationSimulator) and isinstance(task.spec, NetworkSpec)
+        # the trainer and callbacks stay configs: the task builds one Trainer per network
+        assert task.trainer_cfg["_target_"].endswith("Trainer")
+        assert set(task.neural_specs) == {"cloudformer", "lstm", "temporal_transformer", "metric_transformer"}
+        assert task.env.n_metrics >= 200
     else:
         assert isinstance(task, ServingBaselinesTask)
         assert isinstance(task.env, LLMServingEnv)

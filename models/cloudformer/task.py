@@ -80,6 +80,8 @@ class CloudFormerTask:
         baseline_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
         resume: bool = True,
     ) -> None:
+        # Hydra hands a dataclass over as a structured DictConfig: make it a NetworkSpec again.
+        model = model if isinstance(model, NetworkSpec) else NetworkSpec(**_plain(model))
         self.env, self.dataset, self.spec, self.seed = env, dataset, model, seed
         self.trainer_cfg = dict(_plain(trainer) or {})
         self.callbacks_cfg = dict(_plain(callbacks) or {})
