@@ -57,7 +57,9 @@ def _encoder(d_model: int, n_heads: int, n_layers: int) -> nn.TransformerEncoder
 
 
 class TemporalBranch(nn.Module):
-    """Tokens are time steps: each second's metric vector, projected, plus a position embedding."""
+    """Tokens are time steps: each second's metric vector, projected, plus a position embedding.
+
+    The summary is the last token (the second whose P is predicted) next to the mean token."""
 
     def __init__(self, n_metrics: int, window: int, d_model: int, n_heads: int, n_layers: int, dropout: float) -> None:
         super().__init__()
@@ -65,11 +67,12 @@ class TemporalBranch(nn.Module):
         self.position = nn.Parameter(torch.randn(1, window, d_model) * 0.02)
         self.dropout = nn.Dropout(dropout)
         self.encoder = _encoder(d_model, n_heads, n_layers)
+        self.pool = nn.Linear(2 * d_model, d_model)
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.encoder(self.dropout(self.embed(x) + self.position))
-        return self.norm(h.mean(dim=1))
+        return self.norm(self.pool(torch.cat([h[:, -1], h.mean(dim=1)], dim=-1)))
 
 
 class SystemBranch(nn.Module):
