@@ -32,7 +32,8 @@ lint: setup
 bench: setup
 	$(PY) bench/train_wallclock.py && $(PY) bench/deoxys_quality.py && $(PY) bench/deoxys_fit_time.py \
 		&& $(PY) bench/serving_speed.py && $(PY) bench/serving_speed.py --router least_outstanding \
-		&& $(PY) bench/serving_fidelity.py && $(PY) bench/report.py
+		&& $(PY) bench/serving_fidelity.py && $(PY) bench/cloudformer_quality.py \
+		&& $(PY) bench/cloudformer_throughput.py && $(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -19,19 +19,26 @@ from infragym.models.cloudformer.networks import NetworkSpec, build_network
 class InterferenceRegressor(pl.LightningModule):
     """Predicts P of the target VM from a normalised telemetry window.
 
-    ``val/loss`` is the validation MAE (fraction of P); the default callbacks monitor it.
+    ``val/loss`` is the validation MAE (fraction of P); the default callbacks monitor it. The
+    logger gets the curves under the network's name (``train/<name>/loss``, ``val/<name>/loss``)
+    so that the networks of one run do not overwrite each other's curves.
 
     Args:
         spec: the network and optimiser hyper-parameters (a ``NetworkSpec`` or its dict).
         group_sizes: metrics per group, in group order (the system branch embeds the group).
         window: seconds per window.
+        name: the network's name in the logged curves.
     """
 
-    def __init__(self, *, spec: NetworkSpec | dict[str, Any], group_sizes: Sequence[int], window: int) -> None:
+    def __init__(
+        self, *, spec: NetworkSpec | dict[str, Any], group_sizes: Sequence[int], window: int, name: str = "net"
+    ) -> None:
         super().__init__()
         spec = spec if isinstance(spec, NetworkSpec) else NetworkSpec(**spec)
-        self.save_hyperparameters({"spec": asdict(spec), "group_sizes": list(group_sizes), "window": window})
-        self.spec = spec
+        self.save_hyperparameters(
+            {"spec": asdict(spec), "group_sizes": list(group_sizes), "window": window, "name": name}
+        )
+        self.spec, self.name = spec, name
         self.net = build_network(spec, list(group_sizes), window)
         self.loss = nn.L1Loss()
         self.train_mae = torchmetrics.MeanAbsoluteError()
@@ -45,15 +52,19 @@ class InterferenceRegressor(pl.LightningModule):
         pred = self(x)
         loss = self.loss(pred, y)
         self.train_mae(pred, y)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
-        self.log("train/mae", self.train_mae, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"train/{self.name}/loss", loss, prog_bar=True, batch_size=len(y))
+        self.log(f"train/{self.name}/mae", self.train_mae, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        self.val_mae(self(x), y)
-        # torchmetrics syncs the metric across DDP processes itself.
-        self.log("val/loss", self.val_mae, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.val_mae.update(self(x), y)
+
+    def on_validation_epoch_end(self) -> None:
+        mae = self.val_mae.compute()  # torchmetrics syncs across DDP processes itself
+        self.val_mae.reset()
+        self.log("val/loss", mae, prog_bar=True, logger=False)  # what the callbacks monitor
+        self.log(f"val/{self.name}/loss", mae)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimiser = torch.optim.AdamW(self.parameters(), lr=self.spec.lr, weight_decay=self.spec.weight_decay)

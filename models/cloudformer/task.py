@@ -156,7 +156,10 @@ class CloudFormerTask:
         seed = self._net_seeds[list(self.neural_specs).index(name)]
         pl.seed_everything(seed % 2**31, workers=True, verbose=False)
         module = InterferenceRegressor(
-            spec=self.neural_specs[name], group_sizes=list(splits.group_sizes.values()), window=self.dataset.window
+            spec=self.neural_specs[name],
+            group_sizes=list(splits.group_sizes.values()),
+            window=self.dataset.window,
+            name=name,
         )
         trainer = self.trainers[name] = self.build_trainer(name, logger)
         last = self.checkpoint_dir(name) / "last.ckpt"
