@@ -128,7 +128,7 @@ class CloudFormerTask:
         return Path(self.trainer_cfg.get("default_root_dir") or self.dataset.save_dir or ".")
 
     def checkpoint_dir(self, name: str) -> Path:
-        base = self.callbacks_cfg.get("model_checkpoint", {}).get("dirpath") or self._root() / "checkpoints"
+        base = (self.callbacks_cfg.get("model_checkpoint") or {}).get("dirpath") or self._root() / "checkpoints"
         return Path(base) / name
 
     def build_trainer(self, name: str, logger: RunLogger | None = None) -> pl.Trainer:
