@@ -4,6 +4,7 @@ Goal (issue): throughput reported; data loading never the bottleneck.
 
     python bench/cloudformer_throughput.py                 # the default experiment's data and sizes
     python bench/cloudformer_throughput.py --epochs 3
+    python bench/cloudformer_throughput.py --threads 1     # one torch thread (a shared machine)
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ BATCH = "run_training_batch"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train(["experiment=cloudformer", "logger=none", "callbacks=none", *args.overrides], Path(tmp))
         task = build_task(cfg)
@@ -78,7 +82,7 @@ def main() -> None:
                 f"{100 * results[name]['fetch_share']:.1f}% of the loop ({fetch:.2f} s vs {batch:.2f} s)"
             )
     write_result(
-        "cloudformer_throughput",
+        "cloudformer_throughput" + (f"_{args.threads}thread" if args.threads is not None else ""),
         {
             "command": "python bench/cloudformer_throughput.py " + " ".join(args.overrides),
             "torch_threads": torch.get_num_threads(),
