@@ -71,7 +71,7 @@ CLOUDFORMER_MODELS = (
 )
 
 
-def cloudformer_tables(quality: dict | None, throughput: dict | None) -> str:
+def cloudformer_tables(quality: dict | None, throughputs: list[dict]) -> str:
     """CloudFormer's unseen/seen errors per model, margin, wall-clock and throughput."""
     lines = []
     if quality:
@@ -114,7 +114,7 @@ def cloudformer_tables(quality: dict | None, throughput: dict | None) -> str:
                 + ", ".join(f"{m} {s[m]['test_unseen/mae']:.2f}" for m in CLOUDFORMER_MODELS[:6])
                 + f"; margin vs {earlier['best_black_box_baseline']} {earlier['margin_vs_best_baseline_pct']:.1f}%."
             )
-    if throughput:
+    for throughput in throughputs:
         lines += [
             "",
             f"Training throughput on CPU ({throughput['torch_threads']} torch threads, batch "
@@ -192,7 +192,8 @@ def main() -> None:
             "**Serving simulator** (`python bench/serving_fidelity.py`, `python bench/serving_speed.py`; "
             "one core)\n\n| what | measured | goal |\n|---|---|---|\n" + "\n".join(serving)
         )
-    cloudformer = cloudformer_tables(_load("cloudformer_quality"), _load("cloudformer_throughput"))
+    throughputs = [_load(n) for n in ("cloudformer_throughput", "cloudformer_throughput_1thread")]
+    cloudformer = cloudformer_tables(_load("cloudformer_quality"), [t for t in throughputs if t])
     if cloudformer:
         parts.append("**CloudFormer** (`python bench/cloudformer_quality.py`)\n\n" + cloudformer)
     print("\n\n".join(parts))
