@@ -198,6 +198,19 @@ def load_cloudperf(root: str | os.PathLike[str]) -> TraceSet:
     return out
 
 
+def trace_set(traces: Traces) -> TraceSet:
+    """Simulated traces as the loader returns them (without a round trip through Parquet)."""
+    return TraceSet(
+        metrics=[np.concatenate([traces.metrics[g][i] for g in GROUPS], axis=1) for i in range(traces.n_tasks)],
+        perf=list(traces.perf),
+        workload=np.asarray(traces.workload),
+        scenario=np.asarray(traces.scenario),
+        task_ids=[f"{i:05d}" for i in range(traces.n_tasks)],
+        group_sizes={g: traces.metrics[g].shape[2] for g in GROUPS},
+        metric_names=[f"{g}.{n}" for g in GROUPS for n in traces.metric_names[g]],
+    )
+
+
 # --------------------------------------------------------------------------- normalisation
 def symlog(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
@@ -312,6 +325,7 @@ class CloudPerfSplits:
     metric_names: list[str]
     unseen_workloads: list[str]
     seen_workloads: list[str]
+    tasks: dict[str, np.ndarray] = field(default_factory=dict)  # split -> task indices
 
     @property
     def n_metrics(self) -> int:
@@ -393,11 +407,15 @@ class CloudPerfDataset:
         self.val_fraction, self.seen_test_fraction = val_fraction, seen_test_fraction
         self.batch_size, self.num_workers = batch_size, num_workers
 
-    def traces(self, simulator: ColocationSimulator | None, rng: np.random.Generator) -> TraceSet:
+    def traces(self, simulator: ColocationSimulator | None, rng: np.random.Generator, *, save: bool = True) -> TraceSet:
+        """The data set's traces: loaded from ``path``, or simulated (written as Parquet and read
+        back through the loader, or kept in memory with ``save=False``)."""
         if self.path is not None:
             return load_cloudperf(self.path)
         if simulator is None:
             raise CloudPerfError("dataset.path is null and no simulator was given to generate traces")
+        if not save:
+            return trace_set(simulator.simulate(rng))
         if self.save_dir is None:
             raise CloudPerfError("dataset.save_dir must be set to write simulated traces")
         root = write_cloudperf(simulator.simulate(rng), Path(self.save_dir) / "parquet_ds")
@@ -417,6 +435,7 @@ class CloudPerfDataset:
             metric_names=traces.metric_names,
             unseen_workloads=list(self.unseen_workloads),
             seen_workloads=sorted(set(traces.workload.tolist()) - set(self.unseen_workloads)),
+            tasks=tasks,
         )
 
 

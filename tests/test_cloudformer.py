@@ -187,3 +187,18 @@ def test_ddp_spawn_with_two_cpu_processes(trained: dict[str, Any], tmp_path: Pat
     assert last["global_step"] == int(np.ceil(np.ceil(n_train / 2) / batch))
     pred = predict_windows(net, task.prepare_data().val)
     assert np.isfinite(pred).all() and ((pred > 0) & (pred < 1)).all()
+
+
+def test_evaluate_export_reproduces_the_run(trained: dict[str, Any]) -> None:
+    run = trained["report"].metrics
+    fresh = build_task(trained["cfg"])  # as evaluate.py does, from the run's config and seed
+    report = fresh.evaluate_export(infragym.load(trained["export"]), refit_baselines=True)
+    for split in ("test_unseen", "test_seen"):
+        # the export on raw telemetry regenerated in memory = the trained network on the run's data
+        assert report.metrics[f"{split}/cloudformer_export/mae"] == pytest.approx(
+            run[f"{split}/cloudformer/mae"], abs=1e-3
+        )
+        for name in ("ridge", "hist_gradient_boosting", "mean"):
+            assert report.metrics[f"{split}/{name}/mae"] == pytest.approx(run[f"{split}/{name}/mae"], rel=1e-6)
+    with pytest.raises(ValueError, match="n_test_events"):
+        fresh.evaluate_export(infragym.load(trained["export"]), n_test_events=100)

@@ -16,7 +16,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from infragym.datasets.cloudperf import CloudPerfDataModule, CloudPerfDataset, CloudPerfSplits, WindowSet
+from infragym.datasets.cloudperf import (
+    CloudPerfDataModule,
+    CloudPerfDataset,
+    CloudPerfSplits,
+    TraceSet,
+    WindowSet,
+    make_windows,
+)
 from infragym.envs.colocation.simulator import ColocationSimulator
 from infragym.logging import RunLogger
 from infragym.models.cloudformer import export as cf_export
@@ -46,6 +53,20 @@ def error_stats(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     if not len(err):
         return {"mae": float("nan"), "p95_abs_error": float("nan")}
     return {"mae": 100.0 * float(err.mean()), "p95_abs_error": 100.0 * float(np.percentile(err, 95))}
+
+
+def split_metrics(name: str, split: str, pred: np.ndarray, windows: WindowSet) -> dict[str, float]:
+    """``<split>/<name>/{mae,p95_abs_error}`` and, for test splits, per scenario."""
+    true = windows.labels
+    out = {f"{split}/{name}/{k}": v for k, v in error_stats(pred, true).items()}
+    if split != "val":
+        for scenario in SCENARIOS:
+            mask = windows.scenario == scenario
+            if mask.any():
+                out.update(
+                    {f"{split}_{scenario}/{name}/{k}": v for k, v in error_stats(pred[mask], true[mask]).items()}
+                )
+    return out
 
 
 class CloudFormerTask:
@@ -105,6 +126,7 @@ class CloudFormerTask:
             seed, 3 + len(self.neural_specs)
         )
         self.splits: CloudPerfSplits | None = None
+        self.traces: TraceSet | None = None
         self.nets: dict[str, torch.nn.Module] = {}
         self.fit_seconds: dict[str, float] = {}
         self.throughput: dict[str, float] = {}
@@ -112,10 +134,11 @@ class CloudFormerTask:
         self.trainers: dict[str, pl.Trainer] = {}
 
     # ------------------------------------------------------------------ data
-    def prepare_data(self) -> CloudPerfSplits:
+    def prepare_data(self, *, save: bool = True) -> CloudPerfSplits:
+        """Traces (simulated from the seed, or loaded) and their windowed, normalised splits."""
         if self.splits is None:
-            traces = self.dataset.traces(self.env, np.random.default_rng(self._data_seed))
-            self.splits = self.dataset.splits(traces, np.random.default_rng(self._split_seed))
+            self.traces = self.dataset.traces(self.env, np.random.default_rng(self._data_seed), save=save)
+            self.splits = self.dataset.splits(self.traces, np.random.default_rng(self._split_seed))
         return self.splits
 
     def datamodule(self) -> CloudPerfDataModule:
@@ -207,16 +230,7 @@ class CloudFormerTask:
         for name in self.model_names:
             predictions[name] = {split: self.predict(name, w) for split, w in evaluated.items()}
             for split, windows in evaluated.items():
-                pred, true = predictions[name][split], windows.labels
-                for key, value in error_stats(pred, true).items():
-                    metrics[f"{split}/{name}/{key}"] = value
-                if split == "val":
-                    continue
-                for scenario in SCENARIOS:
-                    mask = windows.scenario == scenario
-                    if mask.any():
-                        for key, value in error_stats(pred[mask], true[mask]).items():
-                            metrics[f"{split}_{scenario}/{name}/{key}"] = value
+                metrics.update(split_metrics(name, split, predictions[name][split], windows))
         black_box = [n for n in self.model_names if n != MODEL_NAME and getattr(self.tabular.get(n), "black_box", True)]
         best = min(black_box, key=lambda n: metrics[f"test_unseen/{n}/mae"]) if black_box else None
         if best is not None:
@@ -285,6 +299,55 @@ class CloudFormerTask:
         axes[0].set_ylabel(f"predicted P ({name})")
         fig.tight_layout()
         return fig
+
+    def evaluate_export(
+        self, predictor: Any, n_test_events: int | None = None, refit_baselines: bool = True
+    ) -> EvaluationReport:
+        """Evaluate a loaded export (``python evaluate.py checkpoint=...``) on the run's test
+        splits, regenerated from its seed in memory, with raw telemetry through the export; next
+        to the tabular baselines refitted on the run's training split (the neural baselines are
+        not retrained here: their numbers are in the training run's metrics.json)."""
+        if n_test_events is not None:
+            raise ValueError("evaluation.n_test_events does not apply to CloudFormer: its test splits are the run's")
+        splits = self.prepare_data(save=False)
+        assert self.traces is not None
+        names = ["cloudformer_export"]
+        if refit_baselines:
+            rng = np.random.default_rng(self._baseline_seed)
+            for name, model in self.tabular.items():
+                model.fit(splits.train, splits.val, rng)
+                names.append(name)
+        metrics: dict[str, float] = {}
+        table = ResultsTable(
+            "Exported CloudFormer (onnxruntime, raw telemetry) vs refitted baselines: |error| of P in pp",
+            ["unseen_mae", "unseen_p95", "seen_mae", "seen_p95"],
+        )
+        for split, windows in splits.tests.items():
+            raw = make_windows(
+                self.traces,
+                splits.tasks[split],
+                window=self.dataset.window,
+                horizon=self.dataset.horizon,
+                stride=self.dataset.eval_stride,
+                normaliser=None,
+            )
+            chunks = [
+                predictor.predict(raw.gather(np.arange(lo, min(lo + 1024, len(raw))))[0])
+                for lo in range(0, len(raw), 1024)
+            ]
+            metrics.update(split_metrics("cloudformer_export", split, np.concatenate(chunks), windows))
+            for name in names[1:]:
+                metrics.update(split_metrics(name, split, self.tabular[name].predict(windows), windows))
+        for name in names:
+            table.add_row(
+                name,
+                {
+                    f"{short}_{k.split('_')[0]}": metrics[f"{split}/{name}/{k}"]
+                    for split, short in (("test_unseen", "unseen"), ("test_seen", "seen"))
+                    for k in ("mae", "p95_abs_error")
+                },
+            )
+        return EvaluationReport(metrics=metrics, tables={"cloudformer_export": table})
 
     # ------------------------------------------------------------------ export
     def export(
