@@ -114,6 +114,14 @@ def cloudformer_tables(quality: dict | None, throughputs: list[dict]) -> str:
                 + ", ".join(f"{m} {s[m]['test_unseen/mae']:.2f}" for m in CLOUDFORMER_MODELS[:6])
                 + f"; margin vs {earlier['best_black_box_baseline']} {earlier['margin_vs_best_baseline_pct']:.1f}%."
             )
+        batch256 = _load("cloudformer_quality_batch256")
+        if batch256:
+            s = batch256["mean_over_seeds"]
+            lines.append(
+                "Previous default (batches of 256), same seeds: unseen MAE "
+                + ", ".join(f"{m} {s[m]['test_unseen/mae']:.2f}" for m in CLOUDFORMER_MODELS[:6])
+                + f"; margin vs {batch256['best_black_box_baseline']} {batch256['margin_vs_best_baseline_pct']:.1f}%."
+            )
     for throughput in throughputs:
         lines += [
             "",
