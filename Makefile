@@ -35,6 +35,7 @@ bench: setup
 		&& $(PY) bench/serving_fidelity.py && $(PY) bench/continuum.py \
 		&& $(PY) bench/vm2rl_env_speed.py && $(PY) bench/vm2rl_quality.py \
 		&& $(PY) bench/vm2rl_train_wallclock.py && $(PY) bench/vm2rl_maskable_ppo.py \
+		&& $(PY) bench/cloudformer_quality.py && $(PY) bench/cloudformer_throughput.py \
 		&& $(PY) bench/report.py
 
 clean:

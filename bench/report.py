@@ -59,6 +59,88 @@ def quality_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+CLOUDFORMER_MODELS = (
+    "cloudformer",
+    "lstm",
+    "temporal_transformer",
+    "metric_transformer",
+    "ridge",
+    "hist_gradient_boosting",
+    "persistence",
+    "mean",
+)
+
+
+def cloudformer_tables(quality: dict | None, throughputs: list[dict]) -> str:
+    """CloudFormer's unseen/seen errors per model, margin, wall-clock and throughput."""
+    lines = []
+    if quality:
+        seeds = quality["per_seed"]
+
+        def cell(key: str) -> str:
+            values = [r[key] for r in seeds.values()]
+            return f"{statistics.fmean(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
+
+        lines += [
+            f"Absolute error of P in percentage points, mean [min, max] over seeds {', '.join(seeds)} "
+            "(`python train.py experiment=cloudformer`, 206 metrics, unseen applications: "
+            "graph_analytics, object_storage, stream_processing).",
+            "",
+            "| model | unseen MAE | unseen p95 | unseen static MAE | unseen dynamic MAE | seen MAE | seen p95 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m in CLOUDFORMER_MODELS:
+            lines.append(
+                f"| {m} | {cell(f'test_unseen/{m}/mae')} | {cell(f'test_unseen/{m}/p95_abs_error')} "
+                f"| {cell(f'test_unseen_static/{m}/mae')} | {cell(f'test_unseen_dynamic/{m}/mae')} "
+                f"| {cell(f'test_seen/{m}/mae')} | {cell(f'test_seen/{m}/p95_abs_error')} |"
+            )
+        lines.append("| paper: CloudFormer on CloudPerfTrace | 7.8 | | | | | |")
+        margins = [r["test_unseen/cloudformer/margin_vs_best_baseline_pct"] for r in seeds.values()]
+        walls = list(quality["wall_s"].values())
+        lines += [
+            "",
+            f"CloudFormer vs the best black-box baseline on unseen applications (mean over seeds: "
+            f"{quality['best_black_box_baseline']}): **{quality['margin_vs_best_baseline_pct']:.1f}%** lower MAE "
+            f"(per seed vs that seed's best: {', '.join(f'{m:.1f}%' for m in margins)}; paper: >= 28%). "
+            f"Lowest unseen MAE (mean over seeds): **{quality['lowest_unseen_mae_model']}**. "
+            f"Wall-clock of the whole default run: {', '.join(f'{w:.0f} s' for w in walls)} (goal <= 360 s).",
+        ]
+        earlier = _load("cloudformer_quality_stride5_epochs10")
+        if earlier:
+            s = earlier["mean_over_seeds"]
+            lines.append(
+                "First measured default (windows every 5 s, 10 epochs), same seeds: unseen MAE "
+                + ", ".join(f"{m} {s[m]['test_unseen/mae']:.2f}" for m in CLOUDFORMER_MODELS[:6])
+                + f"; margin vs {earlier['best_black_box_baseline']} {earlier['margin_vs_best_baseline_pct']:.1f}%."
+            )
+        batch256 = _load("cloudformer_quality_batch256")
+        if batch256:
+            s = batch256["mean_over_seeds"]
+            lines.append(
+                "Previous default (batches of 256), same seeds: unseen MAE "
+                + ", ".join(f"{m} {s[m]['test_unseen/mae']:.2f}" for m in CLOUDFORMER_MODELS[:6])
+                + f"; margin vs {batch256['best_black_box_baseline']} {batch256['margin_vs_best_baseline_pct']:.1f}%."
+            )
+    for throughput in throughputs:
+        lines += [
+            "",
+            f"Training throughput on CPU ({throughput['torch_threads']} torch threads, batch "
+            f"{throughput['batch_size']}, {throughput['window']} s x {throughput['n_metrics']} metrics, "
+            "`python bench/cloudformer_throughput.py`); fetching a batch vs the training step "
+            "(Lightning SimpleProfiler):",
+            "",
+            "| network | parameters | windows/s | batch fetching share of the loop |",
+            "|---|---|---|---|",
+        ]
+        for name, r in throughput["models"].items():
+            lines.append(
+                f"| {name} | {r['parameters']:,} | {r['windows_per_s']:,.0f} | {100 * r['fetch_share']:.1f}% |"
+            )
+        lines.append(f"| data pipeline alone | | {throughput['loader_windows_per_s']:,.0f} | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parts = []
     quality = _load("deoxys_quality")
@@ -165,6 +247,10 @@ def main() -> None:
             "**VM2RL** (`python bench/vm2rl_env_speed.py`, `python bench/vm2rl_quality.py`)\n\n"
             "| what | measured | goal |\n|---|---|---|\n" + "\n".join(vm2rl)
         )
+    throughputs = [_load(n) for n in ("cloudformer_throughput", "cloudformer_throughput_1thread")]
+    cloudformer = cloudformer_tables(_load("cloudformer_quality"), [t for t in throughputs if t])
+    if cloudformer:
+        parts.append("**CloudFormer** (`python bench/cloudformer_quality.py`)\n\n" + cloudformer)
     print("\n\n".join(parts))
 
 

@@ -60,6 +60,7 @@ COMPONENT_LOADERS: dict[str, str] = {
     "deoxys": "infragym.models.deoxys.export:DeoxysPredictor.from_export",
     "continuum": "infragym.models.continuum.export:ContinuumPredictor.from_export",
     "vm2rl": "infragym.models.vm2rl.export:VM2RLPredictor.from_export",
+    "cloudformer": "infragym.models.cloudformer.export:CloudFormerPredictor.from_export",
 }
 # Components whose loader unpickles files (runs code): they need a valid signature or
 # ``trust=True`` whatever the manifest says about itself.

@@ -12,10 +12,13 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from infragym.envs.cluster import VMRescheduleEnv
+from infragym.envs.colocation import ColocationSimulator
 from infragym.envs.health import UnhealthyNodeMitigationEnv
 from infragym.envs.serving.env import LLMServingEnv
 from infragym.envs.serving.ttl_env import KVCacheTTLEnv
 from infragym.logging import RunLogger
+from infragym.models.cloudformer.networks import NetworkSpec
+from infragym.models.cloudformer.task import CloudFormerTask
 from infragym.models.continuum.task import ContinuumTask
 from infragym.models.deoxys import Deoxys
 from infragym.models.serving.task import ServingBaselinesTask
@@ -54,6 +57,13 @@ def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
         assert isinstance(task, VM2RLTask)
         assert isinstance(task.model, VM2RLAgent)
         assert isinstance(task.env, VMRescheduleEnv)
+    elif experiment.startswith("cloudformer"):
+        assert isinstance(task, CloudFormerTask)
+        assert isinstance(task.env, ColocationSimulator) and isinstance(task.spec, NetworkSpec)
+        # the trainer and callbacks stay configs: the task builds one Trainer per network
+        assert task.trainer_cfg["_target_"].endswith("Trainer")
+        assert set(task.neural_specs) == {"cloudformer", "lstm", "temporal_transformer", "metric_transformer"}
+        assert task.env.n_metrics >= 200
     else:
         assert isinstance(task, ServingBaselinesTask)
         assert isinstance(task.env, LLMServingEnv)

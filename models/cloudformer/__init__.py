@@ -1,0 +1,1 @@
+"""CloudFormer: dual-branch Transformer interference predictor and its baselines."""
