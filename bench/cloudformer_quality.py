@@ -12,16 +12,11 @@ the best baseline); the run takes <= 6 min on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import ROOT, write_result
+from _common import timed_train, write_result
 
 MODELS = [
     "cloudformer",
@@ -37,13 +32,10 @@ BLACK_BOX_BASELINES = [m for m in MODELS if m not in ("cloudformer", "persistenc
 
 
 def run(seed: int, tmp: Path, extra: list[str]) -> tuple[dict[str, float], float]:
-    run_dir = tmp / f"seed{seed}"
-    env = {**os.environ, "WANDB_MODE": "offline", "INFRAGYM_HOME": str(tmp)}
-    command = [sys.executable, "train.py", "experiment=cloudformer", f"seed={seed}", f"hydra.run.dir={run_dir}", *extra]
-    started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
-    return json.loads((run_dir / "metrics.json").read_text()), wall
+    home = tmp / f"seed{seed}"
+    home.mkdir()
+    wall, metrics = timed_train(["experiment=cloudformer", f"seed={seed}", *extra], home)
+    return metrics, wall
 
 
 def main() -> None:

@@ -110,6 +110,8 @@ def mae_pct(net: nn.Module, windows) -> float:
 
 
 def train(variant: str, splits, window: int, epochs: int, lr: float, batch: int) -> tuple[float, int, float]:
+    from infragym.models.cloudformer.module import warmup_cosine
+
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     net = build(variant, list(splits.group_sizes.values()), window)
@@ -124,16 +126,7 @@ def train(variant: str, splits, window: int, epochs: int, lr: float, batch: int)
         optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     n = len(splits.train)
     per_epoch = math.ceil(n / batch)
-    total = per_epoch * epochs
-    warmup = max(1, total // 20)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(per_epoch * epochs))
     started, best = time.perf_counter(), (math.inf, -1)
     for epoch in range(epochs):
         order, losses = rng.permutation(n), []

@@ -14,36 +14,19 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import ROOT, compose_train, write_result
+from _common import compose_train, timed_train, write_result
 
 
 def experiment_wallclock() -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "WANDB_MODE": "offline", "INFRAGYM_HOME": tmp}
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "train.py", "experiment=continuum", f"paths.log_dir={tmp}/outputs"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        seconds = time.perf_counter() - started
-        metrics_path = next(Path(tmp).rglob("metrics.json"))
-        metrics = json.loads(metrics_path.read_text())
-    return seconds, metrics
+        return timed_train(["experiment=continuum"], Path(tmp))
 
 
 def jct_over_seeds(n_seeds: int) -> dict:
@@ -89,8 +72,8 @@ def predictor_speed() -> dict:
     test = swe_bench_like(5000, np.random.default_rng(2)).tool_calls().reset_index(drop=True)
     calls = test.iloc[:100_000].reset_index(drop=True)
     assert len(calls) == 100_000, len(calls)
-    raw = calls[["tool", "arguments", "turn", "context_tokens", "prev_duration_s", "prog_mean_duration_s"]].copy()
-    raw["prev_same_tool_s"] = calls["prev_same_tool_s"]
+    # what a caller passes: each call and its program's history, not the derived tool key
+    raw = calls.drop(columns=["program", "duration_s", "tool_key"])
     out = {}
     for name, cls in PREDICTORS.items():
         predictor = cls().fit(train)

@@ -9,6 +9,8 @@ import json
 import statistics
 from pathlib import Path
 
+from cloudformer_quality import MODELS as CLOUDFORMER_MODELS
+
 RESULTS = Path(__file__).resolve().parent / "results"
 POLICIES = ("legacy", "deoxys", "deoxys_no_fallback", "s_learner", "t_learner", "dr_policy_forest", "oracle")
 
@@ -59,18 +61,6 @@ def quality_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-CLOUDFORMER_MODELS = (
-    "cloudformer",
-    "lstm",
-    "temporal_transformer",
-    "metric_transformer",
-    "ridge",
-    "hist_gradient_boosting",
-    "persistence",
-    "mean",
-)
-
-
 def cloudformer_tables(quality: dict | None, throughputs: list[dict]) -> str:
     """CloudFormer's unseen/seen errors per model, margin, wall-clock and throughput."""
     lines = []
@@ -106,22 +96,19 @@ def cloudformer_tables(quality: dict | None, throughputs: list[dict]) -> str:
             f"Lowest unseen MAE (mean over seeds): **{quality['lowest_unseen_mae_model']}**. "
             f"Wall-clock of the whole default run: {', '.join(f'{w:.0f} s' for w in walls)} (goal <= 360 s).",
         ]
-        earlier = _load("cloudformer_quality_stride5_epochs10")
-        if earlier:
-            s = earlier["mean_over_seeds"]
-            lines.append(
-                "First measured default (windows every 5 s, 10 epochs), same seeds: unseen MAE "
-                + ", ".join(f"{m} {s[m]['test_unseen/mae']:.2f}" for m in CLOUDFORMER_MODELS[:6])
-                + f"; margin vs {earlier['best_black_box_baseline']} {earlier['margin_vs_best_baseline_pct']:.1f}%."
-            )
-        batch256 = _load("cloudformer_quality_batch256")
-        if batch256:
-            s = batch256["mean_over_seeds"]
-            lines.append(
-                "Previous default (batches of 256), same seeds: unseen MAE "
-                + ", ".join(f"{m} {s[m]['test_unseen/mae']:.2f}" for m in CLOUDFORMER_MODELS[:6])
-                + f"; margin vs {batch256['best_black_box_baseline']} {batch256['margin_vs_best_baseline_pct']:.1f}%."
-            )
+        for name, label in (
+            ("cloudformer_quality_stride5_epochs10", "First measured default (windows every 5 s, 10 epochs)"),
+            ("cloudformer_quality_batch256", "Previous default (batches of 256)"),
+        ):
+            earlier = _load(name)
+            if earlier:
+                s = earlier["mean_over_seeds"]
+                lines.append(
+                    f"{label}, same seeds: unseen MAE "
+                    + ", ".join(f"{m} {s[m]['test_unseen/mae']:.2f}" for m in CLOUDFORMER_MODELS[:6])
+                    + f"; margin vs {earlier['best_black_box_baseline']} "
+                    f"{earlier['margin_vs_best_baseline_pct']:.1f}%."
+                )
     for throughput in throughputs:
         lines += [
             "",

@@ -7,30 +7,15 @@ Goal (issue 4): <= 10 minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import ROOT, write_result
+from _common import timed_train, write_result
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "WANDB_MODE": "offline", "INFRAGYM_HOME": tmp}
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "train.py", "experiment=vm2rl", f"hydra.run.dir={tmp}/run"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        seconds = time.perf_counter() - started
-        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
+        seconds, metrics = timed_train(["experiment=vm2rl"], Path(tmp))
     print(f"python train.py experiment=vm2rl: {seconds:.1f} s")
     write_result(
         "vm2rl_train_wallclock",

@@ -125,7 +125,8 @@ class AgentPrograms:
         frame["tool_key"] = tool_key(frame["tool"], frame["arguments"])
         group = frame.groupby("program", sort=False)["duration_s"]
         frame["prev_duration_s"] = group.shift(1)
-        frame["prog_mean_duration_s"] = group.transform(lambda s: s.shift(1).expanding().mean())
+        earlier = group.cumcount()  # the program's earlier tool calls
+        frame["prog_mean_duration_s"] = (group.cumsum() - frame["duration_s"]) / earlier.where(earlier > 0)
         frame["prev_same_tool_s"] = frame.groupby(["program", "tool_key"], sort=False)["duration_s"].shift(1)
         frame.index = rows
         return frame
@@ -138,14 +139,12 @@ class AgentPrograms:
         """The given programs (in that order), optionally with new arrival times."""
         programs = np.asarray(programs, dtype=np.int64)
         lengths = np.diff(self.offsets)[programs]
-        rows = (
-            np.concatenate([np.arange(self.offsets[p], self.offsets[p + 1]) for p in programs])
-            if len(programs)
-            else np.zeros(0, dtype=np.int64)
-        )
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # row j of the result is turn (j - offsets[k]) of program k: old row self.offsets[p_k] + that
+        rows = np.arange(offsets[-1]) + np.repeat(self.offsets[programs] - offsets[:-1], lengths)
         return AgentPrograms(
             arrival_s=self.arrival_s[programs] if arrival_s is None else np.asarray(arrival_s, dtype=np.float64),
-            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            offsets=offsets,
             new_tokens=self.new_tokens[rows],
             output_tokens=self.output_tokens[rows],
             tool=self.tool[rows],

@@ -16,6 +16,20 @@ from torch import nn
 from infragym.models.cloudformer.networks import NetworkSpec, build_network
 
 
+def warmup_cosine(total_steps: int) -> Any:
+    """The learning-rate factor of step ``k``: linear warm-up over 5 % of ``total_steps``, then
+    cosine decay to 5 % of the peak."""
+    warmup = max(1, total_steps // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
 class InterferenceRegressor(pl.LightningModule):
     """Predicts P of the target VM from a normalised telemetry window.
 
@@ -72,15 +86,7 @@ class InterferenceRegressor(pl.LightningModule):
         # of the step (not a stateful schedule) so that a run resumed from last.ckpt with more
         # epochs follows the new length.
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = max(1, total // 20)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(total))
         return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 

@@ -55,18 +55,23 @@ def prepare_calls(calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataF
     frame["arguments"] = frame["arguments"].fillna("").astype(str)
     if "tool_key" not in frame.columns:
         frame["tool_key"] = tool_key(frame["tool"], frame["arguments"])
-    defaults = {"turn": 0, "context_tokens": 0, "prev_duration_s": np.nan, "prog_mean_duration_s": np.nan}
-    defaults["prev_same_tool_s"] = np.nan
-    for column, value in defaults.items():
+    defaults = {
+        "turn": 0,
+        "context_tokens": 0,
+        "prev_duration_s": np.nan,
+        "prog_mean_duration_s": np.nan,
+        "prev_same_tool_s": np.nan,
+    }
+    for column, default in defaults.items():
         if column not in frame.columns:
-            frame[column] = value
-    for column in ("turn", "context_tokens", "prev_duration_s", "prog_mean_duration_s", "prev_same_tool_s"):
+            frame[column] = default
+            continue
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() & frame[column].notna()
         if bad.any():
             row = frame.index[bad.to_numpy()][0]
             raise PredictorError(f"tool calls column {column!r}, row {row}: {frame[column][row]!r} is not a number")
-        frame[column] = values.fillna(defaults[column])
+        frame[column] = values.fillna(default)
     return frame
 
 
@@ -133,11 +138,13 @@ class RunningMean(DurationPredictor):
 
     def update(self, keys: Sequence[str], durations: np.ndarray) -> None:
         """Fold finished calls into the running means."""
-        for key, value in zip(keys, durations, strict=True):
-            self.sums_[key] = self.sums_.get(key, 0.0) + float(value)
-            self.counts_[key] = self.counts_.get(key, 0) + 1
-            self.total_ += float(value)
-            self.n_ += 1
+        durations = np.asarray(durations, dtype=np.float64)
+        per_tool = pd.Series(durations).groupby(np.asarray(keys, dtype=object)).agg(["sum", "count"])
+        for key, total, count in zip(per_tool.index, per_tool["sum"], per_tool["count"], strict=True):
+            self.sums_[key] = self.sums_.get(key, 0.0) + float(total)
+            self.counts_[key] = self.counts_.get(key, 0) + int(count)
+        self.total_ += float(durations.sum())
+        self.n_ += len(durations)
 
     def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         fallback = self.total_ / self.n_ if self.n_ else PRIOR_MEAN_S
