@@ -262,12 +262,18 @@ class WindowSet:
         starts = self.starts[np.asarray(index, dtype=np.int64)]
         return self.metrics[starts[:, None] + self._offsets], self.perf[starts + self.window - 1 + self.horizon]
 
-    def summary_features(self, index: np.ndarray | None = None, chunk: int = 4096) -> np.ndarray:
-        """Per-metric mean, std, min, max and last value of each window (tabular baselines)."""
+    def summary_features(
+        self, index: np.ndarray | None = None, chunk: int = 4096, tail: int | None = None
+    ) -> np.ndarray:
+        """Per-metric mean, std, min, max and last value of each window (tabular baselines),
+        over its last ``tail`` seconds (None: the whole window)."""
+        if tail is not None and not 1 <= tail <= self.window:
+            raise CloudPerfError(f"summary statistics over the last {tail} s of a {self.window} s window")
         index = np.arange(len(self)) if index is None else np.asarray(index)
         parts = []
         for lo in range(0, len(index), chunk):
             x, _ = self.gather(index[lo : lo + chunk])
+            x = x[:, -tail:] if tail is not None else x
             parts.append(np.concatenate([x.mean(1), x.std(1), x.min(1), x.max(1), x[:, -1]], axis=1))
         return np.concatenate(parts) if parts else np.empty((0, 5 * self.metrics.shape[1]), np.float32)
 

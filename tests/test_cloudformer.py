@@ -106,6 +106,10 @@ def test_metrics_tables_and_plots(trained: dict[str, Any]) -> None:
     # a trained model beats a constant on the seen applications, even at this size
     assert metrics["test_seen/hist_gradient_boosting/mae"] < metrics["test_seen/mean/mae"]
     assert "test_unseen/cloudformer/margin_vs_best_baseline_pct" in metrics
+    # what the tabular baselines chose on validation is recorded: a statistics span in the window
+    for name in ("ridge", "hist_gradient_boosting"):
+        assert metrics[f"chosen/{name}/tail_s"] in (10.0, 12.0)  # the last 10 s or the whole 12 s window
+    assert metrics["chosen/ridge/alpha"] > 0
     text = (run_dir / "results.txt").read_text()
     assert "paper: CloudFormer" in text and "hist_gradient_boosting" in text
 

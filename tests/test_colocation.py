@@ -16,12 +16,14 @@ from infragym.datasets.cloudperf import (
     CloudPerfDataset,
     CloudPerfError,
     Normaliser,
+    WindowSet,
     load_cloudperf,
     make_windows,
     split_tasks,
     write_cloudperf,
 )
 from infragym.envs.colocation import FAMILIES, GROUPS, ColocationSimulator, contention, group_sizes
+from infragym.models.cloudformer.baselines import HistGradientBoostingBaseline, RidgeBaseline
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +241,42 @@ def test_window_and_split_errors(dataset_root: Path) -> None:
         make_windows(traces, np.array([0]), window=200, horizon=0, stride=1, normaliser=None)
     with pytest.raises(CloudPerfError, match=r"unseen_workloads \['minio'\] are not in the data"):
         split_tasks(traces, ["minio"], 0.2, 0.2, np.random.default_rng(0))
+
+
+def _recent_signal_windows(seed: int, n_tasks: int = 12, seconds: int = 80) -> WindowSet:
+    """Windows whose label is carried by the metric's last 5 s only: P is constant over blocks
+    of 5 s aligned with the windows' ends, metric 0 is P plus noise every second, the others noise."""
+    rng = np.random.default_rng(seed)
+    perf = np.repeat(rng.uniform(0.4, 1.0, n_tasks * seconds // 5), 5).astype(np.float32)
+    metrics = rng.normal(0.0, 1.0, (n_tasks * seconds, 3)).astype(np.float32)
+    metrics[:, 0] = perf + rng.normal(0.0, 0.15, len(perf))
+    starts = np.concatenate([np.arange(0, seconds - 30 + 1, 5) + t * seconds for t in range(n_tasks)])
+    workload, scenario = np.full(len(starts), "redis"), np.full(len(starts), "static")
+    return WindowSet(metrics, perf, starts.astype(np.int64), 30, 0, workload, scenario)
+
+
+def test_summary_features_over_the_window_tail() -> None:
+    windows = _recent_signal_windows(0)
+    x, _ = windows.gather(np.arange(len(windows)))
+    tail = windows.summary_features(tail=10)
+    assert tail.shape == (len(windows), 5 * 3)
+    np.testing.assert_allclose(tail[:, :3], x[:, -10:].mean(1), rtol=1e-6)
+    np.testing.assert_allclose(tail[:, 3:6], x[:, -10:].std(1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(tail[:, 12:], x[:, -1])
+    np.testing.assert_allclose(windows.summary_features(tail=30), windows.summary_features(), rtol=1e-6)
+    with pytest.raises(CloudPerfError, match=r"last 31 s of a 30 s window"):
+        windows.summary_features(tail=31)
+
+
+@pytest.mark.parametrize("baseline", [RidgeBaseline, HistGradientBoostingBaseline])
+def test_tabular_baselines_choose_the_statistics_span_on_validation(baseline: type) -> None:
+    train, val = _recent_signal_windows(1, n_tasks=40), _recent_signal_windows(2)
+    model = baseline(tails=(None, 5)).fit(train, val, np.random.default_rng(0))
+    # the label is the last block's P: statistics over the last 5 s estimate it, the whole window's dilute it
+    assert model.tail == 5 and model.chosen["tail_s"] == 5
+    whole = baseline(tails=(None,)).fit(train, val, np.random.default_rng(0))
+    assert whole.tail is None
+    mae = [float(np.abs(m.predict(val) - val.labels).mean()) for m in (model, whole)]
+    assert mae[0] < 0.75 * mae[1]
+    # a span as long as the window is the whole window: only that candidate is left
+    assert baseline(tails=(30,)).fit(train, val, np.random.default_rng(0)).tail is None

@@ -238,6 +238,11 @@ class CloudFormerTask:
             metrics["test_unseen/cloudformer/margin_vs_best_baseline_pct"] = 100.0 * (
                 1.0 - metrics["test_unseen/cloudformer/mae"] / best_mae
             )
+        for name, model in self.tabular.items():
+            # what each tabular baseline chose on the validation split (span None = the window)
+            for key, value in (getattr(model, "chosen", None) or {}).items():
+                value = self.dataset.window if key == "tail_s" and value is None else value
+                metrics[f"chosen/{name}/{key}"] = float(value)
         for name, seconds in self.fit_seconds.items():
             metrics[f"time/fit_{name}_s"] = seconds
         for name, rate in self.throughput.items():
