@@ -1,0 +1,155 @@
+"""CloudFormer design study with leave-applications-out validation (never reads a test split).
+
+The default experiment's validation split holds out *tasks* of the training applications, so
+it measures seen-application error; the issue's goal is the error on *unseen* applications.
+This study holds out whole applications instead: of the 10 training applications of the
+default experiment (the 3 test-unseen ones are never loaded into any split used here), 3 are
+set aside per fold as validation applications, the networks train on the other 7, and the
+variants are compared on the held-out applications' windows. Plain PyTorch loop with the
+task's recipe (AdamW, 5 % warm-up then cosine, L1 loss, batches of 32, one torch thread).
+
+    OMP_NUM_THREADS=1 python bench/cloudformer_appval.py --seed 0 --fold 0 --variants ridge base d=64
+    OMP_NUM_THREADS=1 python bench/cloudformer_appval.py --variants "arch=lstm,d=64" "mdrop=0.2"
+
+A variant is comma-separated ``key=value`` changes to the recipe:
+- ``arch``, ``d``, ``heads``, ``layers``, ``dropout``: the ``NetworkSpec``;
+- ``lr``, ``wd``, ``bs``, ``ep``: optimiser, batch size, epochs;
+- ``mdrop``: training-time metric dropout, each metric's whole window zeroed (= its training
+  mean after normalisation) with this probability, independently per window;
+- ``noise``: std of Gaussian noise added to the normalised training windows;
+- ``ema``: evaluate an exponential moving average of the weights with this decay;
+- ``mix``: mixup with this Beta(a, a) parameter (windows and labels interpolated in pairs);
+- ``init``: added to the seed of the initialisation and batch order (init variance).
+``base`` is the shipped CloudFormer; ``ridge`` the ridge baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import compose_train
+from torch import nn
+
+DEFAULTS = {"arch": "cloudformer", "d": 32, "heads": 2, "layers": 2, "dropout": 0.1, "lr": 2e-3, "wd": 0.01,
+            "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0}  # fmt: skip
+
+
+def parse(variant: str) -> dict[str, float | str]:
+    recipe: dict[str, float | str] = dict(DEFAULTS)
+    if variant != "base":
+        for item in variant.split(","):
+            key, value = item.split("=")
+            if key not in DEFAULTS:
+                raise SystemExit(f"unknown variant key {key!r}; known: {sorted(DEFAULTS)}")
+            recipe[key] = value if key == "arch" else float(value)
+    return recipe
+
+
+def mae_pct(net: nn.Module, windows) -> float:
+    net.eval()
+    out = []
+    with torch.no_grad():
+        for lo in range(0, len(windows), 1024):
+            x, _ = windows.gather(np.arange(lo, min(lo + 1024, len(windows))))
+            out.append(net(torch.from_numpy(x)).numpy())
+    net.train()
+    return 100.0 * float(np.abs(np.concatenate(out) - windows.labels).mean())
+
+
+def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
+    from infragym.models.cloudformer.module import warmup_cosine
+    from infragym.models.cloudformer.networks import NetworkSpec, build_network
+
+    torch.manual_seed(seed + int(recipe["init"]))
+    rng = np.random.default_rng(seed + int(recipe["init"]))
+    spec = NetworkSpec(arch=str(recipe["arch"]), d_model=int(recipe["d"]), n_heads=int(recipe["heads"]),
+                       n_layers=int(recipe["layers"]), dropout=float(recipe["dropout"]))  # fmt: skip
+    net = build_network(spec, group_sizes, window)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=float(recipe["lr"]), weight_decay=float(recipe["wd"]))
+    batch, epochs = int(recipe["bs"]), int(recipe["ep"])
+    n = len(train_w)
+    per_epoch = math.ceil(n / batch)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(per_epoch * epochs))
+    ema = None
+    if recipe["ema"]:
+        ema = torch.optim.swa_utils.AveragedModel(
+            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(recipe["ema"]))
+        )
+    started, curve = time.perf_counter(), []
+    for _epoch in range(epochs):
+        order, losses = rng.permutation(n), []
+        for i in range(per_epoch):
+            x, y = train_w.gather(order[i * batch : (i + 1) * batch])
+            if recipe["mdrop"]:
+                x = x * (rng.random((len(x), 1, x.shape[2])) >= recipe["mdrop"]).astype(np.float32)
+            if recipe["noise"]:
+                x = x + rng.normal(0.0, recipe["noise"], x.shape).astype(np.float32)
+            if recipe["mix"]:
+                lam = rng.beta(recipe["mix"], recipe["mix"], (len(x), 1)).astype(np.float32)
+                pair = rng.permutation(len(x))
+                x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[pair]
+                y = lam[:, 0] * y + (1 - lam[:, 0]) * y[pair]
+            loss = (net(torch.from_numpy(x)) - torch.from_numpy(y).float()).abs().mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            if ema is not None:
+                ema.update_parameters(net)
+            losses.append(loss.item())
+        judge = ema.module if ema is not None else net
+        curve.append({"train_l1": 100 * float(np.mean(losses)), **{k: mae_pct(judge, w) for k, w in vals.items()}})
+        print(json.dumps(curve[-1]), flush=True)
+    return {"final": curve[-1], "curve": curve, "seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fold", type=int, default=0, help="which 3 training applications are held out")
+    parser.add_argument("--variants", nargs="+", default=["ridge", "base"])
+    parser.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides for the data")
+    parser.add_argument("--out", type=Path, default=None, help="append one JSON line per variant")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from hydra.utils import instantiate
+
+    from infragym.models.cloudformer.baselines import RidgeBaseline
+    from infragym.models.cloudformer.task import CloudFormerTask
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_train(["experiment=cloudformer", f"seed={args.seed}", "logger=none", *args.overrides], Path(tmp))
+        dataset = instantiate(cfg.dataset)
+        task = CloudFormerTask(env=instantiate(cfg.env), dataset=dataset, model=instantiate(cfg.model), seed=args.seed)
+        splits = task.prepare_data(save=False)
+    apps = list(splits.seen_workloads)
+    held = list(np.random.default_rng(1000 * args.seed + args.fold).choice(apps, size=3, replace=False))
+    train_w = splits.train.subset(~np.isin(splits.train.workload, held))
+    vals = {
+        "val_apps": splits.train.subset(np.isin(splits.train.workload, held)),
+        "val_tasks": splits.val.subset(~np.isin(splits.val.workload, held)),
+    }
+    print(f"held-out applications {held}; {len(train_w)} training windows", flush=True)
+    for variant in args.variants:
+        if variant == "ridge":
+            ridge = RidgeBaseline().fit(train_w, vals["val_tasks"], np.random.default_rng(0))
+            result = {"final": {k: 100.0 * float(np.abs(ridge.predict(w) - w.labels).mean()) for k, w in vals.items()}}
+        else:
+            result = train(parse(variant), train_w, vals, list(splits.group_sizes.values()), dataset.window, args.seed)
+        line = {"variant": variant, "seed": args.seed, "fold": args.fold, "held_out": held,
+                "overrides": args.overrides, **result}  # fmt: skip
+        print("RESULT " + json.dumps({k: v for k, v in line.items() if k != "curve"}), flush=True)
+        if args.out is not None:
+            with args.out.open("a") as fh:
+                fh.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
