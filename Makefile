@@ -35,7 +35,8 @@ bench: setup
 		&& $(PY) bench/serving_fidelity.py && $(PY) bench/continuum.py \
 		&& $(PY) bench/vm2rl_env_speed.py && $(PY) bench/vm2rl_quality.py \
 		&& $(PY) bench/vm2rl_train_wallclock.py && $(PY) bench/vm2rl_maskable_ppo.py \
-		&& $(PY) bench/cloudformer_quality.py && $(PY) bench/cloudformer_throughput.py \
+		&& $(PY) bench/cloudformer_quality.py && $(PY) bench/cloudformer_quality.py --cv --jobs 2 logger=none \
+		&& $(PY) bench/cloudformer_throughput.py && $(PY) bench/cloudformer_throughput.py --threads 1 \
 		&& $(PY) bench/report.py
 
 clean:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import compose_train
-from torch import nn
+from cloudformer_variants import mae_pct
 
 DEFAULTS = {"arch": "cloudformer", "d": 32, "heads": 2, "layers": 2, "dropout": 0.1, "lr": 2e-3, "wd": 0.01,
             "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0}  # fmt: skip
@@ -50,17 +50,6 @@ def parse(variant: str) -> dict[str, float | str]:
                 raise SystemExit(f"unknown variant key {key!r}; known: {sorted(DEFAULTS)}")
             recipe[key] = value if key == "arch" else float(value)
     return recipe
-
-
-def mae_pct(net: nn.Module, windows) -> float:
-    net.eval()
-    out = []
-    with torch.no_grad():
-        for lo in range(0, len(windows), 1024):
-            x, _ = windows.gather(np.arange(lo, min(lo + 1024, len(windows))))
-            out.append(net(torch.from_numpy(x)).numpy())
-    net.train()
-    return 100.0 * float(np.abs(np.concatenate(out) - windows.labels).mean())
 
 
 def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
