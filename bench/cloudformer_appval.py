@@ -19,8 +19,12 @@ A variant is comma-separated ``key=value`` changes to the recipe:
 - ``noise``: std of Gaussian noise added to the normalised training windows;
 - ``ema``: evaluate an exponential moving average of the weights with this decay;
 - ``mix``: mixup with this Beta(a, a) parameter (windows and labels interpolated in pairs);
+- ``ens``: train this many initialisations (``init``, ``init + 1``, ...) and evaluate the mean
+  of their predictions (a deep ensemble; the curve is the first member's);
 - ``init``: added to the seed of the initialisation and batch order (init variance).
-``base`` is the shipped CloudFormer; ``ridge`` the ridge baseline.
+``base`` is the shipped CloudFormer; ``ridge`` the ridge baseline on statistics over the whole
+window, ``ridge_span`` the shipped ridge baseline (whole window or its last 10 s, chosen on the
+held-out tasks of the training applications).
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ import numpy as np
 import torch
 from _common import compose_train
 from cloudformer_variants import mae_pct
+from torch import nn
 
 DEFAULTS = {"arch": "cloudformer", "d": 32, "heads": 2, "layers": 2, "dropout": 0.1, "lr": 2e-3, "wd": 0.01,
-            "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0}  # fmt: skip
+            "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0, "ens": 1}  # fmt: skip
 
 
 def parse(variant: str) -> dict[str, float | str]:
@@ -53,6 +58,32 @@ def parse(variant: str) -> dict[str, float | str]:
 
 
 def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
+    if int(recipe["ens"]) > 1:
+        members = [
+            train({**recipe, "ens": 1, "init": int(recipe["init"]) + k}, train_w, vals, group_sizes, window, seed)
+            for k in range(int(recipe["ens"]))
+        ]
+        final = {
+            k: 100.0 * float(np.abs(np.mean([m["predictions"][k] for m in members], 0) - w.labels).mean())
+            for k, w in vals.items()
+        }
+        final["members"] = [m["final"] for m in members]
+        return {"final": final, "curve": members[0]["curve"], "seconds": sum(m["seconds"] for m in members)}
+    return _train_one(recipe, train_w, vals, group_sizes, window, seed)
+
+
+def _predict(net: nn.Module, windows) -> np.ndarray:
+    net.eval()
+    with torch.no_grad():
+        out = [
+            net(torch.from_numpy(windows.gather(np.arange(lo, min(lo + 1024, len(windows))))[0])).numpy()
+            for lo in range(0, len(windows), 1024)
+        ]
+    net.train()
+    return np.concatenate(out)
+
+
+def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
     from infragym.models.cloudformer.module import warmup_cosine
     from infragym.models.cloudformer.networks import NetworkSpec, build_network
 
@@ -96,7 +127,8 @@ def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int
         judge = ema.module if ema is not None else net
         curve.append({"train_l1": 100 * float(np.mean(losses)), **{k: mae_pct(judge, w) for k, w in vals.items()}})
         print(json.dumps(curve[-1]), flush=True)
-    return {"final": curve[-1], "curve": curve, "seconds": time.perf_counter() - started}
+    predictions = {k: _predict(judge, w) for k, w in vals.items()}
+    return {"final": curve[-1], "curve": curve, "seconds": time.perf_counter() - started, "predictions": predictions}
 
 
 def main() -> None:
@@ -127,11 +159,13 @@ def main() -> None:
     }
     print(f"held-out applications {held}; {len(train_w)} training windows", flush=True)
     for variant in args.variants:
-        if variant == "ridge":
-            ridge = RidgeBaseline().fit(train_w, vals["val_tasks"], np.random.default_rng(0))
+        if variant in ("ridge", "ridge_span"):
+            tails = {"ridge": (None,), "ridge_span": (None, 10)}[variant]
+            ridge = RidgeBaseline(tails=tails).fit(train_w, vals["val_tasks"], np.random.default_rng(0))
             result = {"final": {k: 100.0 * float(np.abs(ridge.predict(w) - w.labels).mean()) for k, w in vals.items()}}
         else:
             result = train(parse(variant), train_w, vals, list(splits.group_sizes.values()), dataset.window, args.seed)
+        result.pop("predictions", None)
         line = {"variant": variant, "seed": args.seed, "fold": args.fold, "held_out": held,
                 "overrides": args.overrides, **result}  # fmt: skip
         print("RESULT " + json.dumps({k: v for k, v in line.items() if k != "curve"}), flush=True)
