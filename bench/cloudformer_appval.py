@@ -39,8 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import compose_train
-from cloudformer_variants import mae_pct
-from torch import nn
 
 DEFAULTS = {"arch": "cloudformer", "d": 32, "heads": 2, "layers": 2, "dropout": 0.1, "lr": 2e-3, "wd": 0.01,
             "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0, "ens": 1}  # fmt: skip
@@ -72,19 +70,8 @@ def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int
     return _train_one(recipe, train_w, vals, group_sizes, window, seed)
 
 
-def _predict(net: nn.Module, windows) -> np.ndarray:
-    net.eval()
-    with torch.no_grad():
-        out = [
-            net(torch.from_numpy(windows.gather(np.arange(lo, min(lo + 1024, len(windows))))[0])).numpy()
-            for lo in range(0, len(windows), 1024)
-        ]
-    net.train()
-    return np.concatenate(out)
-
-
 def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
-    from infragym.models.cloudformer.module import warmup_cosine
+    from infragym.models.cloudformer.module import predict_windows, warmup_cosine
     from infragym.models.cloudformer.networks import NetworkSpec, build_network
 
     torch.manual_seed(seed + int(recipe["init"]))
@@ -125,9 +112,10 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
                 ema.update_parameters(net)
             losses.append(loss.item())
         judge = ema.module if ema is not None else net
-        curve.append({"train_l1": 100 * float(np.mean(losses)), **{k: mae_pct(judge, w) for k, w in vals.items()}})
+        predictions = {k: predict_windows(judge, w) for k, w in vals.items()}
+        errors = {k: 100.0 * float(np.abs(p - vals[k].labels).mean()) for k, p in predictions.items()}
+        curve.append({"train_l1": 100 * float(np.mean(losses)), **errors})
         print(json.dumps(curve[-1]), flush=True)
-    predictions = {k: _predict(judge, w) for k, w in vals.items()}
     return {"final": curve[-1], "curve": curve, "seconds": time.perf_counter() - started, "predictions": predictions}
 
 
@@ -140,15 +128,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per variant")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from hydra.utils import instantiate
-
     from infragym.models.cloudformer.baselines import RidgeBaseline
-    from infragym.models.cloudformer.task import CloudFormerTask
+    from infragym.runner import build_task
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train(["experiment=cloudformer", f"seed={args.seed}", "logger=none", *args.overrides], Path(tmp))
-        dataset = instantiate(cfg.dataset)
-        task = CloudFormerTask(env=instantiate(cfg.env), dataset=dataset, model=instantiate(cfg.model), seed=args.seed)
+        task = build_task(cfg)
+        dataset = task.dataset
         splits = task.prepare_data(save=False)
     apps = list(splits.seen_workloads)
     held = list(np.random.default_rng(1000 * args.seed + args.fold).choice(apps, size=3, replace=False))

@@ -99,14 +99,9 @@ def build(variant: str, group_sizes: list[int], window: int) -> nn.Module:
 
 
 def mae_pct(net: nn.Module, windows) -> float:
-    net.eval()
-    out = []
-    with torch.no_grad():
-        for lo in range(0, len(windows), 1024):
-            x, _ = windows.gather(np.arange(lo, min(lo + 1024, len(windows))))
-            out.append(net(torch.from_numpy(x)).numpy())
-    net.train()
-    return 100.0 * float(np.abs(np.concatenate(out) - windows.labels).mean())
+    from infragym.models.cloudformer.module import predict_windows
+
+    return 100.0 * float(np.abs(predict_windows(net, windows) - windows.labels).mean())
 
 
 def train(variant: str, splits, window: int, epochs: int, lr: float, batch: int) -> tuple[float, int, float]:
@@ -153,15 +148,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["ridge", "base", "statsys", "skip", "skipbn"])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from hydra.utils import instantiate
-
     from infragym.models.cloudformer.baselines import RidgeBaseline
-    from infragym.models.cloudformer.task import CloudFormerTask
+    from infragym.runner import build_task
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train(["experiment=cloudformer", f"seed={args.seed}", "logger=none"], Path(tmp))
-        dataset = instantiate(cfg.dataset)
-        task = CloudFormerTask(env=instantiate(cfg.env), dataset=dataset, model=instantiate(cfg.model), seed=args.seed)
+        task = build_task(cfg)
+        dataset = task.dataset
         splits = task.prepare_data(save=False)
     for variant in args.variants:
         if variant == "ridge":

@@ -9,9 +9,10 @@ import json
 import statistics
 from pathlib import Path
 
+from _common import RESULTS
+from cloudformer_quality import BLACK_BOX_BASELINES
 from cloudformer_quality import MODELS as CLOUDFORMER_MODELS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 POLICIES = ("legacy", "deoxys", "deoxys_no_fallback", "s_learner", "t_learner", "dr_policy_forest", "oracle")
 
 
@@ -86,8 +87,7 @@ def cloudformer_cv_table(cv: dict) -> str:
     fold_margins = []
     for i in range(len(folds)):
         summary = cv["per_fold"][f"fold{i}"]
-        fold_best = min((m for m in CLOUDFORMER_MODELS if m not in ("cloudformer", "persistence")),
-                        key=lambda m: summary[m]["test_unseen/mae"])  # fmt: skip
+        fold_best = min(BLACK_BOX_BASELINES, key=lambda m: summary[m]["test_unseen/mae"])
         margin = 100.0 * (1.0 - summary["cloudformer"]["test_unseen/mae"] / summary[fold_best]["test_unseen/mae"])
         fold_margins.append(f"fold {i} {margin:+.1f}% vs {fold_best}")
     lines += [

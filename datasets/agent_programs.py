@@ -131,10 +131,6 @@ class AgentPrograms:
         frame.index = rows
         return frame
 
-    def with_arrivals(self, arrival_s: np.ndarray) -> AgentPrograms:
-        order = np.argsort(arrival_s, kind="stable")
-        return self.take(order, np.asarray(arrival_s, dtype=np.float64)[order])
-
     def take(self, programs: np.ndarray, arrival_s: np.ndarray | None = None) -> AgentPrograms:
         """The given programs (in that order), optionally with new arrival times."""
         programs = np.asarray(programs, dtype=np.int64)
@@ -277,7 +273,7 @@ def load_agent_trajectories(path: str | os.PathLike[str], *, rate: float = 0.1) 
                 name = name or str(fn["name"])
                 args = " ".join([args, *map(str, values)]).strip()
                 seconds += t  # several calls in one message run one after the other
-            out_text = _content_text(msg.get("content")) + json.dumps(calls)
+            out_text = text + json.dumps(calls)
             new_tokens.append(max(pending, 1))
             output_tokens.append(estimate_tokens(out_text))
             tools.append(name)
@@ -390,7 +386,7 @@ def _programs_from_turns(
 def swe_bench_like(n_programs: int, rng: np.random.Generator, *, rate: float = 0.05) -> AgentPrograms:
     """SWE-bench-like programs: tens of turns of shell and editor tools.
 
-    Turns per program: 1 + negative binomial, mean ~24 (the real sample has 20-30 LLM calls per
+    Turns per program: 2 + negative binomial, mean ~24 (the real sample has 20-30 LLM calls per
     trajectory). First prompt: system + issue, lognormal median 2,500 tokens. Outputs
     (thought + action): median 150 tokens. Tool outputs per tool (a file view is long, an edit
     short). Durations: lognormal per tool, times a factor from the arguments (test scope,
@@ -440,7 +436,7 @@ _BFCL_TOOLS: tuple[tuple[str, float, float, float], ...] = (
 
 
 def bfcl_like(n_programs: int, rng: np.random.Generator, *, rate: float = 1.0) -> AgentPrograms:
-    """BFCL-like programs: a few turns (1 + Poisson(1.2)) of API function calls with short
+    """BFCL-like programs: a few turns (2 + Poisson(1.2)) of API function calls with short
     durations; the first prompt carries the function definitions (median 900 tokens)."""
     if n_programs <= 0 or rate <= 0:
         raise ProgramError("n_programs and rate must be positive")

@@ -97,7 +97,7 @@ def test_metrics_tables_and_plots(trained: dict[str, Any]) -> None:
                 for scenario in ("static", "dynamic"):
                     assert f"{split}_{scenario}/{model}/{key}" in metrics
         assert (run_dir / "plots" / f"pred_vs_actual_{model}.png").stat().st_size > 1000
-    assert metrics[f"test_unseen/{model}/mae"] <= metrics[f"test_unseen/{model}/p95_abs_error"]
+        assert metrics[f"test_unseen/{model}/mae"] <= metrics[f"test_unseen/{model}/p95_abs_error"]
     # the values are what they claim: recompute CloudFormer's unseen MAE from its predictions
     task: CloudFormerTask = trained["task"]
     windows = task.prepare_data().test_unseen
@@ -176,7 +176,7 @@ def test_tampered_onnx_is_refused(trained: dict[str, Any], tmp_path: Path) -> No
         infragym.load(copy)
 
 
-def test_ddp_spawn_with_two_cpu_processes(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_ddp_spawn_with_two_cpu_processes(tmp_path: Path) -> None:
     overrides = [o for o in SMALL_CLOUDFORMER if not o.startswith("trainer.max_epochs")]
     overrides += ["trainer=ddp", "trainer.strategy=ddp_spawn", "trainer.accelerator=cpu", "trainer.max_epochs=1"]
     overrides += ["trainer.sync_batchnorm=false"]

@@ -155,7 +155,6 @@ def _random_walk(state: ClusterState, rng: np.random.Generator, steps: int) -> N
         state.check_invariants()  # no NUMA node over-committed, free counters exact
         if step % 5 == 0:  # incrementally updated observation == observation built from scratch
             fresh = ClusterState(state.snapshot)
-            fresh.vm_pm, fresh.vm_placement = state.vm_pm.copy(), state.vm_placement.copy()
             fresh.free_cpu, fresh.free_mem = state.free_cpu.copy(), state.free_mem.copy()
             np.testing.assert_allclose(state.observation()["pm"], fresh.observation()["pm"], rtol=1e-6)
         # no VM lost or duplicated: every VM on exactly one active host, demand conserved

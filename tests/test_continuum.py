@@ -206,7 +206,11 @@ def test_export_loads_without_the_training_stack(continuum_run: Path, tmp_path: 
     for name in PREDICTORS:
         assert len(predictor.predict(calls, predictor=name)) == 2
     ttl = predictor.ttl(calls, reload_s=[5.0, 5.0], queue_delay_s=[0.0, 0.0])
-    assert ttl.shape == (2,) and np.all(ttl >= 0)
+    q = predictor.predict(calls).filter(like="q").to_numpy()
+    assert ttl.shape == (2,) and all(t == 0 or t in row for t, row in zip(ttl, q, strict=True))  # a quantile or evict
+    # nothing to gain -> evict; a huge reload cost -> pin for the highest quantile
+    np.testing.assert_array_equal(predictor.ttl(calls, reload_s=[0.0, 0.0], queue_delay_s=[0.0, 0.0]), 0.0)
+    np.testing.assert_allclose(predictor.ttl(calls, reload_s=[1e9, 1e9], queue_delay_s=[0.0, 0.0]), q[:, -1])
     # A tampered model file is refused.
     copy = tmp_path / "export"
     import shutil

@@ -148,9 +148,6 @@ class ClusterState:
         out &= self.pm_active[None, :, None]
         return out
 
-    def hp_vhost_of(self, pairs: np.ndarray) -> np.ndarray:
-        return self.vm_pm[self.hpair_v[pairs]]
-
     def _type_feasible_pms(self, pms: np.ndarray | slice) -> np.ndarray:
         """(T, len(pms)) bool: a VM of type t fits PM p on some placement."""
         fit = (self.free_cpu[pms] >= self._type_cpu3) & (self.free_mem[pms] >= self._type_mem3)  # (T, n, 2)
@@ -287,7 +284,7 @@ class ClusterState:
         if as_u.size:  # pairs where this VM's host is forbidden to a group mate
             self.hp_host[as_u] = new_pm
             self.hp_flat[as_u] = self.hpair_vtype[as_u] + new_pm
-            self.hp_apart[as_u] = self.hp_vhost_of(as_u) != new_pm
+            self.hp_apart[as_u] = self.vm_pm[self.hpair_v[as_u]] != new_pm
         if as_v.size:  # pairs constraining this VM
             self.hp_apart[as_v] = self.hp_host[as_v] != new_pm
         pms = np.array([old_pm, new_pm])

@@ -263,8 +263,9 @@ class ColocationSimulator:
         # Poisson event (mean ``mean_neighbour_change_s``), a new application after every gap.
         toggles = rng.random((n, v, t)) < 1.0 / self.mean_neighbour_change_s
         state = rng.random((n, v)) < 0.7
-        dyn_active = state[:, :, None] ^ (np.cumsum(toggles, axis=2) % 2).astype(bool)
-        segment = np.minimum(np.cumsum(toggles, axis=2) // 2, n_segments - 1)
+        flips = np.cumsum(toggles, axis=2)
+        dyn_active = state[:, :, None] ^ (flips % 2).astype(bool)
+        segment = np.minimum(flips // 2, n_segments - 1)
         active = np.where(dynamic[:, None, None], dyn_active, active)
         active[:, 0, :] = True
         segment = np.where(dynamic[:, None, None], segment, 0)

@@ -39,7 +39,7 @@ import numpy as np
 
 from infragym.datasets.agent_programs import AgentPrograms
 from infragym.datasets.llm_traces import RequestTrace
-from infragym.envs.serving.simulator import FINISHED, SLO, Replica, ReplicaConfig, RequestTable
+from infragym.envs.serving.simulator import FINISHED, ROUTERS, SLO, Replica, ReplicaConfig, RequestTable
 
 SCHEDULERS = ("request_fcfs", "program_fcfs")
 _ARRIVE, _START, _EXPIRE = 0, 1, 2
@@ -329,7 +329,7 @@ class ProgramSimulation:
     ) -> None:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
-        if router not in ("round_robin", "least_outstanding"):
+        if router not in ROUTERS:
             raise ValueError(f"router must be 'round_robin' or 'least_outstanding', got {router!r}")
         if n_replicas <= 0 or (concurrency is not None and concurrency <= 0):
             raise ValueError("n_replicas and concurrency must be positive")
@@ -370,7 +370,6 @@ class ProgramSimulation:
         self._active = 0
         self._next_rr = 0
         self.resolved: list[tuple[int, float, float]] = []  # (decision rid, next turn's latency, pinned block-s)
-        self.done = False
 
     # ------------------------------------------------------------------ events
     def _push(self, time: float, kind: int, x: int, version: int = 0) -> None:
@@ -379,7 +378,6 @@ class ProgramSimulation:
 
     def _turn_finished(self, rid: int, replica: ProgramReplica) -> None:
         t = self.table
-        cfg = replica.config
         ctx = int(t.prompt[rid] + t.target[rid])
         self._pending.append(
             Decision(
@@ -389,7 +387,7 @@ class ProgramSimulation:
                 replica=replica.index,
                 time=replica.clock,
                 context_tokens=ctx,
-                blocks=-(-ctx // cfg.block_size),
+                blocks=int(replica.blocks_for(ctx)),
                 reload_s=replica.reload_seconds(ctx),
                 queue_delay_s=replica.queue_delay_s,
                 queue_len=len(replica.waiting),
@@ -443,7 +441,6 @@ class ProgramSimulation:
             if not self._heap:
                 busy = [r for r in self.replicas if r.has_work]
                 if not busy:
-                    self.done = True
                     return None
                 for r in busy:
                     r.horizon = math.inf
@@ -513,7 +510,7 @@ class ProgramSimulation:
         makespan = max(end - start, 1e-9)
         finished = t.state == FINISHED
         ttft = (t.first_token - t.arrival)[finished]
-        later = finished & (progs.turn_index > 0)
+        later = finished & (self.turn_index > 0)
         reused = self.cached[later].sum()
         history = (t.prompt - progs.new_tokens)[later].sum()  # context a cache could have held
         total_blocks = sum(r.total_blocks for r in self.replicas)

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from infragym.datasets.cloudperf import WindowSet
@@ -83,7 +83,7 @@ class RidgeBaseline:
         max_windows: int = 20000,
     ):
         self.alphas, self.tails, self.max_windows = alphas, tuple(tails), max_windows
-        self.model = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
+        self.model: Pipeline | None = None
         self.tail: int | None = None
         self.chosen: dict[str, float | None] = {}
 
@@ -100,6 +100,7 @@ class RidgeBaseline:
         return self
 
     def predict(self, windows: WindowSet) -> np.ndarray:
+        assert self.model is not None, "fit first"
         features = windows.summary_features(tail=self.tail)
         return np.clip(self.model.predict(features), 1e-3, 1.0).astype(np.float32)
 

@@ -21,6 +21,7 @@ from infragym.export import ExportError
 from infragym.models.continuum.predictors import (
     DurationPredictor,
     PredictorError,
+    continuum_ttl,
     predictor_from_state,
     prepare_calls,
 )
@@ -109,10 +110,7 @@ class ContinuumPredictor:
         benefit = self.eta * np.asarray(queue_delay_s, dtype=np.float64) + np.asarray(reload_s, dtype=np.float64)
         if benefit.shape != (len(calls),):
             raise ValueError(f"reload_s and queue_delay_s need one value per tool call ({len(calls)})")
-        values = np.asarray(predictor.levels)[None, :] * benefit[:, None] - self.pin_cost * q
-        best = values.argmax(axis=1)
-        chosen = q[np.arange(len(q)), best]
-        return np.where(values[np.arange(len(q)), best] > 0, chosen, 0.0)
+        return continuum_ttl(q, predictor.levels, benefit, self.pin_cost)
 
 
 __all__ = ["ContinuumPredictor", "input_schema", "output_schema"]

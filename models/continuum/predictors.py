@@ -326,6 +326,16 @@ def predictor_from_state(state: Mapping[str, Any], read: Any) -> DurationPredict
     return predictor
 
 
+def continuum_ttl(q: np.ndarray, levels: Sequence[float], benefit: np.ndarray, pin_cost: float) -> np.ndarray:
+    """Continuum's rule per row: tau* = argmax over the quantiles q[j] of levels[j] * benefit -
+    pin_cost * q[j], or 0 when no candidate gains. ``q`` is (n, len(levels)), ``benefit`` (n,)."""
+    q = np.atleast_2d(q)
+    values = np.asarray(levels)[None, :] * np.asarray(benefit, dtype=np.float64).reshape(-1, 1) - pin_cost * q
+    best = values.argmax(axis=1)
+    rows = np.arange(len(q))
+    return np.where(values[rows, best] > 0, q[rows, best], 0.0)
+
+
 def quantile_mean(q: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     """Mean of a distribution known by its quantiles (piecewise-constant between levels)."""
     lv = np.asarray(levels)

@@ -97,13 +97,15 @@ class AgentWorkloads:
         self.swe_train, self.bfcl_train = swe_train, bfcl_train
         self.swe_test, self.bfcl_test = swe_test, bfcl_test
         self.real_programs = real_programs
+        self._real: AgentPrograms | None = None
 
     def real(self) -> AgentPrograms | None:
-        if self.trajectories_path and Path(self.trajectories_path).is_file():
-            return load_agent_trajectories(self.trajectories_path)
-        if self.trajectories_path:
+        """The real trajectories (read once; ``AgentPrograms`` is immutable), or None."""
+        if self._real is None and self.trajectories_path and Path(self.trajectories_path).is_file():
+            self._real = load_agent_trajectories(self.trajectories_path)
+        elif self._real is None and self.trajectories_path:
             log.warning("skipping the real trajectories: %s does not exist", self.trajectories_path)
-        return None
+        return self._real
 
 
 @dataclass

@@ -27,7 +27,7 @@ import numpy as np
 from infragym.datasets.agent_programs import AgentPrograms
 from infragym.envs.serving.programs import Decision, ProgramSimulation
 from infragym.envs.serving.ttl_env import ACTION_LEVELS, action_ttl, decision_features
-from infragym.models.continuum.predictors import DurationPredictor
+from infragym.models.continuum.predictors import DurationPredictor, continuum_ttl
 
 
 def program_eta(programs: AgentPrograms) -> float:
@@ -128,11 +128,8 @@ class ContinuumRule(TTLPolicy):
         self.pin_cost = pin_cost
 
     def __call__(self, decision: Decision, sim: ProgramSimulation) -> float:
-        q = self.quantiles[decision.rid]
         benefit = self.eta * decision.queue_delay_s + decision.reload_s
-        values = np.asarray(self.levels) * benefit - self.pin_cost * q
-        j = int(np.argmax(values))
-        return float(q[j]) if values[j] > 0 else 0.0
+        return float(continuum_ttl(self.quantiles[decision.rid], self.levels, np.array([benefit]), self.pin_cost)[0])
 
 
 class LearnedTTL(TTLPolicy):
