@@ -65,11 +65,34 @@ def test_networks_map_windows_to_p(arch: str) -> None:
     np.testing.assert_allclose(net(x)[:1].detach().numpy(), net(x[:1]).detach().numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_linear_skip_path_starts_at_zero_and_adds_recent_statistics(arch: str) -> None:
+    spec = {"arch": arch, "d_model": 16, "n_heads": 2, "n_layers": 1}
+    torch.manual_seed(0)
+    plain = build_network(NetworkSpec(**spec), GROUPS, 10).eval()
+    torch.manual_seed(0)
+    wide = build_network(NetworkSpec(**spec, skip_tail=4), GROUPS, 10).eval()
+    wide.load_state_dict(plain.state_dict(), strict=False)  # the same deep part
+    x = torch.randn(6, 10, sum(GROUPS))
+    torch.testing.assert_close(wide(x), plain(x))  # zero-initialised: the plain network at first
+    skip = wide.head.skip
+    assert skip is not None and skip.tail == 4
+    with torch.no_grad():
+        skip.linear.weight.normal_()
+        skip.linear.bias.fill_(0.3)
+        w = skip.linear.weight[0]
+        n = sum(GROUPS)
+        expected = x[:, -4:].mean(1) @ w[:n] + x[:, -1] @ w[n:] + 0.3
+        torch.testing.assert_close(wide(x), torch.sigmoid(torch.logit(plain(x)) + expected), atol=1e-5, rtol=1e-4)
+
+
 def test_bad_spec_is_refused() -> None:
     with pytest.raises(ValueError, match=r"model\.arch"):
         NetworkSpec(arch="gru")
     with pytest.raises(ValueError, match="divisible"):
         NetworkSpec(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match=r"model\.skip_tail"):
+        NetworkSpec(skip_tail=-1)
 
 
 @pytest.fixture(scope="module")

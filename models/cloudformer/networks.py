@@ -30,6 +30,9 @@ class NetworkSpec:
         n_heads: attention heads; n_layers: encoder layers (LSTM: stacked layers).
         dropout: in the encoders and the head.
         lr / weight_decay: AdamW, warm-up then cosine decay.
+        skip_tail: 0 for none, else a linear skip path (see ``LinearSkip``) over each metric's
+            mean across the window's last ``skip_tail`` seconds and its last value, added to
+            the head's logit.
     """
 
     arch: str = "cloudformer"
@@ -39,10 +42,13 @@ class NetworkSpec:
     dropout: float = 0.1
     lr: float = 2e-3
     weight_decay: float = 1e-2
+    skip_tail: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"model.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.skip_tail < 0:
+            raise ValueError(f"model.skip_tail must be >= 0 (0: no linear skip path), got {self.skip_tail}")
         if self.arch != "lstm" and self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
 
@@ -98,15 +104,39 @@ class SystemBranch(nn.Module):
         return self.norm(self.encoder(self.dropout(tokens)).mean(dim=1))
 
 
-class RegressionHead(nn.Module):
-    """MLP to one logit; the sigmoid keeps P in (0, 1)."""
+class LinearSkip(nn.Module):
+    """A wide path: a linear function of each metric's mean over the window's last ``tail``
+    seconds and of its last value, added to the head's logit. Starts at zero, so the network
+    begins as without it."""
 
-    def __init__(self, d_in: int, d_hidden: int, dropout: float) -> None:
+    def __init__(self, n_metrics: int, tail: int) -> None:
+        super().__init__()
+        self.tail = tail
+        self.linear = nn.Linear(2 * n_metrics, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.cat([x[:, -self.tail :].mean(dim=1), x[:, -1]], dim=-1)).squeeze(-1)
+
+
+class RegressionHead(nn.Module):
+    """MLP to one logit (plus the linear skip path's, if any); the sigmoid keeps P in (0, 1)."""
+
+    def __init__(self, d_in: int, d_hidden: int, dropout: float, skip: LinearSkip | None = None) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, 1))
+        self.skip = skip
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.mlp(h).squeeze(-1))
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logit = self.mlp(h).squeeze(-1)
+        if self.skip is not None:
+            logit = logit + self.skip(x)
+        return torch.sigmoid(logit)
+
+
+def _skip(spec: NetworkSpec, n_metrics: int, window: int) -> LinearSkip | None:
+    return LinearSkip(n_metrics, min(spec.skip_tail, window)) if spec.skip_tail else None
 
 
 class CloudFormerNet(nn.Module):
@@ -119,38 +149,38 @@ class CloudFormerNet(nn.Module):
         self.system = SystemBranch(group_sizes, window, d, spec.n_heads, spec.n_layers, spec.dropout)
         # Fusion: each branch's summary, gated by both (the model weighs time vs metric evidence).
         self.gate = nn.Sequential(nn.Linear(2 * d, 2 * d), nn.Sigmoid())
-        self.head = RegressionHead(2 * d, d, spec.dropout)
+        self.head = RegressionHead(2 * d, d, spec.dropout, _skip(spec, n_metrics, window))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.temporal(x), self.system(x)], dim=-1)
-        return self.head(h * self.gate(h))
+        return self.head(h * self.gate(h), x)
 
 
 class SingleBranchNet(nn.Module):
     """One branch and the head: the temporal-only or the metric-only Transformer baseline."""
 
-    def __init__(self, branch: nn.Module, d_model: int, dropout: float) -> None:
+    def __init__(self, branch: nn.Module, d_model: int, dropout: float, skip: LinearSkip | None = None) -> None:
         super().__init__()
         self.branch = branch
-        self.head = RegressionHead(d_model, d_model, dropout)
+        self.head = RegressionHead(d_model, d_model, dropout, skip)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.branch(x))
+        return self.head(self.branch(x), x)
 
 
 class LSTMNet(nn.Module):
     """Stacked LSTM over time steps; the last hidden state feeds the head."""
 
-    def __init__(self, n_metrics: int, spec: NetworkSpec) -> None:
+    def __init__(self, n_metrics: int, window: int, spec: NetworkSpec) -> None:
         super().__init__()
         self.lstm = nn.LSTM(
             n_metrics, spec.d_model, spec.n_layers, batch_first=True, dropout=spec.dropout if spec.n_layers > 1 else 0.0
         )
-        self.head = RegressionHead(spec.d_model, spec.d_model, spec.dropout)
+        self.head = RegressionHead(spec.d_model, spec.d_model, spec.dropout, _skip(spec, n_metrics, window))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
-        return self.head(out[:, -1])
+        return self.head(out[:, -1], x)
 
 
 def build_network(spec: NetworkSpec, group_sizes: Sequence[int], window: int) -> nn.Module:
@@ -160,8 +190,8 @@ def build_network(spec: NetworkSpec, group_sizes: Sequence[int], window: int) ->
         return CloudFormerNet(group_sizes, window, spec)
     if spec.arch == "temporal":
         branch = TemporalBranch(n_metrics, window, spec.d_model, spec.n_heads, spec.n_layers, spec.dropout)
-        return SingleBranchNet(branch, spec.d_model, spec.dropout)
+        return SingleBranchNet(branch, spec.d_model, spec.dropout, _skip(spec, n_metrics, window))
     if spec.arch == "system":
         branch = SystemBranch(group_sizes, window, spec.d_model, spec.n_heads, spec.n_layers, spec.dropout)
-        return SingleBranchNet(branch, spec.d_model, spec.dropout)
-    return LSTMNet(n_metrics, spec)
+        return SingleBranchNet(branch, spec.d_model, spec.dropout, _skip(spec, n_metrics, window))
+    return LSTMNet(n_metrics, window, spec)
