@@ -21,6 +21,14 @@ A variant is comma-separated ``key=value`` changes to the recipe:
 - ``mix``: mixup with this Beta(a, a) parameter (windows and labels interpolated in pairs);
 - ``ens``: train this many initialisations (``init``, ``init + 1``, ...) and evaluate the mean
   of their predictions (a deep ensemble; the curve is the first member's);
+- ``skip``: the ``NetworkSpec``'s ``skip_tail`` (a linear skip path over each metric's mean
+  across the last ``skip`` seconds and its last value, added to the logit; 0: none);
+- ``vrex``: risk extrapolation (V-REx, Krueger et al., ICML'21): the loss is the mean of the
+  batch's per-application L1 plus this times their variance (pushes toward a predictor
+  whose error does not depend on the application);
+- ``dann``: domain-adversarial training (Ganin et al., JMLR'16): an MLP tries to name the
+  training application from the head's input through a gradient-reversal layer, with this
+  weight on its cross-entropy (pushes the representation to be application-invariant);
 - ``init``: added to the seed of the initialisation and batch order (init variance).
 ``base`` is the shipped CloudFormer; ``ridge`` the ridge baseline on statistics over the whole
 window, ``ridge_span`` the shipped ridge baseline (whole window or its last 10 s, chosen on the
@@ -41,7 +49,8 @@ import torch
 from _common import compose_train
 
 DEFAULTS = {"arch": "cloudformer", "d": 32, "heads": 2, "layers": 2, "dropout": 0.1, "lr": 2e-3, "wd": 0.01,
-            "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0, "ens": 1}  # fmt: skip
+            "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0, "ens": 1,
+            "skip": 0, "vrex": 0.0, "dann": 0.0}  # fmt: skip
 
 
 def parse(variant: str) -> dict[str, float | str]:
@@ -53,6 +62,20 @@ def parse(variant: str) -> dict[str, float | str]:
                 raise SystemExit(f"unknown variant key {key!r}; known: {sorted(DEFAULTS)}")
             recipe[key] = value if key == "arch" else float(value)
     return recipe
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by ``-weight`` (the adversary learns
+    to name the application, the network learns to hide it)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.weight * grad, None
 
 
 def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
@@ -77,9 +100,19 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
     torch.manual_seed(seed + int(recipe["init"]))
     rng = np.random.default_rng(seed + int(recipe["init"]))
     spec = NetworkSpec(arch=str(recipe["arch"]), d_model=int(recipe["d"]), n_heads=int(recipe["heads"]),
-                       n_layers=int(recipe["layers"]), dropout=float(recipe["dropout"]))  # fmt: skip
+                       n_layers=int(recipe["layers"]), dropout=float(recipe["dropout"]),
+                       skip_tail=int(recipe["skip"]))  # fmt: skip
     net = build_network(spec, group_sizes, window)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=float(recipe["lr"]), weight_decay=float(recipe["wd"]))
+    apps, app_ids = np.unique(train_w.workload, return_inverse=True)
+    params = list(net.parameters())
+    captured: dict[str, torch.Tensor] = {}
+    adversary = None
+    if recipe["dann"]:
+        width = net.head.mlp[0].in_features
+        adversary = torch.nn.Sequential(torch.nn.Linear(width, 64), torch.nn.GELU(), torch.nn.Linear(64, len(apps)))
+        net.head.register_forward_pre_hook(lambda _m, args: captured.__setitem__("h", args[0]))
+        params += list(adversary.parameters())
+    optimiser = torch.optim.AdamW(params, lr=float(recipe["lr"]), weight_decay=float(recipe["wd"]))
     batch, epochs = int(recipe["bs"]), int(recipe["ep"])
     n = len(train_w)
     per_epoch = math.ceil(n / batch)
@@ -93,7 +126,8 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
     for _epoch in range(epochs):
         order, losses = rng.permutation(n), []
         for i in range(per_epoch):
-            x, y = train_w.gather(order[i * batch : (i + 1) * batch])
+            idx = order[i * batch : (i + 1) * batch]
+            x, y = train_w.gather(idx)
             if recipe["mdrop"]:
                 x = x * (rng.random((len(x), 1, x.shape[2])) >= recipe["mdrop"]).astype(np.float32)
             if recipe["noise"]:
@@ -103,7 +137,17 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
                 pair = rng.permutation(len(x))
                 x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[pair]
                 y = lam[:, 0] * y + (1 - lam[:, 0]) * y[pair]
-            loss = (net(torch.from_numpy(x)) - torch.from_numpy(y).float()).abs().mean()
+            err = (net(torch.from_numpy(x)) - torch.from_numpy(y).float()).abs()
+            if recipe["vrex"]:
+                group = torch.from_numpy(app_ids[idx])
+                counts = torch.bincount(group, minlength=len(apps)).float()
+                risks = torch.zeros(len(apps)).index_add(0, group, err)[counts > 0] / counts[counts > 0]
+                loss = risks.mean() + float(recipe["vrex"]) * risks.var(unbiased=False)
+            else:
+                loss = err.mean()
+            if adversary is not None:
+                logits = adversary(GradientReversal.apply(captured["h"], float(recipe["dann"])))
+                loss = loss + torch.nn.functional.cross_entropy(logits, torch.from_numpy(app_ids[idx]))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
