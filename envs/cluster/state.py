@@ -83,9 +83,8 @@ class ClusterState:
         self.hpair_by_u = order_u
         self.hpair_u_ptr = np.searchsorted(self.hpair_u[order_u], np.arange(self.n_vms + 1))
         self.hpair_v_ptr = np.searchsorted(self.hpair_v, np.arange(self.n_vms + 1))
-        u_ptr, v_ptr = self.hpair_u_ptr, self.hpair_v_ptr
-        self.pairs_as_u = [order_u[u_ptr[v] : u_ptr[v + 1]] for v in range(self.n_vms)]
-        self.pairs_as_v = [np.arange(v_ptr[v], v_ptr[v + 1]) for v in range(self.n_vms)]
+        # Python ints for the per-migration slicing (scalar numpy indexing is slower)
+        self._u_ptr, self._v_ptr = self.hpair_u_ptr.tolist(), self.hpair_v_ptr.tolist()
         self.pm_rack = s.pm_rack
         self._type_cpu3 = self.type_cpu[:, None, None]
         self._type_mem3 = self.type_mem[:, None, None]
@@ -280,12 +279,14 @@ class ClusterState:
         self.vm_placement[vm] = new_place
         self.n_migrations += 1
         self.vm_flat[vm] = self.vm_type[vm] * self.n_pms + new_pm
-        as_u, as_v = self.pairs_as_u[vm], self.pairs_as_v[vm]
+        # pairs touched by the move (slices of the CSR layout; no per-VM lists to build)
+        as_u = self.hpair_by_u[self._u_ptr[vm] : self._u_ptr[vm + 1]]
+        as_v = slice(self._v_ptr[vm], self._v_ptr[vm + 1])
         if as_u.size:  # pairs where this VM's host is forbidden to a group mate
             self.hp_host[as_u] = new_pm
             self.hp_flat[as_u] = self.hpair_vtype[as_u] + new_pm
             self.hp_apart[as_u] = self.vm_pm[self.hpair_v[as_u]] != new_pm
-        if as_v.size:  # pairs constraining this VM
+        if as_v.stop > as_v.start:  # pairs constraining this VM
             self.hp_apart[as_v] = self.hp_host[as_v] != new_pm
         pms = np.array([old_pm, new_pm])
         fresh = self._type_feasible_pms(pms)
