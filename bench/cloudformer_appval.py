@@ -29,6 +29,7 @@ A variant is comma-separated ``key=value`` changes to the recipe:
 - ``dann``: domain-adversarial training (Ganin et al., JMLR'16): an MLP tries to name the
   training application from the head's input through a gradient-reversal layer, with this
   weight on its cross-entropy (pushes the representation to be application-invariant);
+- ``mse``: 1 trains on the squared error instead of L1 (what ridge minimises);
 - ``init``: added to the seed of the initialisation and batch order (init variance).
 ``base`` is the shipped CloudFormer; ``ridge`` the ridge baseline on statistics over the whole
 window, ``ridge_span`` the shipped ridge baseline (whole window or its last 10 s, chosen on the
@@ -50,7 +51,7 @@ from _common import compose_train
 
 DEFAULTS = {"arch": "cloudformer", "d": 32, "heads": 2, "layers": 2, "dropout": 0.1, "lr": 2e-3, "wd": 0.01,
             "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0, "ens": 1,
-            "skip": 0, "vrex": 0.0, "dann": 0.0}  # fmt: skip
+            "skip": 0, "vrex": 0.0, "dann": 0.0, "mse": 0}  # fmt: skip
 
 
 def parse(variant: str) -> dict[str, float | str]:
@@ -137,7 +138,8 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
                 pair = rng.permutation(len(x))
                 x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[pair]
                 y = lam[:, 0] * y + (1 - lam[:, 0]) * y[pair]
-            err = (net(torch.from_numpy(x)) - torch.from_numpy(y).float()).abs()
+            diff = net(torch.from_numpy(x)) - torch.from_numpy(y).float()
+            err = diff.square() if recipe["mse"] else diff.abs()
             if recipe["vrex"]:
                 group = torch.from_numpy(app_ids[idx])
                 counts = torch.bincount(group, minlength=len(apps)).float()
@@ -154,7 +156,7 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
             schedule.step()
             if ema is not None:
                 ema.update_parameters(net)
-            losses.append(loss.item())
+            losses.append(diff.abs().mean().item())
         judge = ema.module if ema is not None else net
         predictions = {k: predict_windows(judge, w) for k, w in vals.items()}
         errors = {k: 100.0 * float(np.abs(p - vals[k].labels).mean()) for k, p in predictions.items()}

@@ -142,6 +142,7 @@ def cloudformer_appval_table(path: Path) -> str:
             "vrex=1": "vrex=1 (risk extrapolation over the training applications)",
             "vrex=10": "vrex=10 (risk extrapolation over the training applications)",
             "dann=0.1": "dann=0.1 (application-adversarial training)",
+            "mse=1": "mse=1 (squared-error loss, as ridge)",
         }.get(variant, variant)
         lines.append(
             f"| {label} | {data} | {len(folds)} | {mean(by_fold)} | {mean(by_fold, 'val_tasks')} "
