@@ -23,6 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,17 @@ class AgentPrograms:
         frame["prev_same_tool_s"] = frame.groupby(["program", "tool_key"], sort=False)["duration_s"].shift(1)
         frame.index = rows
         return frame
+
+    def turn_predictions(self, predictor: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A duration predictor's quantiles ``(n_turns, levels)`` and mean ``(n_turns,)`` for
+        every turn's tool call (``predictor.predict_distribution`` on ``tool_calls()``); the
+        last turn of each program has no tool call and gets zeros."""
+        calls = self.tool_calls()
+        q, mean = predictor.predict_distribution(calls)
+        quantiles, means = np.zeros((self.n_turns, q.shape[1])), np.zeros(self.n_turns)
+        rows = calls.index.to_numpy()
+        quantiles[rows], means[rows] = q, mean
+        return quantiles, means
 
     def take(self, programs: np.ndarray, arrival_s: np.ndarray | None = None) -> AgentPrograms:
         """The given programs (in that order), optionally with new arrival times."""

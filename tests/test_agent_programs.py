@@ -143,3 +143,19 @@ def test_split_and_resample_keep_whole_programs() -> None:
     _check_structure(again)
     with pytest.raises(ProgramError, match="test_fraction"):
         progs.split(1.5, np.random.default_rng(0))
+
+
+def test_turn_predictions_align_with_the_tool_calls() -> None:
+    from infragym.models.continuum.predictors import EmpiricalPerTool
+
+    programs = swe_bench_like(30, np.random.default_rng(3))
+    calls = programs.tool_calls()
+    predictor = EmpiricalPerTool().fit(calls)
+    quantiles, mean = programs.turn_predictions(predictor)
+    q, m = predictor.predict_distribution(calls)
+    assert quantiles.shape == (programs.n_turns, len(predictor.levels)) and mean.shape == (programs.n_turns,)
+    np.testing.assert_array_equal(quantiles[calls.index.to_numpy()], q)
+    np.testing.assert_array_equal(mean[calls.index.to_numpy()], m)
+    last = programs.is_last
+    assert last.sum() == 30 and not quantiles[last].any() and not mean[last].any()
+    assert (quantiles[~last] > 0).all()

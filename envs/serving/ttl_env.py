@@ -156,10 +156,7 @@ class KVCacheTTLEnv(gym.Env[np.ndarray, np.int64]):
         self.sim = ProgramSimulation(
             programs, replica=self.replica_config, n_replicas=self.n_replicas, scheduler=self.scheduler
         )
-        calls = programs.tool_calls()
-        q, _ = self.predictor.predict_distribution(calls)
-        self._quantiles = np.zeros((programs.n_turns, len(self.levels)))
-        self._quantiles[calls.index.to_numpy()] = q
+        self._quantiles, _ = programs.turn_predictions(self.predictor)
         self._total_blocks = sum(r.total_blocks for r in self.sim.replicas)
         self._baseline = {}
         self._decision = self.sim.next_decision()

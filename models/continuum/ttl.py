@@ -55,14 +55,8 @@ class TTLPolicy:
 
     def prepare(self, programs: AgentPrograms) -> TTLPolicy:
         """Predict every tool call of the workload (rows = turns; the last turns get zeros)."""
-        if self.predictor is None:
-            return self
-        calls = programs.tool_calls()
-        q, mean = self.predictor.predict_distribution(calls)
-        self.quantiles = np.zeros((programs.n_turns, q.shape[1]))
-        self.mean = np.zeros(programs.n_turns)
-        self.quantiles[calls.index.to_numpy()] = q
-        self.mean[calls.index.to_numpy()] = mean
+        if self.predictor is not None:
+            self.quantiles, self.mean = programs.turn_predictions(self.predictor)
         return self
 
     def __call__(self, decision: Decision, sim: ProgramSimulation) -> float:
