@@ -165,16 +165,10 @@ def test_free_pool_fifo_matches_a_reference_queue() -> None:
             survive = r._surviving_prefix_blocks(p)
             assert survive == live.pop(p)
             # admit: the surviving blocks are taken out of the middle of the pool
-            r._advance_head()
-            end = r.prefix.pop(p)[0]
-            if survive:
-                import bisect
-
-                bisect.insort(r._removed, (end - survive, end))
-                r.prefix_hit_blocks += survive
-                r.free_blocks -= survive
-                for item in [q for q in queue if q[0] == p]:
-                    queue.remove(item)
+            r._take_prefix(p, survive)
+            r.free_blocks -= survive
+            for item in [q for q in queue if q[0] == p]:
+                queue.remove(item)
         for p, count in live.items():
             assert r._surviving_prefix_blocks(p) == count
         assert len(queue) == r.free_blocks

@@ -148,6 +148,15 @@ class ProgramReplica(Replica):
         end, blocks, _ = self.prefix[program]
         return min(max(end - self._head, 0), blocks)
 
+    def _take_prefix(self, program: int, hits: int) -> None:
+        """The program's next turn reuses ``hits`` surviving blocks of its released cache: they
+        leave the middle of the free-block FIFO (a range the head will skip)."""
+        end = self.prefix.pop(program)[0]
+        if hits:
+            self._advance_head()
+            bisect.insort(self._removed, (end - hits, end))
+            self.prefix_hit_blocks += hits
+
     def cached_tokens(self, rid: int) -> int:
         """Context tokens of ``rid`` already in the KV cache (pinned or a surviving prefix)."""
         if self.table.generated[rid]:
@@ -184,12 +193,7 @@ class ProgramReplica(Replica):
             self._pin_over(pin, self.clock)
             self.free_blocks += pin.blocks
         elif program in self.prefix:
-            hits = cached // self.config.block_size
-            end = self.prefix.pop(program)[0]
-            if hits:
-                self._advance_head()
-                bisect.insort(self._removed, (end - hits, end))
-                self.prefix_hit_blocks += hits
+            self._take_prefix(program, cached // self.config.block_size)
         self._append_running(rid, context=cached, prefill=total_tokens - cached, blocks=total)
         if not t.generated[rid]:
             self.sim.cached[rid] = cached
