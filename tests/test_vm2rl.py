@@ -116,6 +116,11 @@ def test_mip_is_exact_on_a_tiny_snapshot_and_beats_heuristics() -> None:
     state.check_invariants()
     if left == 0:
         assert state.fragment_rate() == pytest.approx(result.fragment_rate)
+    # warm-started from the greedy plan (a MIP start, then only better solutions): still exact
+    state.reset()
+    hint = greedy_policy(ClusterState(snap), 6)
+    warm = mip.solve(state, 6, hint=hint)
+    assert warm.status == "OPTIMAL" and warm.fragment_rate == pytest.approx(result.fragment_rate)
 
 
 def test_onnx_export_matches_torch_at_any_size_and_acts_feasibly(tmp_path: Path) -> None:

@@ -190,7 +190,8 @@ class MIPRescheduler:
         model.Add(len(stay_vars) - sum(stay_vars) <= self.budget)
         total_fragments = sum(objective)
         # Upper bound on the objective, set per solve to the warm start's value (a MIP start).
-        self.cutoff = model.NewIntVar(0, FRAGMENT_UNIT * 2 * P, "cutoff")
+        self.max_fragments = FRAGMENT_UNIT * 2 * P
+        self.cutoff = model.NewIntVar(0, self.max_fragments, "cutoff")
         model.Add(total_fragments <= self.cutoff)
         model.Minimize(total_fragments)
         self.model = model
@@ -208,7 +209,7 @@ class MIPRescheduler:
         budget = proto.variables[self.budget.Index()]
         budget.domain[0], budget.domain[1] = 0, int(max_migrations)
         cutoff = proto.variables[self.cutoff.Index()]
-        cutoff.domain[0], cutoff.domain[1] = 0, FRAGMENT_UNIT * 2 * state.n_pms
+        cutoff.domain[0], cutoff.domain[1] = 0, self.max_fragments
         self.model.ClearHints()
         start: tuple[list[Migration], float, int] | None = None
         if hint:
@@ -219,22 +220,23 @@ class MIPRescheduler:
                     self.model.AddHint(x, d == want)
             # Phase 1, the MIP start: the warm-start plan completed into a solution (all other
             # variables follow); phase 2 searches only for better solutions than it.
-            first = self._run(fixed_hint=True, time_limit_s=self.time_limit_s)
+            _, first = self._run(fixed_hint=True, time_limit_s=self.time_limit_s)
             if first is not None:
                 start = first
                 cutoff.domain[1] = first[2]
         remaining = max(1.0, self.time_limit_s - (time.perf_counter() - started))
-        result = self._run(fixed_hint=False, time_limit_s=remaining)
+        status, result = self._run(fixed_hint=False, time_limit_s=remaining)
         wall = time.perf_counter() - started
         if result is None and start is None:
             # No solution within the limit: no number to report (not the start's FR).
-            return MIPResult([], float("nan"), self.last_status, wall, False, self.n_variables)
+            return MIPResult([], float("nan"), status, wall, False, self.n_variables)
         moves, fr, _ = result if result is not None else start
-        optimal = result is not None and self.last_status == "OPTIMAL"
-        status = self.last_status if result is not None else "FEASIBLE (warm start)"
+        optimal = result is not None and status == "OPTIMAL"
+        status = status if result is not None else "FEASIBLE (warm start)"
         return MIPResult(moves, fr, status, wall, optimal, self.n_variables)
 
-    def _run(self, *, fixed_hint: bool, time_limit_s: float) -> tuple[list[Migration], float, int] | None:
+    def _run(self, *, fixed_hint: bool, time_limit_s: float) -> tuple[str, tuple[list[Migration], float, int] | None]:
+        """The solver's status name and, if it found a solution, (moves, FR, objective)."""
         from ortools.sat.python import cp_model
 
         solver = cp_model.CpSolver()
@@ -242,13 +244,13 @@ class MIPRescheduler:
         solver.parameters.num_search_workers = self.workers
         solver.parameters.fix_variables_to_their_hinted_value = fixed_hint
         status = solver.Solve(self.model)
-        self.last_status = solver.StatusName(status)
+        name = solver.StatusName(status)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None
+            return name, None
         final = {v: next(d for d, x in options if solver.Value(x)) for v, options in self.vars.items()}
         moves = [(v, d) for v, d in final.items() if d != options_home(self.vars[v])]
         objective = round(solver.ObjectiveValue())
-        return moves, objective / self.free_sum if self.free_sum else 0.0, objective
+        return name, (moves, objective / self.free_sum if self.free_sum else 0.0, objective)
 
 
 def options_home(options: list[tuple[int, object]]) -> int:
