@@ -165,6 +165,30 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
     return {"final": curve[-1], "curve": curve, "seconds": time.perf_counter() - started, "predictions": predictions}
 
 
+def run_variant(variant: str, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
+    """``ridge`` / ``ridge_span`` fitted (validation: ``vals["val_tasks"]``), any other variant
+    trained; the MAE in pp on every set of ``vals``."""
+    from infragym.models.cloudformer.baselines import RidgeBaseline
+
+    if variant not in ("ridge", "ridge_span"):
+        result = train(parse(variant), train_w, vals, group_sizes, window, seed)
+        result.pop("predictions", None)
+        return result
+    started = time.perf_counter()
+    tails = {"ridge": (None,), "ridge_span": (None, 10)}[variant]
+    ridge = RidgeBaseline(tails=tails).fit(train_w, vals["val_tasks"], np.random.default_rng(0))
+    final = {k: 100.0 * float(np.abs(ridge.predict(w) - w.labels).mean()) for k, w in vals.items()}
+    return {"final": final, "chosen": ridge.chosen, "seconds": time.perf_counter() - started}
+
+
+def emit(line: dict, out: Path | None) -> None:
+    """Print a result line (without its curve) and append it, whole, to ``out``."""
+    print("RESULT " + json.dumps({k: v for k, v in line.items() if k != "curve"}), flush=True)
+    if out is not None:
+        with out.open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=0)
@@ -174,7 +198,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per variant")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from infragym.models.cloudformer.baselines import RidgeBaseline
     from infragym.runner import build_task
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,19 +214,9 @@ def main() -> None:
     }
     print(f"held-out applications {held}; {len(train_w)} training windows", flush=True)
     for variant in args.variants:
-        if variant in ("ridge", "ridge_span"):
-            tails = {"ridge": (None,), "ridge_span": (None, 10)}[variant]
-            ridge = RidgeBaseline(tails=tails).fit(train_w, vals["val_tasks"], np.random.default_rng(0))
-            result = {"final": {k: 100.0 * float(np.abs(ridge.predict(w) - w.labels).mean()) for k, w in vals.items()}}
-        else:
-            result = train(parse(variant), train_w, vals, list(splits.group_sizes.values()), dataset.window, args.seed)
-        result.pop("predictions", None)
-        line = {"variant": variant, "seed": args.seed, "fold": args.fold, "held_out": held,
-                "overrides": args.overrides, **result}  # fmt: skip
-        print("RESULT " + json.dumps({k: v for k, v in line.items() if k != "curve"}), flush=True)
-        if args.out is not None:
-            with args.out.open("a") as fh:
-                fh.write(json.dumps(line) + "\n")
+        result = run_variant(variant, train_w, vals, list(splits.group_sizes.values()), dataset.window, args.seed)
+        emit({"variant": variant, "seed": args.seed, "fold": args.fold, "held_out": held,
+              "overrides": args.overrides, **result}, args.out)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ CloudPerfTrace has its 11 applications and no way to draw more.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +85,6 @@ def main() -> None:
 
     from infragym.datasets.cloudperf import Normaliser, make_windows
     from infragym.envs.colocation.simulator import WORKLOADS
-    from infragym.models.cloudformer.baselines import RidgeBaseline
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train(["experiment=cloudformer", f"seed={args.seed}", "logger=none"], Path(tmp))
@@ -124,21 +121,11 @@ def main() -> None:
             "val_tasks": make_windows(traces, val_tasks, stride=10, **kw),
         }
         print(f"arm {arm}: {len(train_w)} training windows from {len(set(names))} families", flush=True)
+        group_sizes = list(traces.group_sizes.values())
         for variant in args.variants:
-            started = time.perf_counter()
-            if variant == "ridge_span":
-                ridge = RidgeBaseline(tails=(None, 10)).fit(train_w, vals["val_tasks"], np.random.default_rng(0))
-                final = {k: 100.0 * float(np.abs(ridge.predict(w) - w.labels).mean()) for k, w in vals.items()}
-                result = {"final": final, "chosen": ridge.chosen, "seconds": time.perf_counter() - started}
-            else:
-                group_sizes = list(traces.group_sizes.values())
-                result = appval.train(appval.parse(variant), train_w, vals, group_sizes, window, args.seed)
-                result.pop("predictions", None)
-            line = {"arm": arm, "variant": variant, "seed": args.seed, "fold": args.fold, "held_out": held, **result}
-            print("RESULT " + json.dumps({k: v for k, v in line.items() if k != "curve"}), flush=True)
-            if args.out is not None:
-                with args.out.open("a") as fh:
-                    fh.write(json.dumps(line) + "\n")
+            result = appval.run_variant(variant, train_w, vals, group_sizes, window, args.seed)
+            appval.emit({"arm": arm, "variant": variant, "seed": args.seed, "fold": args.fold, "held_out": held,
+                         **result}, args.out)  # fmt: skip
 
 
 if __name__ == "__main__":
