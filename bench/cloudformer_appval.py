@@ -31,6 +31,8 @@ A variant is comma-separated ``key=value`` changes to the recipe:
   weight on its cross-entropy (pushes the representation to be application-invariant);
 - ``mse``: 1 trains on the squared error instead of L1 (what ridge minimises);
 - ``init``: added to the seed of the initialisation and batch order (init variance).
+``<variant>+ridge``: the mean of that network's and the shipped ridge's predictions (a
+post-hoc blend of two models, for the record; not a CloudFormer recipe).
 ``base`` is the shipped CloudFormer; ``ridge`` the ridge baseline on statistics over the whole
 window, ``ridge_span`` the shipped ridge baseline (whole window or its last 10 s, chosen on the
 held-out tasks of the training applications).
@@ -165,20 +167,33 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
     return {"final": curve[-1], "curve": curve, "seconds": time.perf_counter() - started, "predictions": predictions}
 
 
+BLEND = "+ridge"
+
+
 def run_variant(variant: str, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
     """``ridge`` / ``ridge_span`` fitted (validation: ``vals["val_tasks"]``), any other variant
-    trained; the MAE in pp on every set of ``vals``."""
+    trained; ``<variant>+ridge`` is the equal-weight mean of that network's and the shipped
+    ridge's predictions (weight fixed in advance, not tuned). The MAE in pp on every set of
+    ``vals``."""
     from infragym.models.cloudformer.baselines import RidgeBaseline
 
-    if variant not in ("ridge", "ridge_span"):
+    def mae(predictions: dict) -> dict:
+        return {k: 100.0 * float(np.abs(predictions[k] - w.labels).mean()) for k, w in vals.items()}
+
+    if variant not in ("ridge", "ridge_span") and not variant.endswith(BLEND):
         result = train(parse(variant), train_w, vals, group_sizes, window, seed)
         result.pop("predictions", None)
         return result
     started = time.perf_counter()
-    tails = {"ridge": (None,), "ridge_span": (None, 10)}[variant]
+    tails = (None,) if variant == "ridge" else (None, 10)
     ridge = RidgeBaseline(tails=tails).fit(train_w, vals["val_tasks"], np.random.default_rng(0))
-    final = {k: 100.0 * float(np.abs(ridge.predict(w) - w.labels).mean()) for k, w in vals.items()}
-    return {"final": final, "chosen": ridge.chosen, "seconds": time.perf_counter() - started}
+    linear = {k: ridge.predict(w) for k, w in vals.items()}
+    if not variant.endswith(BLEND):
+        return {"final": mae(linear), "chosen": ridge.chosen, "seconds": time.perf_counter() - started}
+    net = train(parse(variant.removesuffix(BLEND)), train_w, vals, group_sizes, window, seed)
+    blend = {k: 0.5 * (linear[k] + net["predictions"][k]) for k in vals}
+    final = {**mae(blend), "members": {"net": net["final"], "ridge": mae(linear)}}
+    return {"final": final, "curve": net["curve"], "seconds": time.perf_counter() - started}
 
 
 def emit(line: dict, out: Path | None) -> None:

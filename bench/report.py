@@ -144,6 +144,8 @@ def cloudformer_appval_table(path: Path) -> str:
             "dann=0.1": "dann=0.1 (application-adversarial training)",
             "mse=1": "mse=1 (squared-error loss, as ridge)",
         }.get(variant, variant)
+        if variant.endswith("+ridge"):
+            label = f"{variant} (mean of that network's and the shipped ridge's predictions)"
         lines.append(
             f"| {label} | {data} | {len(folds)} | {mean(by_fold)} | {mean(by_fold, 'val_tasks')} "
             f"| {mean(base)} | {mean(ridge) or '-'} / {mean(ridge_span) or '-'} |"
