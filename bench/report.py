@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from _common import RESULTS
-from cloudformer_quality import BLACK_BOX_BASELINES
+from cloudformer_quality import BLACK_BOX_BASELINES, BLENDS
 from cloudformer_quality import MODELS as CLOUDFORMER_MODELS
 
 POLICIES = ("legacy", "deoxys", "deoxys_no_fallback", "s_learner", "t_learner", "dr_policy_forest", "oracle")
@@ -75,11 +75,13 @@ def cloudformer_cv_table(cv: dict) -> str:
         "| model | " + " | ".join(f"fold {i}: {', '.join(f)}" for i, f in enumerate(folds)) + " | all runs |",
         "|---|" + "---|" * (len(folds) + 1),
     ]
-    for m in CLOUDFORMER_MODELS:
+    blends = [b for b in BLENDS if b in cv["mean_over_runs"]]
+    for m in CLOUDFORMER_MODELS + blends:
         values = [r[f"test_unseen/{m}/mae"] for r in runs.values()]
         per_fold = [cv["per_fold"][f"fold{i}"][m]["test_unseen/mae"] for i in range(len(folds))]
+        label = f"{m} (blend, reported only)" if m in blends else m
         lines.append(
-            f"| {m} | "
+            f"| {label} | "
             + " | ".join(f"{v:.2f}" for v in per_fold)
             + f" | {statistics.fmean(values):.2f} [{min(values):.2f}, {max(values):.2f}] |"
         )
@@ -97,6 +99,12 @@ def cloudformer_cv_table(cv: dict) -> str:
         + ", ".join(fold_margins)
         + f". CloudFormer has the lowest unseen MAE in {cv['cloudformer_lowest_in_runs']} of {len(runs)} runs.",
     ]
+    if "cloudformer_ridge_blend_lowest_in_runs" in cv:
+        lines.append(
+            "Blends are the equal-weight mean of a network's and ridge's predictions (`task.blend_with=ridge`); "
+            f"cloudformer+ridge has the lowest unseen MAE of all models and blends in "
+            f"{cv['cloudformer_ridge_blend_lowest_in_runs']} of {len(runs)} runs."
+        )
     earlier = _load("cloudformer_quality_cv_whole_window_stats")
     if earlier:
         s = earlier["mean_over_runs"]
@@ -199,9 +207,11 @@ def cloudformer_tables(quality: dict | None, throughputs: list[dict]) -> str:
             "| val MAE |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for m in CLOUDFORMER_MODELS:
+        blends = [b for b in BLENDS if all(f"test_unseen/{b}/mae" in r for r in seeds.values())]
+        for m in CLOUDFORMER_MODELS + blends:
+            label = f"{m} (blend, reported only)" if m in blends else m
             lines.append(
-                f"| {m} | {cell(f'test_unseen/{m}/mae')} | {cell(f'test_unseen/{m}/p95_abs_error')} "
+                f"| {label} | {cell(f'test_unseen/{m}/mae')} | {cell(f'test_unseen/{m}/p95_abs_error')} "
                 f"| {cell(f'test_unseen_static/{m}/mae')} | {cell(f'test_unseen_dynamic/{m}/mae')} "
                 f"| {cell(f'test_seen/{m}/mae')} | {cell(f'test_seen/{m}/p95_abs_error')} | {cell(f'val/{m}/mae')} |"
             )

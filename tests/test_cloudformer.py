@@ -126,6 +126,11 @@ def test_metrics_tables_and_plots(trained: dict[str, Any]) -> None:
     windows = task.prepare_data().test_unseen
     pred = predict_windows(task.nets["cloudformer"], windows)
     assert metrics["test_unseen/cloudformer/mae"] == pytest.approx(100 * np.abs(pred - windows.labels).mean(), 1e-5)
+    # each network's blend with ridge is the mean of the two predictions (reported, not a baseline)
+    blend = 0.5 * (pred + task.predict("ridge", windows))
+    assert metrics["test_unseen/cloudformer+ridge/mae"] == pytest.approx(100 * np.abs(blend - windows.labels).mean())
+    assert {f"test_seen_static/{n}+ridge/mae" for n in task.neural_specs} <= set(metrics)
+    assert "cloudformer+ridge" not in task.model_names
     # a trained model beats a constant on the seen applications, even at this size
     assert metrics["test_seen/hist_gradient_boosting/mae"] < metrics["test_seen/mean/mae"]
     assert "test_unseen/cloudformer/margin_vs_best_baseline_pct" in metrics
@@ -229,3 +234,9 @@ def test_evaluate_export_reproduces_the_run(trained: dict[str, Any]) -> None:
             assert report.metrics[f"{split}/{name}/mae"] == pytest.approx(run[f"{split}/{name}/mae"], rel=1e-6)
     with pytest.raises(ValueError, match="n_test_events"):
         fresh.evaluate_export(infragym.load(trained["export"]), n_test_events=100)
+
+
+def test_blend_with_must_be_a_tabular_baseline(tmp_path: Path) -> None:
+    cfg = compose_config("train", [*SMALL_CLOUDFORMER, "task.blend_with=lstm"], tmp_path)
+    with pytest.raises(Exception, match=r"task\.blend_with: 'lstm' is not a tabular baseline"):
+        build_task(cfg)

@@ -85,6 +85,10 @@ class CloudFormerTask:
         neural_baselines: name -> ``NetworkSpec`` fields of each neural baseline.
         baseline_kwargs: keyword arguments per tabular baseline.
         resume: continue a network from its ``last.ckpt`` when the run folder has one.
+        blend_with: a tabular baseline (e.g. ``ridge``) to blend each network with: the metrics
+            then also hold ``<split>/<network>+<blend_with>/*`` for the equal-weight mean of the
+            two models' predictions (weights fixed, not tuned). Blends are reported only; they
+            are not baselines in the margin and not exported. None: no blends.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class CloudFormerTask:
         neural_baselines: Mapping[str, Mapping[str, Any]] | None = None,
         baseline_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
         resume: bool = True,
+        blend_with: str | None = None,
     ) -> None:
         # Hydra hands a dataclass over as a structured DictConfig: make it a NetworkSpec again.
         model = model if isinstance(model, NetworkSpec) else NetworkSpec(**_plain(model))
@@ -121,7 +126,11 @@ class CloudFormerTask:
                 self.neural_specs[name] = NetworkSpec(**neural[name])
             else:
                 self.tabular[name] = TABULAR_BASELINES[name](**kwargs.get(name, {}))
-        self.resume = resume
+        if blend_with is not None and blend_with not in self.tabular:
+            raise ValueError(
+                f"task.blend_with: {blend_with!r} is not a tabular baseline of this run: {sorted(self.tabular)}"
+            )
+        self.resume, self.blend_with = resume, blend_with
         self._data_seed, self._split_seed, self._baseline_seed, *self._net_seeds = child_seeds(
             seed, 3 + len(self.neural_specs)
         )
@@ -231,6 +240,11 @@ class CloudFormerTask:
             predictions[name] = {split: self.predict(name, w) for split, w in evaluated.items()}
             for split, windows in evaluated.items():
                 metrics.update(split_metrics(name, split, predictions[name][split], windows))
+        if self.blend_with is not None:
+            for name in self.neural_specs:
+                for split, windows in evaluated.items():
+                    mean = 0.5 * (predictions[name][split] + predictions[self.blend_with][split])
+                    metrics.update(split_metrics(f"{name}+{self.blend_with}", split, mean, windows))
         black_box = [n for n in self.model_names if n != MODEL_NAME and getattr(self.tabular.get(n), "black_box", True)]
         best = min(black_box, key=lambda n: metrics[f"test_unseen/{n}/mae"]) if black_box else None
         if best is not None:
