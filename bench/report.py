@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 from _common import RESULTS
 from cloudformer_quality import BLACK_BOX_BASELINES, BLENDS
@@ -117,14 +118,30 @@ def cloudformer_cv_table(cv: dict) -> str:
     return "\n".join(lines)
 
 
+def _study_runs(path: Path, key: Any) -> dict[Any, dict[tuple[int, int], dict]]:
+    """A study's jsonl rows grouped by ``key(row)``, then by (seed, fold): the row's ``final``."""
+    runs: dict[Any, dict[tuple[int, int], dict]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            runs.setdefault(key(row), {})[(row["seed"], row["fold"])] = row["final"]
+    return runs
+
+
+# What a design-study variant key means (bench/cloudformer_appval.py), for the table's labels.
+_VARIANT_NOTES = {
+    "skip": "+ linear skip path over the last {value} s: `model.skip_tail={value}`",
+    "vrex": "risk extrapolation over the training applications",
+    "dann": "application-adversarial training",
+    "mse": "squared-error loss, as ridge",
+}
+
+
 def cloudformer_appval_table(path: Path) -> str:
     """The leave-applications-out design study (``bench/cloudformer_appval.py``): validation MAE
     on held-out training applications per recipe variant, next to the shipped recipe and ridge
     on the same folds."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    runs: dict[tuple[str, str], dict[tuple[int, int], dict]] = {}
-    for row in rows:
-        runs.setdefault((" ".join(row["overrides"]), row["variant"]), {})[(row["seed"], row["fold"])] = row["final"]
+    runs = _study_runs(path, lambda row: (" ".join(row["overrides"]), row["variant"]))
     lines = [
         "| variant | data overrides | folds | held-out applications MAE | seen-task val MAE "
         "| shipped recipe, same folds | ridge, same data and folds: whole window / shipped (span chosen) |",
@@ -146,12 +163,10 @@ def cloudformer_appval_table(path: Path) -> str:
             "ridge": "ridge (statistics over the whole window)",
             "ridge_span": "ridge (whole window or last 10 s, chosen on seen-task validation; shipped)",
             "ens=3": "base, mean of 3 initialisations (deep ensemble)",
-            "skip=10": "skip=10 (+ linear skip path over the last 10 s: `model.skip_tail=10`)",
-            "vrex=1": "vrex=1 (risk extrapolation over the training applications)",
-            "vrex=10": "vrex=10 (risk extrapolation over the training applications)",
-            "dann=0.1": "dann=0.1 (application-adversarial training)",
-            "mse=1": "mse=1 (squared-error loss, as ridge)",
         }.get(variant, variant)
+        key, _, value = variant.partition("=")
+        if "," not in variant and key in _VARIANT_NOTES:
+            label = f"{variant} ({_VARIANT_NOTES[key].format(value=value)})"
         if variant.endswith("+ridge"):
             label = f"{variant} (mean of that network's and the shipped ridge's predictions)"
         lines.append(
@@ -164,10 +179,7 @@ def cloudformer_appval_table(path: Path) -> str:
 def cloudformer_diversity_table(path: Path) -> str:
     """The training-application diversity study (``bench/cloudformer_diversity.py``): MAE on the
     held-out named applications after training on 7 named or 42 random families."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    runs: dict[tuple[str, str], dict[tuple[int, int], dict]] = {}
-    for row in rows:
-        runs.setdefault((row["variant"], row["arm"]), {})[(row["seed"], row["fold"])] = row["final"]
+    runs = _study_runs(path, lambda row: (row["variant"], row["arm"]))
     label = {"ridge_span": "ridge (shipped: span and alpha chosen on held-out tasks)", "base": "CloudFormer",
              "arch=temporal": "temporal-only Transformer", "arch=lstm,d=64": "LSTM"}  # fmt: skip
     lines = [

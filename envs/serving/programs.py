@@ -334,7 +334,7 @@ class ProgramSimulation:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
         if router not in ROUTERS:
-            raise ValueError(f"router must be 'round_robin' or 'least_outstanding', got {router!r}")
+            raise ValueError(f"router must be one of {ROUTERS}, got {router!r}")
         if n_replicas <= 0 or (concurrency is not None and concurrency <= 0):
             raise ValueError("n_replicas and concurrency must be positive")
         self.programs = programs

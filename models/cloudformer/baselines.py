@@ -13,7 +13,7 @@ it (``bench/cloudformer_appval.py``), so a baseline without that choice would be
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -71,7 +71,22 @@ def _tails(tails: Sequence[int | None], window: int) -> list[int | None]:
     return [t for t in tails if t is None or t < window] or [None]
 
 
-class RidgeBaseline:
+def _clip_p(values: np.ndarray) -> np.ndarray:
+    return np.clip(values, 1e-3, 1.0).astype(np.float32)
+
+
+class _StatisticsModel:
+    """A fitted regressor on window statistics over the chosen span (``tail``; None = window)."""
+
+    model: Any = None
+    tail: int | None = None
+
+    def predict(self, windows: WindowSet) -> np.ndarray:
+        assert self.model is not None, "fit first"
+        return _clip_p(self.model.predict(windows.summary_features(tail=self.tail)))
+
+
+class RidgeBaseline(_StatisticsModel):
     """Ridge regression on standardised window statistics; penalty by leave-one-out CV, the
     statistics' span (whole window or its last ``t`` seconds) by validation MAE."""
 
@@ -84,7 +99,6 @@ class RidgeBaseline:
     ):
         self.alphas, self.tails, self.max_windows = alphas, tuple(tails), max_windows
         self.model: Pipeline | None = None
-        self.tail: int | None = None
         self.chosen: dict[str, float | None] = {}
 
     def fit(self, train: WindowSet, val: WindowSet, rng: np.random.Generator) -> RidgeBaseline:
@@ -93,19 +107,14 @@ class RidgeBaseline:
         for tail in _tails(self.tails, train.window):
             model = make_pipeline(StandardScaler(), RidgeCV(alphas=self.alphas))
             model.fit(train.summary_features(rows, tail=tail), train.labels[rows])
-            mae = float(np.abs(np.clip(model.predict(val.summary_features(tail=tail)), 1e-3, 1.0) - val.labels).mean())
+            mae = float(np.abs(_clip_p(model.predict(val.summary_features(tail=tail))) - val.labels).mean())
             if mae < best:
                 best, self.model, self.tail = mae, model, tail
                 self.chosen = {"tail_s": tail, "alpha": float(model[-1].alpha_)}
         return self
 
-    def predict(self, windows: WindowSet) -> np.ndarray:
-        assert self.model is not None, "fit first"
-        features = windows.summary_features(tail=self.tail)
-        return np.clip(self.model.predict(features), 1e-3, 1.0).astype(np.float32)
 
-
-class HistGradientBoostingBaseline:
+class HistGradientBoostingBaseline(_StatisticsModel):
     """Histogram gradient boosting on window statistics; grid-tuned on the validation split."""
 
     def __init__(
@@ -121,7 +130,6 @@ class HistGradientBoostingBaseline:
     ) -> None:
         self.grid = [(leaves, lr) for leaves in max_leaf_nodes for lr in learning_rates]
         self.tails = tuple(tails)
-        self.tail: int | None = None
         self.max_iter, self.max_bins = max_iter, max_bins
         self.max_windows, self.random_state = max_windows, random_state
         self.model: HistGradientBoostingRegressor | None = None
@@ -161,11 +169,6 @@ class HistGradientBoostingBaseline:
             random_state=self.random_state,
         ).fit(x, y)
         return float(np.abs(model.predict(x_val) - y_val).mean()), model
-
-    def predict(self, windows: WindowSet) -> np.ndarray:
-        assert self.model is not None, "fit first"
-        features = windows.summary_features(tail=self.tail)
-        return np.clip(self.model.predict(features), 1e-3, 1.0).astype(np.float32)
 
 
 TABULAR_BASELINES = {
