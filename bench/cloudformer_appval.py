@@ -67,6 +67,11 @@ def parse(variant: str) -> dict[str, float | str]:
     return recipe
 
 
+def mae_pp(predictions: np.ndarray, windows) -> float:
+    """Mean absolute error of P in percentage points."""
+    return 100.0 * float(np.abs(predictions - windows.labels).mean())
+
+
 class GradientReversal(torch.autograd.Function):
     """Identity forward; backward multiplies the gradient by ``-weight`` (the adversary learns
     to name the application, the network learns to hide it)."""
@@ -87,10 +92,7 @@ def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int
             train({**recipe, "ens": 1, "init": int(recipe["init"]) + k}, train_w, vals, group_sizes, window, seed)
             for k in range(int(recipe["ens"]))
         ]
-        final = {
-            k: 100.0 * float(np.abs(np.mean([m["predictions"][k] for m in members], 0) - w.labels).mean())
-            for k, w in vals.items()
-        }
+        final = {k: mae_pp(np.mean([m["predictions"][k] for m in members], 0), w) for k, w in vals.items()}
         final["members"] = [m["final"] for m in members]
         return {"final": final, "curve": members[0]["curve"], "seconds": sum(m["seconds"] for m in members)}
     return _train_one(recipe, train_w, vals, group_sizes, window, seed)
@@ -161,7 +163,7 @@ def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window
             losses.append(diff.abs().mean().item())
         judge = ema.module if ema is not None else net
         predictions = {k: predict_windows(judge, w) for k, w in vals.items()}
-        errors = {k: 100.0 * float(np.abs(p - vals[k].labels).mean()) for k, p in predictions.items()}
+        errors = {k: mae_pp(p, vals[k]) for k, p in predictions.items()}
         curve.append({"train_l1": 100 * float(np.mean(losses)), **errors})
         print(json.dumps(curve[-1]), flush=True)
     return {"final": curve[-1], "curve": curve, "seconds": time.perf_counter() - started, "predictions": predictions}
@@ -178,7 +180,7 @@ def run_variant(variant: str, train_w, vals: dict, group_sizes: list[int], windo
     from infragym.models.cloudformer.baselines import RidgeBaseline
 
     def mae(predictions: dict) -> dict:
-        return {k: 100.0 * float(np.abs(predictions[k] - w.labels).mean()) for k, w in vals.items()}
+        return {k: mae_pp(predictions[k], w) for k, w in vals.items()}
 
     if variant not in ("ridge", "ridge_span") and not variant.endswith(BLEND):
         result = train(parse(variant), train_w, vals, group_sizes, window, seed)
