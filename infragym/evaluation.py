@@ -63,6 +63,5 @@ def summarize_over_seeds(
     runs = list(per_seed.values())
     shared = set(runs[0]).intersection(*runs[1:])
     return {
-        key: bootstrap_ci([float(run[key]) for run in runs], confidence=confidence, seed=seed)
-        for key in sorted(shared)
+        key: bootstrap_ci([float(run[key]) for run in runs], confidence=confidence, seed=seed) for key in sorted(shared)
     }

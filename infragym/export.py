@@ -9,7 +9,8 @@ An export is a folder::
 
 ``load(path)`` verifies the manifest, the checksum of every listed file and that no unlisted
 file sits in the folder, then hands the folder to the component's loader. Loaders are looked
-up in a registry of InfraGym's own modules: a manifest never names code to import.
+up in the component registry (``infragym.components``): a manifest never names code to import,
+and loaders open only files listed in the verified manifest (``export_file``).
 
 Pickle-based files (econml, scikit-learn) run code when loaded. They are loaded only when the
 manifest carries a valid signature made with this machine's key (``INFRAGYM_SIGNING_KEY``, or
@@ -25,7 +26,6 @@ import ctypes
 import ctypes.util
 import hashlib
 import hmac
-import importlib
 import json
 import os
 import platform
@@ -38,6 +38,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from infragym import components
+from infragym.components import Component
 from infragym.io import atomic_write_bytes
 
 FORMAT_VERSION = 1
@@ -55,36 +57,24 @@ REQUIRED_FIELDS = (
     "signature",
 )
 
-# component name -> "module:callable(directory, manifest) -> predictor". InfraGym's own code only.
-COMPONENT_LOADERS: dict[str, str] = {
-    "deoxys": "infragym.models.deoxys.export:DeoxysPredictor.from_export",
-    "continuum": "infragym.models.continuum.export:ContinuumPredictor.from_export",
-    "vm2rl": "infragym.models.vm2rl.export:VM2RLPredictor.from_export",
-    "cloudformer": "infragym.models.cloudformer.export:CloudFormerPredictor.from_export",
-}
-# Components whose loader unpickles files (runs code): they need a valid signature or
-# ``trust=True`` whatever the manifest says about itself.
-CODE_BEARING_COMPONENTS: set[str] = {"deoxys"}
-
 FileContent = bytes | Callable[[Path], None]
+
+# HMAC-SHA256 keys shorter than the hash's output weaken the signature (RFC 2104, sec. 3); an
+# empty key would make every forged "signature" valid.
+MIN_KEY_BYTES = 32
 
 
 class ExportError(RuntimeError):
     """An export that cannot be written, verified or trusted."""
 
 
-def register_loader(component: str, target: str, *, code_bearing: bool) -> None:
-    """Register ``module:callable`` as the loader of ``component`` (for extensions).
-
-    ``code_bearing``: the loader unpickles (or otherwise executes) file contents.
-    """
-    if ":" not in target:
-        raise ValueError(f"loader target must look like 'module:callable', got {target!r}")
-    COMPONENT_LOADERS[component] = target
-    if code_bearing:
-        CODE_BEARING_COMPONENTS.add(component)
-    else:
-        CODE_BEARING_COMPONENTS.discard(component)
+def _component(name: object, where: str) -> Component:
+    if not isinstance(name, str):
+        raise ExportError(f"{where}: field 'component' must be a string, got {type(name).__name__}")
+    try:
+        return components.get(name)
+    except components.ComponentError as err:
+        raise ExportError(f"{where}: {err}") from err
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -111,15 +101,26 @@ def infragym_home() -> Path:
     return Path(os.environ.get("INFRAGYM_HOME", Path.home() / ".config" / "infragym"))
 
 
+def _parse_key(text: str, source: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError as err:
+        raise ExportError(f"{source}: the signing key must be a hex string ({err})") from err
+    if len(key) < MIN_KEY_BYTES:
+        raise ExportError(
+            f"{source}: the signing key has {len(key)} bytes; at least {MIN_KEY_BYTES} are required "
+            f"({2 * MIN_KEY_BYTES} hex digits, e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
+    return key
+
+
 def signing_key(*, create: bool = True) -> bytes | None:
     """This machine's signing key: ``INFRAGYM_SIGNING_KEY`` (hex) or the key file, made on first
-    export (``create``). Loading never creates one: without a key nothing verifies as ours."""
+    export (``create``). Loading never creates one: without a key nothing verifies as ours.
+    A key that is not hex or shorter than 32 bytes is refused, never used."""
     env_key = os.environ.get("INFRAGYM_SIGNING_KEY")
-    if env_key:
-        try:
-            return bytes.fromhex(env_key)
-        except ValueError as err:
-            raise ExportError("INFRAGYM_SIGNING_KEY must be a hex string") from err
+    if env_key is not None and env_key != "":
+        return _parse_key(env_key, "INFRAGYM_SIGNING_KEY")
     path = infragym_home() / "signing.key"
     if not path.exists():
         if not create:
@@ -128,14 +129,18 @@ def signing_key(*, create: bool = True) -> bytes | None:
         tmp = path.with_name(f".signing.key.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
+            handle.write(secrets.token_hex(MIN_KEY_BYTES))
         try:
             os.link(tmp, path)  # fails if another process created the key first
         except FileExistsError:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    return bytes.fromhex(path.read_text().strip())
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ExportError(f"{path}: cannot read the signing key ({err})") from err
+    return _parse_key(text, str(path))
 
 
 def _canonical(manifest: Mapping[str, Any]) -> bytes:
@@ -202,8 +207,9 @@ def write_export(
     ``requires_trust`` marks exports whose files run code when loaded (pickles).
     """
     directory = Path(directory)
-    if component not in COMPONENT_LOADERS:
-        raise ExportError(f"component {component!r} has no registered loader")
+    record = _component(component, str(directory))
+    if record.loader is None:
+        raise ExportError(f"{directory}: component {component!r} declares no export loader")
     for name in files:
         if name == MANIFEST_NAME or Path(name).name != name or name.startswith("."):
             raise ExportError(f"export file name {name!r} must be a plain file name, not the manifest")
@@ -230,7 +236,7 @@ def write_export(
             "metrics": {k: float(v) for k, v in metrics.items()},
             "config": dict(config),
             "files": checksums,
-            "requires_trust": bool(requires_trust or component in CODE_BEARING_COMPONENTS),
+            "requires_trust": bool(requires_trust or record.code_bearing),
         }
         manifest["signature"] = _sign(manifest)
         atomic_write_bytes(staging / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
@@ -293,7 +299,9 @@ def verify_export(directory: str | os.PathLike[str], *, trust: bool = False) -> 
                 "or does not belong to this export"
             )
     # Whether files run code is decided by the registry, never by the manifest's own claim.
-    code_bearing = bool(manifest["requires_trust"]) or manifest["component"] in CODE_BEARING_COMPONENTS
+    code_bearing = (
+        manifest["requires_trust"] is not False or _component(manifest["component"], str(directory)).code_bearing
+    )
     if code_bearing and not trust and not _signed_here(manifest):
         raise ExportError(
             f"{directory}: the export holds pickled estimators (they run code when loaded) and "
@@ -304,12 +312,23 @@ def verify_export(directory: str | os.PathLike[str], *, trust: bool = False) -> 
     return manifest
 
 
-def _resolve(target: str) -> Callable[..., Any]:
-    module_name, _, attr_path = target.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr_path.split("."):
-        obj = getattr(obj, part)
-    return obj
+def export_file(directory: str | os.PathLike[str], manifest: Mapping[str, Any], name: object) -> Path:
+    """The path of the export file ``name``: the only way a loader opens a file of an export.
+
+    ``name`` must be listed in the verified manifest and be a plain file name inside the folder
+    (no separator, no ``..``, not hidden), so a file that names another file (an index, a spec)
+    can never make a loader read from outside the export.
+    """
+    directory = Path(directory)
+    files = manifest.get("files")
+    if not isinstance(name, str) or not name or Path(name).name != name or name.startswith(".") or "\\" in name:
+        raise ExportError(f"{directory}: {name!r} is not a plain file name of this export")
+    if not isinstance(files, Mapping) or name not in files:
+        raise ExportError(f"{directory}: {name!r} is not listed in the export's manifest")
+    path = directory / name
+    if path.is_symlink() or not path.is_file():
+        raise ExportError(f"{path}: listed in the manifest but not a regular file in the export")
+    return path
 
 
 def load(path: str | os.PathLike[str], *, trust: bool = False) -> Any:
@@ -322,9 +341,9 @@ def load(path: str | os.PathLike[str], *, trust: bool = False) -> Any:
     """
     directory = Path(path)
     manifest = verify_export(directory, trust=trust)
-    component = manifest["component"]
-    if component not in COMPONENT_LOADERS:
-        raise ExportError(f"{directory}: component {component!r} is unknown (known: {sorted(COMPONENT_LOADERS)})")
+    record = _component(manifest["component"], str(directory))
+    if record.loader is None:
+        raise ExportError(f"{directory}: component {record.name!r} declares no export loader")
     current = library_versions(tuple(manifest["libraries"]))
     for name, version in manifest["libraries"].items():
         if name != "python" and current.get(name) != version:
@@ -332,4 +351,4 @@ def load(path: str | os.PathLike[str], *, trust: bool = False) -> Any:
                 f"{directory}: exported with {name} {version}, loading with {current.get(name)}",
                 stacklevel=2,
             )
-    return _resolve(COMPONENT_LOADERS[component])(directory, manifest)
+    return record.resolve_loader()(directory, manifest)

@@ -132,11 +132,19 @@ def test_evaluate_config_composes(tmp_path: Path) -> None:
     cfg = compose_config("evaluate", ["checkpoint=/some/export"], tmp_path)
     assert cfg.checkpoint == "/some/export"
     assert cfg.seed is None
-    # The README's command line.
-    cfg = compose_config("evaluate", ["checkpoint=/e", "seed=123", "evaluation.n_test_events=50000"], tmp_path)
+    # The README's command line; the option group is the export's component's (read from its
+    # manifest by `infragym evaluate`, chosen explicitly here).
+    cfg = compose_config(
+        "evaluate", ["checkpoint=/e", "evaluation=deoxys", "seed=123", "evaluation.n_test_events=50000"], tmp_path
+    )
     assert cfg.evaluation.n_test_events == 50000 and cfg.evaluation.refit_baselines
     with pytest.raises((ConfigCompositionException, ValidationError), match="n_test_events"):
-        compose_config("evaluate", ["checkpoint=/e", "evaluation.n_test_events=many"], tmp_path)
+        compose_config("evaluate", ["checkpoint=/e", "evaluation=deoxys", "evaluation.n_test_events=many"], tmp_path)
+    # Options are per component: VM2RL takes none, CloudFormer has no n_test_events.
+    with pytest.raises(ConfigCompositionException, match="n_test_events"):
+        compose_config("evaluate", ["checkpoint=/e", "evaluation=vm2rl", "evaluation.n_test_events=5"], tmp_path)
+    with pytest.raises(ConfigCompositionException, match="n_test_events"):
+        compose_config("evaluate", ["checkpoint=/e", "evaluation=cloudformer", "evaluation.n_test_events=5"], tmp_path)
 
 
 def test_misspelt_top_level_key_is_refused(tmp_path: Path) -> None:

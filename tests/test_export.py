@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from infragym import components
+from infragym.components import Component
 from infragym.export import (
-    CODE_BEARING_COMPONENTS,
-    COMPONENT_LOADERS,
     MANIFEST_NAME,
     ExportError,
     _canonical,
+    export_file,
     read_manifest,
-    register_loader,
     sha256_file,
+    signing_key,
     verify_export,
     write_export,
 )
@@ -23,7 +24,7 @@ from infragym.export import (
 
 class _Echo:
     def __init__(self, directory: Path, manifest: dict) -> None:
-        self.payload = (directory / "model.bin").read_bytes()
+        self.payload = export_file(directory, manifest, "model.bin").read_bytes()
         self.manifest = manifest
 
     @classmethod
@@ -33,12 +34,20 @@ class _Echo:
 
 @pytest.fixture(autouse=True)
 def _echo_component() -> None:
-    register_loader("echo", f"{__name__}:_Echo.from_export", code_bearing=False)
-    register_loader("echo_pickle", f"{__name__}:_Echo.from_export", code_bearing=True)
+    for name, code_bearing in (("echo", False), ("echo_pickle", True)):
+        components.register(
+            Component(
+                name=name,
+                summary="test component",
+                task=f"{__name__}._Echo",
+                experiments=(name,),
+                loader=f"{__name__}:_Echo.from_export",
+                code_bearing=code_bearing,
+            )
+        )
     yield
     for name in ("echo", "echo_pickle"):
-        COMPONENT_LOADERS.pop(name, None)
-        CODE_BEARING_COMPONENTS.discard(name)
+        components.unregister(name)
 
 
 def _write(path: Path, payload: bytes = b"weights-v1", requires_trust: bool = False) -> Path:
@@ -210,3 +219,62 @@ def test_bad_file_names_are_refused(tmp_path: Path) -> None:
                 metrics={},
                 config={},
             )
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("", "at least 32"), ("ab" * 16, "has 16 bytes"), ("not-hex", "hex string"), ("ab" * 31 + "a", "hex string")],
+)
+def test_weak_or_malformed_signing_key_file_is_refused(
+    key: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty key file would make HMAC with an empty key a valid signature for anyone."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "signing.key").write_text(key)
+    monkeypatch.setenv("INFRAGYM_HOME", str(home))
+    with pytest.raises(ExportError, match=message) as err:
+        signing_key(create=False)
+    assert "signing.key" in str(err.value)
+    # An export "signed" with the empty key is not loaded without trust: the key is refused first.
+    with pytest.raises(ExportError, match=message):
+        _write(tmp_path / "export", requires_trust=True)
+    assert not (tmp_path / "export").exists()
+
+
+def test_weak_signing_key_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFRAGYM_SIGNING_KEY", "00" * 8)
+    with pytest.raises(ExportError, match=r"INFRAGYM_SIGNING_KEY.*8 bytes"):
+        signing_key()
+    monkeypatch.setenv("INFRAGYM_SIGNING_KEY", "zz" * 32)
+    with pytest.raises(ExportError, match=r"INFRAGYM_SIGNING_KEY.*hex"):
+        signing_key()
+
+
+def test_pickle_signed_with_an_empty_key_is_not_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: sign a pickle export's manifest with HMAC(key=b""), plant an empty key file."""
+    import hashlib
+    import hmac
+
+    export = _write(tmp_path / "export", requires_trust=True)
+    manifest = json.loads((export / MANIFEST_NAME).read_text())
+    manifest["signature"] = hmac.new(b"", _canonical(manifest), hashlib.sha256).hexdigest()
+    (export / MANIFEST_NAME).write_text(json.dumps(manifest))
+    home = tmp_path / "victim"
+    home.mkdir()
+    (home / "signing.key").write_text("")
+    monkeypatch.setenv("INFRAGYM_HOME", str(home))
+    from infragym import load
+
+    with pytest.raises(ExportError, match="at least 32"):
+        load(export)
+
+
+@pytest.mark.parametrize("name", ["../outside.bin", "/etc/hostname", "sub/model.bin", ".hidden", "unlisted.bin", 3])
+def test_loaders_open_only_listed_plain_names(name: object, tmp_path: Path) -> None:
+    export = _write(tmp_path / "export")
+    manifest = verify_export(export)
+    (tmp_path / "outside.bin").write_bytes(b"secret")
+    with pytest.raises(ExportError, match=r"plain file name|not listed"):
+        export_file(export, manifest, name)
+    assert export_file(export, manifest, "model.bin").read_bytes() == b"weights-v1"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from infragym.export import ExportError, write_export
+from infragym.export import ExportError, export_file, write_export
 
 MODEL_FILE = "cloudformer.onnx"
 INPUT_NAME = "window"
@@ -103,7 +103,9 @@ class CloudFormerPredictor:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("INFRAGYM_ORT_THREADS", "1"))
-        session = ort.InferenceSession(str(Path(directory) / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(export_file(directory, manifest, MODEL_FILE)), options, providers=["CPUExecutionProvider"]
+        )
         return cls(session, manifest)
 
     def predict(self, window: np.ndarray) -> np.ndarray:

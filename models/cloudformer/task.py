@@ -319,15 +319,11 @@ class CloudFormerTask:
         fig.tight_layout()
         return fig
 
-    def evaluate_export(
-        self, predictor: Any, n_test_events: int | None = None, refit_baselines: bool = True
-    ) -> EvaluationReport:
+    def evaluate_export(self, predictor: Any, *, refit_baselines: bool = True) -> EvaluationReport:
         """Evaluate a loaded export (``python evaluate.py checkpoint=...``) on the run's test
         splits, regenerated from its seed in memory, with raw telemetry through the export; next
         to the tabular baselines refitted on the run's training split (the neural baselines are
         not retrained here: their numbers are in the training run's metrics.json)."""
-        if n_test_events is not None:
-            raise ValueError("evaluation.n_test_events does not apply to CloudFormer: its test splits are the run's")
         splits = self.prepare_data(save=False)
         assert self.traces is not None
         names = ["cloudformer_export"]

@@ -17,7 +17,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from infragym.export import ExportError
+from infragym.export import ExportError, export_file
 from infragym.models.continuum.predictors import (
     DurationPredictor,
     PredictorError,
@@ -74,16 +74,20 @@ class ContinuumPredictor:
     @classmethod
     def from_export(cls, directory: Path, manifest: dict[str, Any]) -> ContinuumPredictor:
         try:
-            spec = json.loads((directory / "predictors.json").read_text())
+            spec = json.loads(export_file(directory, manifest, "predictors.json").read_text())
             predictors = {
-                name: predictor_from_state(state, lambda f: (directory / f).read_bytes())
+                name: predictor_from_state(state, lambda f: export_file(directory, manifest, f).read_bytes())
                 for name, state in spec["predictors"].items()
             }
             learned = None
             if spec["ttl"].get("learned_model_file"):
-                learned = lgb.Booster(model_str=(directory / spec["ttl"]["learned_model_file"]).read_text())
+                learned = lgb.Booster(
+                    model_str=export_file(directory, manifest, spec["ttl"]["learned_model_file"]).read_text()
+                )
             return cls(predictors, spec["best"], spec["ttl"], manifest, learned)
-        except (KeyError, OSError, ValueError, PredictorError, lgb.basic.LightGBMError) as exc:
+        except ExportError:
+            raise
+        except (KeyError, TypeError, OSError, ValueError, PredictorError, lgb.basic.LightGBMError) as exc:
             raise ExportError(f"{directory}: predictors.json is not a valid Continuum export ({exc})") from exc
 
     def predict(

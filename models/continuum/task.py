@@ -386,15 +386,11 @@ class ContinuumTask:
         ax.legend(fontsize=7)
         return fig
 
-    def evaluate_export(
-        self, predictor: Any, *, n_test_events: int | None = None, refit_baselines: bool = True
-    ) -> EvaluationReport:
+    def evaluate_export(self, predictor: Any) -> EvaluationReport:
         """Evaluate a loaded export (``evaluate.py``): its predictors, eta and learned policy
         replace the fitted ones; the held-out workloads are regenerated from the seed, so the
         training run's seed reproduces its numbers. The policies that need no training are
-        rebuilt from the export's predictors (``refit_baselines`` has nothing to refit)."""
-        if n_test_events is not None:
-            raise ValueError("evaluation.n_test_events does not apply to continuum (set dataset sizes instead)")
+        rebuilt from the export's predictors: nothing to refit, so there are no options."""
         self.predictors = dict(predictor.predictors)
         self.best = predictor.best
         self.eta = predictor.eta

@@ -15,6 +15,7 @@ import pandas as pd
 
 from infragym.envs.health.features import encoded_feature_names
 from infragym.envs.health.simulator import ACTIONS, CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from infragym.export import export_file
 from infragym.models.deoxys.recommender import EFFECT_OUTCOMES, ActionOverride, Decisions, Deoxys
 
 MODEL_FILE = "deoxys.joblib"
@@ -61,7 +62,7 @@ class DeoxysPredictor:
 
     @classmethod
     def from_export(cls, directory: Path, manifest: dict[str, Any]) -> DeoxysPredictor:
-        model = joblib.load(Path(directory) / MODEL_FILE)  # checksums verified by infragym.load
+        model = joblib.load(export_file(directory, manifest, MODEL_FILE))  # verified (and trusted) by infragym.load
         if not isinstance(model, Deoxys):
             raise TypeError(f"{directory / MODEL_FILE}: expected a Deoxys model, got {type(model).__name__}")
         return cls(model, manifest)

@@ -17,6 +17,7 @@ import numpy as np
 
 from infragym.envs.cluster.snapshot import ClusterSnapshot
 from infragym.envs.cluster.state import PM_FEATURES, VM_FEATURES
+from infragym.export import export_file
 from infragym.models.vm2rl.policy import (
     DESTINATION_INPUTS,
     ENCODER_INPUTS,
@@ -123,8 +124,8 @@ class VM2RLPredictor:
 
     @classmethod
     def from_export(cls, directory: Path, manifest: dict[str, Any]) -> VM2RLPredictor:
-        directory = Path(directory)
-        return cls((directory / ENCODER_FILE).read_bytes(), (directory / DESTINATION_FILE).read_bytes(), manifest)
+        encoder = export_file(directory, manifest, ENCODER_FILE).read_bytes()
+        return cls(encoder, export_file(directory, manifest, DESTINATION_FILE).read_bytes(), manifest)
 
     def act(
         self, obs: Mapping[str, np.ndarray], mask: MaskSource | np.ndarray, rng: np.random.Generator | None = None

@@ -121,12 +121,9 @@ class VM2RLTask:
     def evaluate(self) -> EvaluationReport:
         return self._evaluate(self.policy_net())
 
-    def evaluate_export(
-        self, predictor: vm2rl_export.VM2RLPredictor, n_test_events: int | None = None, refit_baselines: bool = True
-    ) -> EvaluationReport:
-        """Evaluate a loaded export on the run's test snapshots (same seeds: same numbers).
-        ``n_test_events`` and ``refit_baselines`` are accepted for the shared evaluate.py
-        interface; VM2RL's baselines need no fitting."""
+    def evaluate_export(self, predictor: vm2rl_export.VM2RLPredictor) -> EvaluationReport:
+        """Evaluate a loaded export on the run's test snapshots (same seeds: same numbers); the
+        baselines (random, greedy, CP-SAT) need no fitting, so there are no options."""
         # Same graphs, same onnxruntime thread count as the training run's evaluation.
         return self._evaluate(OnnxPolicyNet(*predictor.onnx, threads=self.inference_threads))
 

@@ -1,0 +1,146 @@
+"""The ``infragym`` command: ``train``, ``evaluate`` and ``list``.
+
+``infragym train [overrides]`` and ``infragym evaluate checkpoint=<export> [overrides]`` are Hydra
+applications on the configs shipped in the package (``pkg://infragym.conf``), so they work from
+any folder with an installed wheel; ``python train.py`` / ``python evaluate.py`` in a checkout are
+the same commands. Components that ship their own configs are put on Hydra's search path.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from importlib import resources
+
+import hydra
+from omegaconf import DictConfig
+
+from infragym import __version__, components
+from infragym.config import CONF_SOURCE, evaluation_overrides, with_component_search_path
+
+USAGE = """usage: infragym <command> [hydra overrides]
+
+commands:
+  train      train, evaluate and export one experiment: infragym train experiment=vm2rl seed=3
+  evaluate   evaluate an export against the baselines:   infragym evaluate checkpoint=outputs/<run>/export
+  list       the components, experiments and environments
+Hydra's own flags work after the command (-m for sweeps, --cfg job, --help).
+"""
+
+
+@hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="train")
+def _train(cfg: DictConfig) -> float | None:
+    from infragym.runner import run_train
+
+    return run_train(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="evaluate")
+def _evaluate(cfg: DictConfig) -> None:
+    from infragym.runner import run_evaluate
+
+    run_evaluate(cfg)
+
+
+def _run_hydra(command: str, overrides: list[str]) -> int:
+    import infragym.envs  # noqa: F401  (registers the gymnasium environments)
+
+    app = _train if command == "train" else _evaluate
+    overrides = with_component_search_path(overrides)
+    if command == "evaluate":
+        overrides = evaluation_overrides(overrides)
+    if not any(o.partition("=")[0].lstrip("+") == "hydra.job.name" for o in overrides):
+        overrides.append(f"hydra.job.name={command}")  # names the run's log file (train.log, evaluate.log)
+    argv = sys.argv
+    sys.argv = [f"infragym {command}", *overrides]
+    try:
+        app()
+    finally:
+        sys.argv = argv
+    return 0
+
+
+def _first_comment(text: str) -> str:
+    """The first sentence of a config file's leading comment block."""
+    block: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("#"):
+            break
+        if "@package" not in line:
+            block.append(line.lstrip("# ").strip())
+    sentence = " ".join(block).split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= 110 else sentence[:107] + "..."
+
+
+def experiments() -> dict[str, str]:
+    """Every experiment config (the package's and the components' own): name -> its first comment line."""
+    sources = [resources.files("infragym.conf")]
+    sources += [resources.files(c.config_module) for c in components.registry().values() if c.config_module]
+    found: dict[str, str] = {}
+    for source in sources:
+        folder = source / "experiment"
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".yaml"):
+                found.setdefault(entry.name[: -len(".yaml")], _first_comment(entry.read_text()))
+    return dict(sorted(found.items()))
+
+
+def environments() -> dict[str, str]:
+    """Registered gymnasium ids of InfraGym and of its components: id -> entry point."""
+    from gymnasium.envs.registration import registry
+
+    import infragym.envs  # noqa: F401
+
+    declared = {env_id for c in components.registry().values() for env_id in c.envs}
+    return {
+        env_id: str(spec.entry_point)
+        for env_id, spec in sorted(registry.items())
+        if env_id.startswith("infragym/") or env_id in declared
+    }
+
+
+def list_text() -> str:
+    """What ``infragym list`` prints: one line per component, experiment and environment."""
+    registered = components.registry()
+    owner = {exp: c.name for c in registered.values() for exp in c.experiments}
+    env_owner = {env: c.name for c in registered.values() for env in c.envs}
+    width = max(len(n) for n in [*registered, *experiments(), *environments()]) + 2
+    lines = ["components:"]
+    for name, c in registered.items():
+        export = "no export" if c.loader is None else ("pickle export" if c.code_bearing else "export")
+        lines.append(f"  {name:<{width}}{c.summary} [{export}]")
+    lines.append("experiments (infragym train experiment=<name>):")
+    for name, comment in experiments().items():
+        tag = f"[{owner[name]}] " if name in owner else ""
+        lines.append(f"  {name:<{width}}{tag}{comment}")
+    lines.append("environments (gymnasium.make(<id>)):")
+    for env_id, entry_point in environments().items():
+        tag = f"[{env_owner[env_id]}] " if env_id in env_owner else ""
+        lines.append(f"  {env_id:<{width}}{tag}{entry_point}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``infragym`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command in ("--version", "version"):
+        print(f"infragym {__version__}")
+        return 0
+    if command == "list":
+        print(list_text())
+        return 0
+    if command in ("train", "evaluate"):
+        return _run_hydra(command, rest)
+    print(f"infragym: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
