@@ -1,11 +1,20 @@
-"""Helpers shared by the benchmark scripts: compose the real configs, write results."""
+"""Helpers shared by the benchmark scripts: compose the real configs, write results, check goals.
+
+Every benchmark script states its goals once, at its top, with the issue they come from, and has
+``check(result) -> list[Check]``, which judges a stored result against them; its ``main`` writes
+the result, prints any missed goal and returns the exit status (``finish``). The scripts import
+their heavy dependencies inside ``main`` so that the suite and the report can import ``check``
+cheaply and without side effects (thread settings, environment variables).
+"""
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +55,61 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     from infragym.io import atomic_write_json
 
     path = RESULTS / f"{name}.json"
-    atomic_write_json(path, {"machine": machine(), **payload})
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(path, {"machine": machine(), "date": date, **payload})
     print(f"wrote {path}")
     return path
+
+
+def load_result(name: str) -> dict[str, Any] | None:
+    import json
+
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def seed_summary(per_seed: Mapping[Any, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and 95% bootstrap interval over seeds of every numeric metric the seeds share, as
+    stored in a result's ``over_seeds`` field."""
+    from infragym.evaluation import summarize_over_seeds
+
+    numeric = {
+        seed: {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        for seed, row in per_seed.items()
+    }
+    return {key: s.as_dict() for key, s in summarize_over_seeds(numeric).items()}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One goal (or one reported measurement) judged on one result.
+
+    ``met`` is None for a measurement without a goal. ``open_issue`` names the issue whose goal
+    has never been met and is still open: missing it is reported, but it is not a regression.
+    """
+
+    what: str
+    measured: str
+    goal: str
+    met: bool | None
+    open_issue: int | None = None
+
+    @property
+    def status(self) -> str:
+        if self.met is None:
+            return "reported"
+        if self.met:
+            return "met"
+        return f"not met (issue {self.open_issue} open)" if self.open_issue else "REGRESSED"
+
+    @property
+    def regressed(self) -> bool:
+        return self.met is False and self.open_issue is None
+
+
+def finish(name: str, checks: Sequence[Check]) -> int:
+    """Print every goal that is not met, measured against the goal; 1 if any regressed."""
+    for c in checks:
+        if c.met is False:
+            print(f"{name}: {c.status}: {c.what}: measured {c.measured}, goal {c.goal}", file=sys.stderr)
+    return 1 if any(c.regressed for c in checks) else 0

@@ -2,9 +2,6 @@
 default experiment, as a user runs it (``python train.py experiment=cloudformer``: simulate,
 train all models, evaluate, plots, offline W&B, ONNX export), one run per seed (and fold).
 
-Goals (issue): CloudFormer has the lowest unseen-application MAE (paper: 7.8 %, >= 28 % below
-the best baseline); the run takes <= 6 min on 2 CPU cores.
-
 With ``--cv`` the unseen applications rotate: the 13 applications are split into 4 folds fixed
 in advance (the default experiment's unseen three, then the other ten in catalogue order, in
 groups of 3, 3 and 4), and each fold is the unseen set of its own runs, so every application
@@ -20,11 +17,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import timed_train, write_result
+from _common import Check, finish, seed_summary, timed_train, write_result
+
+# Issue 3 goals. CloudFormer has the lowest unseen-application MAE (paper: 7.8 %, >= 28 % below the
+# best baseline): never met at CPU scale, the issue is open (blocked on a GPU run and the real
+# trace), so a miss is reported, not a regression; the margin is reported.
+GOAL_OPEN_ISSUE = 3
+GOAL_WALL_S = 360  # the default experiment trains and evaluates in <= 6 minutes on 2 CPU cores
+PAPER_MARGIN_PCT = 28.0
 
 MODELS = [
     "cloudformer",
@@ -66,7 +71,41 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {m: {key: statistics.fmean(r[key.replace("/", f"/{m}/")] for r in runs) for key in keys} for m in models}
 
 
-def main() -> None:
+def check(result: dict) -> list[Check]:
+    cv = "per_run" in result
+    runs = result["per_run" if cv else "per_seed"]
+    unseen = {m: statistics.fmean(r[f"test_unseen/{m}/mae"] for r in runs.values()) for m in MODELS}
+    lowest = min(unseen, key=unseen.get)
+    split = f"{len(result['folds'])} folds x {len(result['seeds'])} seeds" if cv else f"{len(runs)} seeds"
+    checks = [
+        Check(
+            f"lowest unseen-application MAE ({split})",
+            f"{lowest} {unseen[lowest]:.2f} pp; cloudformer {unseen['cloudformer']:.2f} pp",
+            "cloudformer",
+            lowest == "cloudformer",
+            open_issue=GOAL_OPEN_ISSUE,
+        ),
+        Check(
+            f"cloudformer vs best black-box baseline ({result['best_black_box_baseline']})",
+            f"{result['margin_vs_best_baseline_pct']:+.1f}% lower MAE",
+            f"reported (paper >= {PAPER_MARGIN_PCT:g}%)",
+            None,
+        ),
+    ]
+    slowest = max(result["wall_s"].values())
+    if result.get("jobs", 1) == 1:
+        checks.append(
+            Check(
+                "default run wall-clock, slowest seed",
+                f"{slowest:.0f} s",
+                f"<= {GOAL_WALL_S} s",
+                slowest <= GOAL_WALL_S,
+            )
+        )
+    return checks
+
+
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cv", action="store_true", help="rotate the unseen applications over 4 folds")
@@ -125,9 +164,14 @@ def main() -> None:
         payload["cloudformer_lowest_in_runs"] = sum(
             min(MODELS, key=lambda m: r[f"test_unseen/{m}/mae"]) == "cloudformer" for r in per_run.values()
         )
-    write_result("cloudformer_quality_cv" if args.cv else "cloudformer_quality", payload)
+    payload["over_runs"] = seed_summary(
+        {k: {m: v for m, v in r.items() if m.startswith("test_unseen/")} for k, r in per_run.items()}
+    )
+    name = "cloudformer_quality_cv" if args.cv else "cloudformer_quality"
+    write_result(name, payload)
     print(f"margin vs best baseline ({best}): {margin:.1f}% (paper >= 28%); lowest unseen MAE: {lowest}")
+    return finish(name, check(payload))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

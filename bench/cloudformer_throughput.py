@@ -1,6 +1,5 @@
 """Training throughput (windows/s) of CloudFormer and the neural baselines on CPU, and where a
 training epoch's time goes (Lightning's SimpleProfiler): fetching batches vs the training step.
-Goal (issue): throughput reported; data loading never the bottleneck.
 
     python bench/cloudformer_throughput.py                 # the default experiment's data and sizes
     python bench/cloudformer_throughput.py --epochs 3
@@ -10,25 +9,46 @@ Goal (issue): throughput reported; data loading never the bottleneck.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pytorch_lightning as pl
-import torch
-from _common import compose_train, write_result
-from pytorch_lightning.profilers import SimpleProfiler
+from _common import Check, compose_train, finish, write_result
 
-from infragym.models.cloudformer.module import InterferenceRegressor
-from infragym.runner import build_task
-
+# Issue 3: throughput reported; data loading never the bottleneck, read as: fetching batches takes
+# less than half of the training loop for every network.
+GOAL_MAX_FETCH_SHARE = 0.5
 FETCH = "[_TrainingEpochLoop].train_dataloader_next"
 STEP = "[Strategy]SingleDeviceStrategy.training_step"
 BATCH = "run_training_batch"
 
 
-def main() -> None:
+def check(result: dict) -> list[Check]:
+    models = result["models"]
+    worst = max(models, key=lambda n: models[n]["fetch_share"])
+    share = models[worst]["fetch_share"]
+    rates = ", ".join(f"{n} {r['windows_per_s']:,.0f}" for n, r in models.items())
+    return [
+        Check(f"training windows/s, {result['torch_threads']} torch threads", rates, "reported", None),
+        Check(
+            f"batch fetching share of the loop, worst network ({worst})",
+            f"{100 * share:.1f}%",
+            f"< {100 * GOAL_MAX_FETCH_SHARE:.0f}%",
+            share < GOAL_MAX_FETCH_SHARE,
+        ),
+    ]
+
+
+def main() -> int:
+    import numpy as np
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.profilers import SimpleProfiler
+
+    from infragym.models.cloudformer.module import InterferenceRegressor
+    from infragym.runner import build_task
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -81,22 +101,22 @@ def main() -> None:
                 f"{name}: {results[name]['windows_per_s']:.0f} windows/s, batch fetching "
                 f"{100 * results[name]['fetch_share']:.1f}% of the loop ({fetch:.2f} s vs {batch:.2f} s)"
             )
-    write_result(
-        "cloudformer_throughput" + (f"_{args.threads}thread" if args.threads is not None else ""),
-        {
-            "command": "python bench/cloudformer_throughput.py " + " ".join(args.overrides),
-            "torch_threads": torch.get_num_threads(),
-            "train_windows": len(splits.train),
-            "window": cfg.dataset.window,
-            "n_metrics": splits.n_metrics,
-            "batch_size": cfg.dataset.batch_size,
-            "epochs": args.epochs,
-            "loader_windows_per_s": loader_rate,
-            "models": results,
-        },
-    )
+    name = "cloudformer_throughput" + (f"_{args.threads}thread" if args.threads is not None else "")
+    result = {
+        "command": "python bench/cloudformer_throughput.py " + " ".join(args.overrides),
+        "torch_threads": torch.get_num_threads(),
+        "train_windows": len(splits.train),
+        "window": cfg.dataset.window,
+        "n_metrics": splits.n_metrics,
+        "batch_size": cfg.dataset.batch_size,
+        "epochs": args.epochs,
+        "loader_windows_per_s": loader_rate,
+        "models": results,
+    }
+    write_result(name, result)
     print(f"data pipeline alone: {loader_rate:,.0f} windows/s")
+    return finish(name, check(result))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,5 +1,5 @@
-"""Speed of ``infragym/VMReschedule-v0`` (issue 4 goal: >= 20,000 steps/s, step + mask, one
-process, on the medium snapshot; VMR2L's own env: ~600-1,550 steps/s on this kind of machine).
+"""Speed of ``infragym/VMReschedule-v0`` (step + masks, one process, on the medium snapshot;
+VMR2L's own env: ~600-1,550 steps/s on this kind of machine).
 
 A random feasible policy drives the env; the clock runs only inside the env's own calls
 (``step`` and ``placement_mask``; the VM mask comes with each step's info), so the number is
@@ -13,20 +13,38 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from typing import Any
 
-from _common import ROOT, write_result
+from _common import ROOT, Check, finish, write_result
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-import numpy as np
-
-from infragym.envs.cluster import VMRescheduleEnv, generate_snapshot, load_vmr2l_snapshot
-
+RESULT = "vm2rl_env_speed"
+# Issue 4: >= 20,000 steps/s (step + mask) in one process on the medium snapshot. Judged on the
+# rate per CPU-second of the env's own calls: on a machine shared with other jobs the wall-clock
+# rate measures the contention, not the env (both are stored).
+GOAL_STEPS_PER_S = 20_000
 DEFAULT_SNAPSHOT = ROOT.parent / "shared" / "data" / "vm_snapshots" / "vmr2l_c1_2022-03-28.json"
 
 
-def measure(env: VMRescheduleEnv, episodes: int, seed: int) -> dict[str, float]:
+def check(result: dict) -> list[Check]:
+    # The real snapshot where it was available, else the generated one of the same size.
+    name = "real_medium" if "real_medium" in result["results"] else "generated_medium"
+    r = result["results"][name]
+    rate = r.get("env_steps_per_cpu_s", r["env_steps_per_s"])
+    return [
+        Check(
+            f"env step + masks, {name}, per CPU-second",
+            f"{rate:,.0f} steps/s ({r['env_steps_per_s']:,.0f} wall)",
+            f">= {GOAL_STEPS_PER_S:,} steps/s",
+            rate >= GOAL_STEPS_PER_S,
+        )
+    ]
+
+
+def measure(env: Any, episodes: int, seed: int) -> dict[str, float]:
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     env_time = 0.0
     env_cpu = 0.0  # process CPU time: less inflated than wall time when other jobs share the cores
@@ -57,7 +75,12 @@ def measure(env: VMRescheduleEnv, episodes: int, seed: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main() -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import numpy as np
+
+    from infragym.envs.cluster import VMRescheduleEnv, generate_snapshot, load_vmr2l_snapshot
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--snapshot", default=str(DEFAULT_SNAPSHOT))
@@ -76,18 +99,17 @@ def main() -> None:
             **measure(env, args.episodes, args.seed),
         }
         print(name, results[name])
-    write_result(
-        "vm2rl_env_speed",
-        {
-            "goal_env_steps_per_s": 20_000,
-            "episodes": args.episodes,
-            "seed": args.seed,
-            "mnl": 50,
-            "results": results,
-            "note": "timed on a machine shared with other jobs unless stated otherwise",
-        },
-    )
+    result = {
+        "goal_env_steps_per_s": GOAL_STEPS_PER_S,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "mnl": 50,
+        "results": results,
+        "note": "timed on a machine shared with other jobs unless stated otherwise",
+    }
+    write_result(RESULT, result)
+    return finish(RESULT, check(result))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

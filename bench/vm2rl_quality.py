@@ -1,6 +1,4 @@
-"""VM2RL quality and decision time on held-out medium snapshots (issue 4 goal: the learned
-policy's FR within 5% of the MIP's at MNL = 50, the whole 50-step trajectory, best of K
-included, in <= 3 s on 2 CPU cores).
+"""VM2RL quality and decision time on held-out medium snapshots at MNL = 50.
 
 Loads an export (default: the shipped checkpoint), rebuilds its experiment from the manifest
 and evaluates it exactly as ``evaluate.py`` does (same test snapshots and seeds), with the
@@ -13,20 +11,45 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-from _common import ROOT, write_result
+from _common import ROOT, Check, finish, write_result
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
-
-from omegaconf import OmegaConf
-
-import infragym
-from infragym.runner import build_task
-from infragym.seeding import seed_everything
+RESULT = "vm2rl_quality"
+# Issue 4: on medium snapshots at MNL = 50, the learned policy's FR within 5% of the MIP's, with
+# the whole 50-step trajectory (best of K samples included) in <= 3 s on 2 CPU cores.
+GOAL_GAP_VS_MIP = 0.05
+GOAL_LATENCY_S = 3.0
 
 
-def main() -> None:
+def check(result: dict) -> list[Check]:
+    q = result["summary"]
+    gap, latency = q["vm2rl_vs_mip_relative_gap"], q["latency_s"]["vm2rl_best_of_k"]
+    return [
+        Check(
+            f"best-of-{q['k']} VM2RL FR vs MIP, MNL {q['mnl']}",
+            f"{100 * gap:+.1f}% ({q['fragment_rate']['vm2rl_best_of_k']:.3f} vs {q['fragment_rate']['mip']:.3f})",
+            f"<= +{100 * GOAL_GAP_VS_MIP:.0f}%",
+            gap <= GOAL_GAP_VS_MIP,
+        ),
+        Check(
+            "50-step trajectory, best of K",
+            f"{latency:.2f} s",
+            f"<= {GOAL_LATENCY_S:g} s",
+            latency <= GOAL_LATENCY_S,
+        ),
+    ]
+
+
+def main() -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    from omegaconf import OmegaConf
+
+    import infragym
+    from infragym.runner import build_task
+    from infragym.seeding import seed_everything
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "vm2rl"))
     parser.add_argument("--mip-time-limit", type=float, default=120.0)
@@ -61,19 +84,18 @@ def main() -> None:
     if "mip" in summary["fragment_rate"]:
         best = summary["fragment_rate"]["vm2rl_best_of_k"]
         summary["vm2rl_vs_mip_relative_gap"] = best / summary["fragment_rate"]["mip"] - 1.0
-    write_result(
-        "vm2rl_quality",
-        {
-            "checkpoint": os.path.relpath(args.checkpoint, ROOT),
-            "summary": summary,
-            "metrics": m,
-            "table": table.to_markdown(),
-            "notes": table.notes,
-            "wall_s": wall,
-            "note": "timed on a machine shared with other jobs unless stated otherwise",
-        },
-    )
+    result = {
+        "checkpoint": os.path.relpath(args.checkpoint, ROOT),
+        "summary": summary,
+        "metrics": m,
+        "table": table.to_markdown(),
+        "notes": table.notes,
+        "wall_s": wall,
+        "note": "timed on a machine shared with other jobs unless stated otherwise",
+    }
+    write_result(RESULT, result)
+    return finish(RESULT, check(result))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
