@@ -70,11 +70,12 @@ class TrainConfig:
     export: bool = True
     paths: PathsConfig = field(default_factory=PathsConfig)
     logger: Any = MISSING
+    # An experiment composes only the groups it uses; the others stay null.
     trainer: Any = None
     callbacks: Any = None
-    env: Any = MISSING
-    dataset: Any = MISSING
-    model: Any = MISSING
+    env: Any = None
+    dataset: Any = None
+    model: Any = None
     task: Any = MISSING
 
 

@@ -62,15 +62,18 @@ def run_config(cfg: DictConfig, component: Component) -> dict[str, Any]:
     return config
 
 
+# The parts an experiment may compose into its Task (each optional: only the groups it uses).
+PART_KEYS = ("env", "dataset", "model")
+
+
 def build_task(cfg: DictConfig) -> Any:
-    """Instantiate env, dataset and model, then the Task that combines them; the Lightning
-    ``trainer`` and ``callbacks`` configs go to components that declare ``uses_trainer``."""
+    """Instantiate the env, dataset and model the experiment composes, then the Task that
+    combines them; the Lightning ``trainer`` and ``callbacks`` configs go to components that
+    declare ``uses_trainer``."""
     component = component_of(cfg)
-    env = instantiate(cfg.env)
-    dataset = instantiate(cfg.dataset)
-    model = instantiate(cfg.model)
+    parts = {key: instantiate(cfg[key]) for key in PART_KEYS if cfg.get(key) is not None}
     extra = {key: cfg.get(key) for key in LIGHTNING_KEYS} if component.uses_trainer else {}
-    return instantiate(cfg.task, env=env, dataset=dataset, model=model, seed=cfg.seed, **extra)
+    return instantiate(cfg.task, **parts, seed=cfg.seed, **extra)
 
 
 def write_report(report: EvaluationReport, run_dir: Path, logger: RunLogger) -> None:
