@@ -1,4 +1,4 @@
-"""Shared fixtures: no W&B network, a private signing key, small composed configs."""
+"""Shared fixtures: no W&B network, a private signing key, composed configs at smoke scale."""
 
 from __future__ import annotations
 
@@ -19,16 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-# A Deoxys experiment small enough for a unit test (seconds, not minutes).
-SMALL_DEOXYS = [
-    "dataset.n_events=3000",
-    "dataset.n_test_events=2000",
-    "model.n_estimators=20",
-    "model.nuisance_max_iter=30",
-    "task.baseline_kwargs.dr_policy_forest.n_estimators=20",
-    "task.tradeoff_tolerances=[0.0,4.0]",
-    "task.tradeoff_budgets=[0.0]",
-]
+
+def smoke(experiment: str, *overrides: str) -> list[str]:
+    """``experiment`` at the scale of its smoke preset (conf/debug/<experiment>.yaml), then ``overrides``."""
+    return [f"experiment={experiment}", f"debug={experiment}", *overrides]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -22,33 +22,13 @@ from infragym.models.cloudformer.networks import ARCHITECTURES, NetworkSpec, bui
 from infragym.models.cloudformer.task import CloudFormerTask
 from infragym.runner import build_task, evaluation_options, write_report
 
-from .conftest import compose_config
+from .conftest import compose_config, smoke
 
 GROUPS = [4, 5, 3, 4, 5, 3]
 MODELS = ["cloudformer", "lstm", "temporal_transformer", "metric_transformer"]
 MODELS += ["mean", "persistence", "ridge", "hist_gradient_boosting"]
-# A CloudFormer experiment small enough for a unit test (seconds per network).
-SMALL_CLOUDFORMER = [
-    "experiment=cloudformer",
-    "logger=none",
-    "env.n_metrics=48",
-    "env.tasks_per_workload=3",
-    "env.trace_seconds=90",
-    "dataset.window=12",
-    "dataset.stride=4",
-    "dataset.eval_stride=8",
-    "dataset.batch_size=64",
-    "dataset.val_fraction=0.34",
-    "dataset.seen_test_fraction=0.34",
-    "model.d_model=16",
-    "model.n_layers=1",
-    "task.neural_baselines.lstm.d_model=16",
-    "task.neural_baselines.lstm.n_layers=1",
-    "+task.baseline_kwargs.hist_gradient_boosting.max_iter=40",
-    "trainer.max_epochs=2",
-    "+trainer.enable_model_summary=false",
-    "callbacks.rich_progress_bar=null",
-]
+# CloudFormer at its smoke scale (conf/debug/cloudformer.yaml: seconds per network).
+SMALL_CLOUDFORMER = smoke("cloudformer", "logger=none")
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -207,9 +187,8 @@ def test_tampered_onnx_is_refused(trained: dict[str, Any], tmp_path: Path) -> No
 
 
 def test_ddp_spawn_with_two_cpu_processes(tmp_path: Path) -> None:
-    overrides = [o for o in SMALL_CLOUDFORMER if not o.startswith("trainer.max_epochs")]
-    overrides += ["trainer=ddp", "trainer.strategy=ddp_spawn", "trainer.accelerator=cpu", "trainer.max_epochs=1"]
-    overrides += ["trainer.sync_batchnorm=false"]
+    overrides = [*SMALL_CLOUDFORMER, "trainer=ddp", "trainer.strategy=ddp_spawn", "trainer.accelerator=cpu"]
+    overrides += ["trainer.max_epochs=1", "trainer.sync_batchnorm=false"]
     cfg = compose_config("train", overrides, tmp_path)
     task = build_task(cfg)
     net = task.fit_network("cloudformer")

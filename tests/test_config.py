@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
 
+from infragym.config import compose_run_config
 from infragym.envs.cluster import VMRescheduleEnv
 from infragym.envs.colocation import ColocationSimulator
 from infragym.envs.health import UnhealthyNodeMitigationEnv
@@ -27,15 +32,25 @@ from infragym.models.vm2rl.task import VM2RLTask
 from infragym.runner import build_task
 from infragym.task import Task
 
-from .conftest import CONF, compose_config
+from .conftest import CONF, ROOT, compose_config, smoke
 
 
 def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def _choices(overrides: list[str]) -> dict[str, str | None]:
+    """The option Hydra chose in each config group (``hydra.runtime.choices``)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return dict(cfg.hydra.runtime.choices)
+
+
 def test_every_group_has_options() -> None:
-    for group in ("experiment", "env", "dataset", "model", "logger", "trainer", "callbacks", "hparams_search"):
+    groups = ("experiment", "task", "debug", "env", "dataset", "model", "logger", "trainer", "callbacks")
+    for group in (*groups, "hparams_search"):
         assert _options(group), f"conf/{group} is empty"
     assert {"wandb", "csv", "none"} <= set(_options("logger"))
     assert {"cpu", "gpu", "ddp"} <= set(_options("trainer"))
@@ -67,6 +82,79 @@ def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
     else:
         assert isinstance(task, ServingBaselinesTask)
         assert isinstance(task.env, LLMServingEnv)
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_experiment_selects_its_task_from_the_task_group(experiment: str) -> None:
+    raw = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml")
+    # the Task and its options live in conf/task; an experiment lists only what differs
+    assert "_target_" not in (raw.get("task") or {}), f"experiment/{experiment}.yaml defines its task's _target_"
+    chosen = _choices([f"experiment={experiment}"])["task"]
+    assert chosen in _options("task")
+
+
+def test_task_group_has_an_option_per_component_and_each_is_used() -> None:
+    used = {_choices([f"experiment={e}"])["task"] for e in _options("experiment")}
+    assert used == set(_options("task"))
+    for name in _options("task"):
+        assert OmegaConf.load(CONF / "task" / f"{name}.yaml")["_target_"]
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_has_a_debug_preset_that_composes(experiment: str, tmp_path: Path) -> None:
+    assert experiment in _options("debug"), f"no conf/debug/{experiment}.yaml"
+    full = compose_config("train", [f"experiment={experiment}", "logger=none"], tmp_path)
+    cfg = compose_config("train", smoke(experiment, "logger=none"), tmp_path)
+    assert cfg != full  # the preset shrinks something
+    assert cfg.task._target_ == full.task._target_ and cfg.task_name == full.task_name
+    assert isinstance(build_task(cfg), Task)
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_only_lightning_experiments_carry_trainer_and_callbacks(experiment: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
+    # what the run logger (and W&B's run config) receives
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    uses_trainer = "trainer" in inspect.signature(get_class(cfg.task._target_)).parameters
+    if uses_trainer:
+        assert resolved["trainer"]["_target_"].endswith("Trainer") and resolved["callbacks"]
+    else:
+        assert resolved["trainer"] is None and resolved["callbacks"] is None
+
+
+def test_vm2rl_continuum_deoxys_runs_have_no_trainer_but_cloudformer_has(tmp_path: Path) -> None:
+    for experiment in ("vm2rl", "continuum", "deoxys"):
+        cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
+        assert cfg.trainer is None and cfg.callbacks is None, experiment
+    cfg = compose_config("train", ["experiment=cloudformer"], tmp_path)
+    assert cfg.trainer.accelerator == "cpu" and "model_checkpoint" in cfg.callbacks
+
+
+def test_command_line_trainer_wins_over_the_experiments_choice(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["experiment=cloudformer", "trainer=gpu"], tmp_path)
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.max_epochs == 5  # the experiment's epochs stay
+    cfg = compose_config("train", ["experiment=cloudformer_full", "trainer=cpu"], tmp_path)
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "32-true"
+
+
+def test_default_experiment_and_a_missing_one(tmp_path: Path) -> None:
+    assert _choices([])["experiment"] == "deoxys"  # python train.py
+    cfg = compose_config("train", ["~experiment"], tmp_path)
+    # nothing selects the component groups: the run stops naming the first missing key
+    with pytest.raises(MissingMandatoryValue, match="env"):
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def test_local_group_is_git_ignored_and_optional(tmp_path: Path) -> None:
+    assert "conf/local/" in (ROOT / ".gitignore").read_text().splitlines()
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf, ignore=shutil.ignore_patterns("local"))
+    cfg = compose_run_config("train", [], tmp_path / "run", conf)
+    assert cfg.task._target_.endswith("DeoxysTask")
+    (conf / "local").mkdir()
+    (conf / "local" / "default.yaml").write_text("# @package _global_\nlogger:\n  entity: my-team\n")
+    assert compose_run_config("train", [], tmp_path / "run", conf).logger.entity == "my-team"
 
 
 @pytest.mark.parametrize("name", _options("logger"))

@@ -28,22 +28,9 @@ from infragym.models.continuum.predictors import (
 from infragym.models.continuum.ttl import ContinuumRule, FixedTTL, program_eta
 from infragym.runner import run_train
 
-from .conftest import compose_config
+from .conftest import compose_config, smoke
 
-SMALL_CONTINUUM = [
-    "experiment=continuum",
-    "logger=none",
-    "dataset.swe_train=250",
-    "dataset.bfcl_train=250",
-    "dataset.swe_test=40",
-    "dataset.bfcl_test=60",
-    "dataset.real_programs=20",
-    "task.loads={swe_like:[0.3],bfcl_like:[16.0],real:[0.4]}",
-    "task.eval_seeds=1",
-    "model.learned_rounds=1",
-    "model.learned_programs=30",
-    "model.learned_rates=[0.3]",
-]
+SMALL_CONTINUUM = smoke("continuum", "logger=none")  # conf/debug/continuum.yaml
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,11 @@ from pathlib import Path
 
 from infragym.runner import run_train
 
-from .conftest import SHARED_DATA, compose_config
+from .conftest import SHARED_DATA, compose_config, smoke
 
 
 def test_serving_baselines_experiment(tmp_path: Path) -> None:
-    cfg = compose_config(
-        "train",
-        [
-            "experiment=serving_baselines",
-            "logger=none",
-            "dataset.max_requests=1500",
-            "dataset.burstgpt_requests=1500",
-            "task.rate_factors=[1.0,16.0]",
-        ],
-        tmp_path,
-    )
+    cfg = compose_config("train", smoke("serving_baselines", "logger=none"), tmp_path)
     run_train(cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     workloads = ["burstgpt_like"] + (["azure_conv"] if (SHARED_DATA / "llm_traces").is_dir() else [])

@@ -13,13 +13,13 @@ import pytest
 from infragym.export import verify_export
 from infragym.runner import run_evaluate, run_train
 
-from .conftest import ROOT, SMALL_DEOXYS, compose_config
+from .conftest import ROOT, compose_config, smoke
 
 POLICIES = ("legacy", "deoxys", "deoxys_no_fallback", "s_learner", "t_learner", "dr_policy_forest", "oracle")
 
 
 def _train(tmp: Path, *overrides: str) -> tuple[float | None, dict[str, float]]:
-    cfg = compose_config("train", [*SMALL_DEOXYS, "logger=none", *overrides], tmp)
+    cfg = compose_config("train", smoke("deoxys", "logger=none", *overrides), tmp)
     value = run_train(cfg)
     return value, json.loads((tmp / "metrics.json").read_text())
 
@@ -81,7 +81,7 @@ def test_evaluate_reproduces_the_exported_numbers(
 
 def test_wandb_offline_run_logs_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = compose_config("train", [*SMALL_DEOXYS, "logger=wandb", "dataset.n_events=1000", "seed=1"], tmp_path)
+    cfg = compose_config("train", smoke("deoxys", "logger=wandb", "dataset.n_events=1000", "seed=1"), tmp_path)
     run_train(cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -100,7 +100,7 @@ def test_two_job_sweep_with_the_joblib_launcher(tmp_path: Path) -> None:
         "logger=none",
         "export=false",
         "seed=0,1",
-        *SMALL_DEOXYS,
+        *smoke("deoxys"),
         "dataset.n_events=1000",
         f"hydra.sweep.dir={tmp_path}",
     ]

@@ -19,7 +19,7 @@ from infragym.models.vm2rl.policy import OnnxPolicyNet, observe, rollout
 from infragym.models.vm2rl.ppo import PPOArgs, compute_gae, ppo_loss, train_ppo
 from infragym.runner import run_evaluate, run_train
 
-from .conftest import compose_config
+from .conftest import compose_config, smoke
 
 torch.set_num_threads(1)
 
@@ -170,23 +170,7 @@ def test_ppo_improves_on_a_tiny_cluster() -> None:
 
 
 def test_vm2rl_experiment_end_to_end_and_evaluate_reproduces(tmp_path: Path) -> None:
-    overrides = [
-        "experiment=vm2rl",
-        "logger=none",
-        "env.preset=tiny",
-        "dataset.test_paths=[]",
-        "dataset.test_preset=small",
-        "dataset.n_test_generated=1",
-        "model.d_model=16",
-        "task.ppo.total_steps=256",
-        "task.ppo.n_envs=4",
-        "task.train_max_migrations=5",
-        "task.mnl_grid=[5,10]",
-        "env.max_migrations=10",
-        "task.k_samples=2",
-        "task.mip_time_limit_s=2",
-    ]
-    cfg = compose_config("train", overrides, tmp_path / "run")
+    cfg = compose_config("train", smoke("vm2rl", "logger=none"), tmp_path / "run")
     run_train(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for method in ("random", "greedy", "vm2rl", "vm2rl_best_of_k"):
