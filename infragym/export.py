@@ -331,6 +331,24 @@ def export_file(directory: str | os.PathLike[str], manifest: Mapping[str, Any], 
     return path
 
 
+def load_export(path: str | os.PathLike[str], *, trust: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Verify an export folder and load it: the component's predictor and the verified manifest."""
+    directory = Path(path)
+    manifest = verify_export(directory, trust=trust)
+    record = _component(manifest["component"], str(directory))
+    if record.loader is None:
+        raise ExportError(f"{directory}: component {record.name!r} declares no export loader")
+    libraries = manifest["libraries"] if isinstance(manifest["libraries"], dict) else {}
+    current = library_versions(tuple(str(name) for name in libraries))
+    for name, version in libraries.items():
+        if name != "python" and current.get(name) != version:
+            warnings.warn(
+                f"{directory}: exported with {name} {version}, loading with {current.get(name)}",
+                stacklevel=3,
+            )
+    return record.resolve_loader()(directory, manifest), manifest
+
+
 def load(path: str | os.PathLike[str], *, trust: bool = False) -> Any:
     """Load an export folder after verifying it; returns the component's predictor.
 
@@ -339,16 +357,4 @@ def load(path: str | os.PathLike[str], *, trust: bool = False) -> Any:
         trust: load code-bearing files (pickles) even if the export was not signed with this
             machine's key. Checksums are verified either way.
     """
-    directory = Path(path)
-    manifest = verify_export(directory, trust=trust)
-    record = _component(manifest["component"], str(directory))
-    if record.loader is None:
-        raise ExportError(f"{directory}: component {record.name!r} declares no export loader")
-    current = library_versions(tuple(manifest["libraries"]))
-    for name, version in manifest["libraries"].items():
-        if name != "python" and current.get(name) != version:
-            warnings.warn(
-                f"{directory}: exported with {name} {version}, loading with {current.get(name)}",
-                stacklevel=2,
-            )
-    return record.resolve_loader()(directory, manifest)
+    return load_export(path, trust=trust)[0]

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from infragym import components
 from infragym.components import Component
 from infragym.config import compose_run_config
-from infragym.export import ExportError, load
+from infragym.export import ExportError, load_export
 from infragym.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from infragym.logging import RunLogger
 from infragym.portable import ExportConfigError, merge_plain_values, portable_config
@@ -182,8 +182,7 @@ def evaluation_options(component: Component, options: Any) -> dict[str, Any]:
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     """Load an export, rebuild its experiment from its registered component, evaluate it
     against the baselines. Nothing in the manifest chooses code: see ``rebuild_train_config``."""
-    predictor = load(cfg.checkpoint, trust=cfg.trust)
-    manifest = predictor.manifest
+    predictor, manifest = load_export(cfg.checkpoint, trust=cfg.trust)
     component = components.get(manifest["component"])
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
