@@ -21,7 +21,7 @@ from infragym.config import CONF_SOURCE, evaluation_overrides, with_component_se
 USAGE = """usage: infragym <command> [hydra overrides]
 
 commands:
-  train      train, evaluate and export one experiment: infragym train experiment=vm2rl seed=3
+  train      train, evaluate and export one experiment: infragym train experiment=<name> seed=3
   evaluate   evaluate an export against the baselines:   infragym evaluate checkpoint=outputs/<run>/export
   list       the components, experiments and environments
 Hydra's own flags work after the command (-m for sweeps, --cfg job, --help).
@@ -50,7 +50,7 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     if command == "evaluate":
         overrides = evaluation_overrides(overrides)
     if not any(o.partition("=")[0].lstrip("+") == "hydra.job.name" for o in overrides):
-        overrides.append(f"hydra.job.name={command}")  # names the run's log file (train.log, evaluate.log)
+        overrides.insert(0, f"hydra.job.name={command}")  # names the run's log file (train.log, evaluate.log)
     argv = sys.argv
     sys.argv = [f"infragym {command}", *overrides]
     try:

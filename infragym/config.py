@@ -65,7 +65,7 @@ class TrainConfig:
     seed: int = 0
     task_name: str = "train"
     tags: list[str] = field(default_factory=list)
-    # The metric that train.py returns to a sweeper (e.g. "val/deoxys/dr_objective").
+    # The metric that train.py returns to a sweeper (a "split/method/metric" key of metrics.json).
     optimized_metric: str | None = None
     export: bool = True
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -129,15 +129,16 @@ def evaluation_overrides(overrides: Sequence[str]) -> list[str]:
     except ExportError:
         return list(overrides)  # the run itself reports the unreadable export, naming it
     option = name if isinstance(name, str) and name in components.registry() else "none"
-    return [*overrides, f"evaluation={option}"]
+    return [f"evaluation={option}", *overrides]
 
 
 register_configs()
 
 
 def with_component_search_path(overrides: Sequence[str]) -> list[str]:
-    """``overrides`` plus the config folders of components that ship their own configs, on
-    Hydra's search path (after any the user listed in ``hydra.searchpath``)."""
+    """The config folders of components that ship their own configs, on Hydra's search path
+    (after any the user listed in ``hydra.searchpath``), then ``overrides``. Added overrides come
+    first: Hydra's command line takes flags (``--cfg job``) after them."""
     extra = components.config_search_path()
     if not extra:
         return list(overrides)
@@ -150,7 +151,7 @@ def with_component_search_path(overrides: Sequence[str]) -> list[str]:
         else:
             kept.append(item)
     paths = list(dict.fromkeys([*user, *extra]))
-    return [*kept, f"hydra.searchpath=[{','.join(paths)}]"]
+    return [f"hydra.searchpath=[{','.join(paths)}]", *kept]
 
 
 def compose_run_config(

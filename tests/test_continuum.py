@@ -209,6 +209,33 @@ def test_export_loads_without_the_training_stack(continuum_run: Path, tmp_path: 
         infragym.load(copy)
 
 
+@pytest.mark.parametrize("escape", ["../outside.txt", "/ABS/outside.txt"])
+def test_predictors_json_cannot_name_files_outside_the_export(continuum_run: Path, tmp_path: Path, escape: str) -> None:
+    """The attack: predictors.json (re-hashed in the unsigned manifest) names a model file by an
+    absolute or ../ path; the loader must refuse instead of reading outside the export."""
+    import hashlib
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(continuum_run / "export", copy)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not part of the export")
+    target = escape.replace("/ABS", str(tmp_path))
+    spec_path = copy / "predictors.json"
+    spec = spec_path.read_text()
+    listed = sorted(p.name for p in copy.glob("quantile_gbm__*.txt"))
+    assert listed and f'"{listed[0]}"' in spec, "predictors.json names its model files"
+    spec_path.write_text(spec.replace(f'"{listed[0]}"', json.dumps(target)))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["predictors.json"] = {
+        "sha256": hashlib.sha256(spec_path.read_bytes()).hexdigest(),
+        "bytes": spec_path.stat().st_size,
+    }
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match="not a plain file name"):
+        infragym.load(copy)
+
+
 def test_loading_the_export_imports_no_training_stack(continuum_run: Path) -> None:
     import subprocess
     import sys
