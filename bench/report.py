@@ -1,7 +1,8 @@
 """Results pages, generated from the stored results: ``bench/results/*.json`` (the benchmark
 suite) and ``studies/results/*`` (the research studies). Nothing here runs a benchmark.
 
-    python bench/report.py          # every page, as one markdown document
+    python bench/report.py                      # every page, as one markdown document
+    python bench/report.py --out outputs/results # one file per page
 
 ``render_pages()`` returns one markdown page per component plus an index; the docs build
 (mkdocs-gen-files) writes them under ``results/``. This file can be imported by path: it puts
@@ -582,9 +583,21 @@ def render_pages() -> dict[str, str]:
     return pages
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, help="write one file per page under this folder instead of printing")
+    args = parser.parse_args(argv)
     pages = render_pages()
-    print("\n\n".join(pages[p].rstrip() for p in [*COMPONENT_PAGES, "results/index.md"]))
+    if args.out is None:
+        print("\n\n".join(pages[p].rstrip() for p in [*COMPONENT_PAGES, "results/index.md"]))
+        return
+    for page, text in pages.items():
+        path = args.out / Path(page).name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(f"wrote {len(pages)} results pages under {args.out}/")
 
 
 if __name__ == "__main__":
