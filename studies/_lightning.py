@@ -44,7 +44,7 @@ def runner() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=False).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "studies", "models"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "studies/*.py", "models", "infragym"], cwd=root,
                                capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
     except OSError:
         sha, dirty = "", ""
