@@ -536,7 +536,7 @@ def cloudformer_page() -> str:
         if reproduction:
             parts.append(
                 "### Reproduction through the shipped LightningModule\n\n"
-                "The study now trains through `InterferenceRegressor` and a Lightning Trainer; a subset re-run "
+                "The study trains through `InterferenceRegressor` and a Lightning Trainer; a subset re-run "
                 "that way (one torch thread, on a machine shared with other jobs), next to the plain loop's "
                 "numbers for the same variant, seed and fold. The plain loop's spread over three initialisations "
                 "of `base` on seed 0, fold 0 was 2.19-2.47 pp (held-out applications) and 1.88-2.27 pp (seen "
