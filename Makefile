@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: setup train test lint bench clean
+.PHONY: setup train test lint bench study clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,15 +29,15 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
+# The benchmark suite (about 2 hours on 2 cores; ARGS="--quick", "--only NAME ...", "--check-only"),
+# then the results pages built from what it stored (exit status: the suite's).
 bench: setup
-	$(PY) bench/train_wallclock.py && $(PY) bench/deoxys_quality.py && $(PY) bench/deoxys_fit_time.py \
-		&& $(PY) bench/serving_speed.py && $(PY) bench/serving_speed.py --router least_outstanding \
-		&& $(PY) bench/serving_fidelity.py && $(PY) bench/continuum.py \
-		&& $(PY) bench/vm2rl_env_speed.py && $(PY) bench/vm2rl_quality.py \
-		&& $(PY) bench/vm2rl_train_wallclock.py && $(PY) bench/vm2rl_maskable_ppo.py \
-		&& $(PY) bench/cloudformer_quality.py && $(PY) bench/cloudformer_quality.py --cv --jobs 2 logger=none \
-		&& $(PY) bench/cloudformer_throughput.py && $(PY) bench/cloudformer_throughput.py --threads 1 \
-		&& $(PY) bench/report.py
+	$(PY) bench/suite.py $(ARGS); status=$$?; $(PY) bench/report.py --out outputs/results && exit $$status
+
+# A research study (not a goal), e.g. make study STUDY=cloudformer_appval ARGS="--variants ridge_span base"
+STUDY ?= cloudformer_appval
+study: setup
+	OMP_NUM_THREADS=1 $(PY) studies/$(STUDY).py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

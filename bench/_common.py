@@ -24,6 +24,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
+def data_dir() -> Path:
+    """Where the shared data sets live: ``INFRAGYM_DATA`` (as the configs' ``paths.data_dir``),
+    else the checkout's default, ``../shared/data``."""
+    return Path(os.environ.get("INFRAGYM_DATA") or ROOT.parent / "shared" / "data")
+
+
 def compose_train(overrides: Sequence[str], output_dir: Path) -> Any:
     import infragym.envs  # noqa: F401  (registers the envs)
     from infragym.config import compose_run_config

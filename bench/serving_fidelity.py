@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from _common import ROOT, Check, finish, write_result
+from _common import Check, data_dir, finish, write_result
 
 RESULT = "serving_fidelity"
 # Issue 5: the calibrated cost model predicts the profiled per-iteration times within 15% mean
@@ -32,7 +32,7 @@ def check(result: dict) -> list[Check]:
 def main() -> int:
     from infragym.envs.serving.cost_model import calibrate
 
-    folder = ROOT.parent / "shared" / "data" / "gpu_profiles"
+    folder = data_dir() / "gpu_profiles"
     results = {}
     for name, gpu in PROFILES.items():
         fit = calibrate(folder / f"{name}.csv", gpu)

@@ -17,14 +17,14 @@ import sys
 import time
 from typing import Any
 
-from _common import ROOT, Check, finish, write_result
+from _common import Check, data_dir, finish, write_result
 
 RESULT = "vm2rl_env_speed"
 # Issue 4: >= 20,000 steps/s (step + mask) in one process on the medium snapshot. Judged on the
 # rate per CPU-second of the env's own calls: on a machine shared with other jobs the wall-clock
 # rate measures the contention, not the env (both are stored).
 GOAL_STEPS_PER_S = 20_000
-DEFAULT_SNAPSHOT = ROOT.parent / "shared" / "data" / "vm_snapshots" / "vmr2l_c1_2022-03-28.json"
+DEFAULT_SNAPSHOT = data_dir() / "vm_snapshots" / "vmr2l_c1_2022-03-28.json"
 
 
 def check(result: dict) -> list[Check]:

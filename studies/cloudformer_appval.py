@@ -5,11 +5,14 @@ it measures seen-application error; the issue's goal is the error on *unseen* ap
 This study holds out whole applications instead: of the 10 training applications of the
 default experiment (the 3 test-unseen ones are never loaded into any split used here), 3 are
 set aside per fold as validation applications, the networks train on the other 7, and the
-variants are compared on the held-out applications' windows. Plain PyTorch loop with the
-task's recipe (AdamW, 5 % warm-up then cosine, L1 loss, batches of 32, one torch thread).
+variants are compared on the held-out applications' windows. The networks train through the
+shipped LightningModule and a Lightning Trainer (``_lightning.py``) with the task's recipe
+(AdamW, 5 % warm-up then cosine, L1 loss, batches of 32, one torch thread); the errors are those
+of the last epoch.
 
-    OMP_NUM_THREADS=1 python bench/cloudformer_appval.py --seed 0 --fold 0 --variants ridge base d=64
-    OMP_NUM_THREADS=1 python bench/cloudformer_appval.py --variants "arch=lstm,d=64" "mdrop=0.2"
+    OMP_NUM_THREADS=1 python studies/cloudformer_appval.py --seed 0 --fold 0 --variants ridge base d=64
+    OMP_NUM_THREADS=1 python studies/cloudformer_appval.py --variants "arch=lstm,d=64" "mdrop=0.2" \
+        --out studies/results/cloudformer_appval.jsonl
 
 A variant is comma-separated ``key=value`` changes to the recipe:
 - ``arch``, ``d``, ``heads``, ``layers``, ``dropout``: the ``NetworkSpec``;
@@ -42,14 +45,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import compose_train
+from _lightning import StudyRegressor, compose_train, fit, mae_pp, runner
 
 DEFAULTS = {"arch": "cloudformer", "d": 32, "heads": 2, "layers": 2, "dropout": 0.1, "lr": 2e-3, "wd": 0.01,
             "bs": 32, "ep": 5, "mdrop": 0.0, "noise": 0.0, "ema": 0.0, "init": 0, "mix": 0.0, "ens": 1,
@@ -67,25 +69,6 @@ def parse(variant: str) -> dict[str, float | str]:
     return recipe
 
 
-def mae_pp(predictions: np.ndarray, windows) -> float:
-    """Mean absolute error of P in percentage points."""
-    return 100.0 * float(np.abs(predictions - windows.labels).mean())
-
-
-class GradientReversal(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by ``-weight`` (the adversary learns
-    to name the application, the network learns to hide it)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
-        ctx.weight = weight
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.weight * grad, None
-
-
 def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
     if int(recipe["ens"]) > 1:
         members = [
@@ -99,74 +82,34 @@ def train(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int
 
 
 def _train_one(recipe: dict, train_w, vals: dict, group_sizes: list[int], window: int, seed: int) -> dict:
-    from infragym.models.cloudformer.module import predict_windows, warmup_cosine
-    from infragym.models.cloudformer.networks import NetworkSpec, build_network
+    """One network through the shipped LightningModule (``StudyRegressor``) and a Trainer."""
+    from infragym.models.cloudformer.networks import NetworkSpec
 
-    torch.manual_seed(seed + int(recipe["init"]))
-    rng = np.random.default_rng(seed + int(recipe["init"]))
     spec = NetworkSpec(arch=str(recipe["arch"]), d_model=int(recipe["d"]), n_heads=int(recipe["heads"]),
-                       n_layers=int(recipe["layers"]), dropout=float(recipe["dropout"]),
-                       skip_tail=int(recipe["skip"]))  # fmt: skip
-    net = build_network(spec, group_sizes, window)
-    apps, app_ids = np.unique(train_w.workload, return_inverse=True)
-    params = list(net.parameters())
-    captured: dict[str, torch.Tensor] = {}
-    adversary = None
-    if recipe["dann"]:
-        width = net.head.mlp[0].in_features
-        adversary = torch.nn.Sequential(torch.nn.Linear(width, 64), torch.nn.GELU(), torch.nn.Linear(64, len(apps)))
-        net.head.register_forward_pre_hook(lambda _m, args: captured.__setitem__("h", args[0]))
-        params += list(adversary.parameters())
-    optimiser = torch.optim.AdamW(params, lr=float(recipe["lr"]), weight_decay=float(recipe["wd"]))
-    batch, epochs = int(recipe["bs"]), int(recipe["ep"])
-    n = len(train_w)
-    per_epoch = math.ceil(n / batch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(per_epoch * epochs))
-    ema = None
-    if recipe["ema"]:
-        ema = torch.optim.swa_utils.AveragedModel(
-            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(float(recipe["ema"]))
+                       n_layers=int(recipe["layers"]), dropout=float(recipe["dropout"]), lr=float(recipe["lr"]),
+                       weight_decay=float(recipe["wd"]), skip_tail=int(recipe["skip"]))  # fmt: skip
+
+    def build() -> StudyRegressor:
+        return StudyRegressor(
+            spec=spec,
+            group_sizes=group_sizes,
+            window=window,
+            n_applications=len(np.unique(train_w.workload)),
+            mse=bool(recipe["mse"]),
+            vrex=float(recipe["vrex"]),
+            dann=float(recipe["dann"]),
+            metric_dropout=float(recipe["mdrop"]),
+            noise=float(recipe["noise"]),
+            mixup=float(recipe["mix"]),
+            ema=float(recipe["ema"]),
+            val_names=tuple(vals),
         )
-    started, curve = time.perf_counter(), []
-    for _epoch in range(epochs):
-        order, losses = rng.permutation(n), []
-        for i in range(per_epoch):
-            idx = order[i * batch : (i + 1) * batch]
-            x, y = train_w.gather(idx)
-            if recipe["mdrop"]:
-                x = x * (rng.random((len(x), 1, x.shape[2])) >= recipe["mdrop"]).astype(np.float32)
-            if recipe["noise"]:
-                x = x + rng.normal(0.0, recipe["noise"], x.shape).astype(np.float32)
-            if recipe["mix"]:
-                lam = rng.beta(recipe["mix"], recipe["mix"], (len(x), 1)).astype(np.float32)
-                pair = rng.permutation(len(x))
-                x = lam[:, :, None] * x + (1 - lam[:, :, None]) * x[pair]
-                y = lam[:, 0] * y + (1 - lam[:, 0]) * y[pair]
-            diff = net(torch.from_numpy(x)) - torch.from_numpy(y).float()
-            err = diff.square() if recipe["mse"] else diff.abs()
-            if recipe["vrex"]:
-                group = torch.from_numpy(app_ids[idx])
-                counts = torch.bincount(group, minlength=len(apps)).float()
-                risks = torch.zeros(len(apps)).index_add(0, group, err)[counts > 0] / counts[counts > 0]
-                loss = risks.mean() + float(recipe["vrex"]) * risks.var(unbiased=False)
-            else:
-                loss = err.mean()
-            if adversary is not None:
-                logits = adversary(GradientReversal.apply(captured["h"], float(recipe["dann"])))
-                loss = loss + torch.nn.functional.cross_entropy(logits, torch.from_numpy(app_ids[idx]))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            if ema is not None:
-                ema.update_parameters(net)
-            losses.append(diff.abs().mean().item())
-        judge = ema.module if ema is not None else net
-        predictions = {k: predict_windows(judge, w) for k, w in vals.items()}
-        errors = {k: mae_pp(p, vals[k]) for k, p in predictions.items()}
-        curve.append({"train_l1": 100 * float(np.mean(losses)), **errors})
-        print(json.dumps(curve[-1]), flush=True)
-    return {"final": curve[-1], "curve": curve, "seconds": time.perf_counter() - started, "predictions": predictions}
+
+    result = fit(build, train_w, vals, epochs=int(recipe["ep"]), batch_size=int(recipe["bs"]),
+                 seed=seed + int(recipe["init"]))  # fmt: skip
+    for entry in result["curve"]:
+        print(json.dumps(entry), flush=True)
+    return result
 
 
 BLEND = "+ridge"
@@ -199,7 +142,9 @@ def run_variant(variant: str, train_w, vals: dict, group_sizes: list[int], windo
 
 
 def emit(line: dict, out: Path | None) -> None:
-    """Print a result line (without its curve) and append it, whole, to ``out``."""
+    """Print a result line (without its curve) and append it, whole, to ``out``, labelled with
+    the code that produced it."""
+    line = {**line, "runner": runner()}
     print("RESULT " + json.dumps({k: v for k, v in line.items() if k != "curve"}), flush=True)
     if out is not None:
         with out.open("a") as fh:

@@ -1,6 +1,6 @@
 """Does the number of training *applications* decide who generalises? (never reads a test split)
 
-The leave-applications-out study (``bench/cloudformer_appval.py``) trains on 7 named
+The leave-applications-out study (``studies/cloudformer_appval.py``) trains on 7 named
 applications and validates on 3 held-out ones; ridge beats CloudFormer there. This study asks
 whether that is because 7 applications are too few to learn what transfers. With the same
 simulator, the same number of training tasks (42 of 300 s, windows every 2 s) and the same
@@ -14,10 +14,11 @@ held-out named applications, it trains every model on either
 and evaluates on the fold's 3 held-out named applications (10 tasks each, windows every 10 s;
 the same traces for both arms). The default experiment's unseen test applications are never
 simulated. Ridge chooses its alpha and span on held-out tasks of its own arm's families (14
-tasks). The networks use the shipped recipe (``cloudformer_appval.train``). One torch thread.
+tasks). The networks train through the shipped LightningModule and a Lightning Trainer with
+the shipped recipe (``cloudformer_appval.train``). One torch thread.
 
-    OMP_NUM_THREADS=1 python bench/cloudformer_diversity.py --seed 0 --fold 0 \
-        --out bench/results/cloudformer_diversity.jsonl
+    OMP_NUM_THREADS=1 python studies/cloudformer_diversity.py --seed 0 --fold 0 \
+        --out studies/results/cloudformer_diversity.jsonl
 
 This is a study of the simulator's data, not a training option: a user of the real
 CloudPerfTrace has its 11 applications and no way to draw more.
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import compose_train
+from _lightning import compose_train
 
 from infragym.datasets.cloudperf import TraceSet
 from infragym.envs.colocation.simulator import ColocationSimulator
@@ -90,7 +91,7 @@ def main() -> None:
         cfg = compose_train(["experiment=cloudformer", f"seed={args.seed}", "logger=none"], Path(tmp))
     simulator = instantiate(cfg.env)
     window, unseen = int(cfg.dataset.window), list(cfg.dataset.unseen_workloads)
-    # The appval fold's held-out applications (the same draw as bench/cloudformer_appval.py).
+    # The appval fold's held-out applications (the same draw as studies/cloudformer_appval.py).
     apps = sorted(set(WORKLOADS) - set(unseen))
     held = [str(a) for a in np.random.default_rng(1000 * args.seed + args.fold).choice(apps, size=3, replace=False)]
     named = [a for a in apps if a not in held]

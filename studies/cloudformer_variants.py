@@ -1,11 +1,12 @@
-"""CloudFormer variants on the VALIDATION split of one seed: the ablation behind the README's
-"why CloudFormer loses" notes. A plain PyTorch loop with the task's recipe (AdamW, lr 2e-3,
-weight decay 0.01, batch 256 (``--batch``), 5 % linear warm-up then cosine to 5 %, L1 loss, best epoch on
-validation MAE) on the default experiment's data (windows every 2 s), one torch thread.
-Never reads a test split.
+"""CloudFormer variants on the VALIDATION split of one seed: the ablation behind the docs'
+"why CloudFormer loses" notes. Each variant trains through the shipped LightningModule and a
+Lightning Trainer (``_lightning.py``, with the variant's network) with the task's recipe (AdamW,
+lr 2e-3, weight decay 0.01, batches of ``--batch``, 5 % linear warm-up then cosine to 5 %, L1
+loss, best epoch on validation MAE) on the default experiment's data (windows every 2 s), one
+torch thread. Never reads a test split; prints its results (no result file).
 
-    OMP_NUM_THREADS=1 python bench/cloudformer_variants.py --seed 1 --variants base statsys skip
-    OMP_NUM_THREADS=1 python bench/cloudformer_variants.py --variants base --epochs 10
+    OMP_NUM_THREADS=1 python studies/cloudformer_variants.py --seed 1 --variants base statsys skip
+    OMP_NUM_THREADS=1 python studies/cloudformer_variants.py --variants base --epochs 10
 
 Variants (all d_model 32, 2 heads, 2 layers, dropout 0.1, like the default):
 - base: CloudFormer as shipped (``models/cloudformer/networks.py``).
@@ -21,14 +22,12 @@ Variants (all d_model 32, 2 heads, 2 layers, dropout 0.1, like the default):
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import compose_train
+from _lightning import StudyRegressor, compose_train, fit
 from torch import nn
 
 
@@ -98,45 +97,30 @@ def build(variant: str, group_sizes: list[int], window: int) -> nn.Module:
     return Variant(*table[variant])
 
 
-def mae_pct(net: nn.Module, windows) -> float:
-    from infragym.models.cloudformer.module import predict_windows
-
-    return 100.0 * float(np.abs(predict_windows(net, windows) - windows.labels).mean())
-
-
 def train(variant: str, splits, window: int, epochs: int, lr: float, batch: int) -> tuple[float, int, float]:
-    from infragym.models.cloudformer.module import warmup_cosine
+    """Train one variant through the shipped LightningModule (``StudyRegressor`` with the
+    variant's network) and a Trainer; the best epoch's validation MAE, that epoch, seconds."""
+    from infragym.models.cloudformer.networks import NetworkSpec
 
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    net = build(variant, list(splits.group_sizes.values()), window)
-    if variant.startswith("skipslow_"):
-        skip = {id(q) for q in net.skip.parameters()}
-        groups = [
-            {"params": [q for q in net.parameters() if id(q) not in skip]},
-            {"params": list(net.skip.parameters()), "lr": float(variant.split("_")[1]), "weight_decay": 0.0},
-        ]
-        optimiser = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
-    else:
-        optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
-    n = len(splits.train)
-    per_epoch = math.ceil(n / batch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(per_epoch * epochs))
-    started, best = time.perf_counter(), (math.inf, -1)
-    for epoch in range(epochs):
-        order, losses = rng.permutation(n), []
-        for i in range(per_epoch):
-            x, y = splits.train.gather(order[i * batch : (i + 1) * batch])
-            loss = (net(torch.from_numpy(x)) - torch.from_numpy(y).float()).abs().mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            losses.append(loss.item())
-        val = mae_pct(net, splits.val)
-        print(f"{variant} epoch {epoch}: train L1 {100 * np.mean(losses):.2f} pp, val MAE {val:.2f} pp", flush=True)
-        best = min(best, (val, epoch))
-    return best[0], best[1], time.perf_counter() - started
+    group_sizes = list(splits.group_sizes.values())
+    spec = NetworkSpec(arch="cloudformer", d_model=32, n_heads=2, n_layers=2, dropout=0.1, lr=lr, weight_decay=0.01)
+
+    def build() -> StudyRegressor:
+        return StudyRegressor(
+            spec=spec,
+            group_sizes=group_sizes,
+            window=window,
+            net=build(variant, group_sizes, window),
+            skip_lr=float(variant.split("_")[1]) if variant.startswith("skipslow_") else None,
+        )
+
+    result = fit(build, splits.train, {"val": splits.val}, epochs=epochs, batch_size=batch, seed=0)
+    for epoch, entry in enumerate(result["curve"]):
+        print(
+            f"{variant} epoch {epoch}: train L1 {entry['train_l1']:.2f} pp, val MAE {entry['val']:.2f} pp", flush=True
+        )
+    val, epoch = min((entry["val"], epoch) for epoch, entry in enumerate(result["curve"]))
+    return val, epoch, result["seconds"]
 
 
 def main() -> None:
@@ -144,7 +128,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=32, help="the default experiment's batch size")
     parser.add_argument("--variants", nargs="+", default=["ridge", "base", "statsys", "skip", "skipbn"])
     args = parser.parse_args()
     torch.set_num_threads(1)
