@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT
+
+BUILD_IGNORED = (".git", ".venv", "build", "dist", "outputs", "multirun", "wandb", "*.egg-info", "__pycache__", "local")
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -29,9 +32,11 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
     dist = root / "dist"
     env = {**os.environ}
-    built = _run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)], ROOT, env
-    )
+    # Build from a copy of the sources: setuptools' build/ folder would otherwise keep stale files.
+    source = root / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*BUILD_IGNORED))
+    command = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(source)]
+    built = _run(command, source, env)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
     (wheel,) = dist.glob("infragym-*.whl")
     prefix = root / "venv"

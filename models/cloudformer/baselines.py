@@ -7,7 +7,7 @@ tree size and learning rate over a small grid, with early stopping on an interna
 also choose on the validation split the span the statistics are taken over: the whole window
 or only its last seconds (``tails``). The label is P at the window's last second, and on
 held-out applications ridge on the last 10 s of a 30 s window was 14 % better than on all of
-it (``bench/cloudformer_appval.py``), so a baseline without that choice would be a weak one.
+it (``studies/cloudformer_appval.py``), so a baseline without that choice would be a weak one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The suite's goal checks, judged on the stored results and on doctored copies of them (cheap:
 nothing is re-run).
 
-    python -m pytest bench/test_suite.py -q
+    python -m pytest tests/test_bench_suite.py -q
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import report
 import suite
