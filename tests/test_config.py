@@ -15,22 +15,11 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
 
+from infragym import components
 from infragym.config import compose_run_config
-from infragym.envs.cluster import VMRescheduleEnv
-from infragym.envs.colocation import ColocationSimulator
-from infragym.envs.health import UnhealthyNodeMitigationEnv
-from infragym.envs.serving.env import LLMServingEnv
-from infragym.envs.serving.ttl_env import KVCacheTTLEnv
 from infragym.logging import RunLogger
-from infragym.models.cloudformer.networks import NetworkSpec
-from infragym.models.cloudformer.task import CloudFormerTask
-from infragym.models.continuum.task import ContinuumTask
-from infragym.models.deoxys import Deoxys
-from infragym.models.serving.task import ServingBaselinesTask
-from infragym.models.vm2rl.agent import VM2RLAgent
-from infragym.models.vm2rl.task import VM2RLTask
-from infragym.runner import build_task
-from infragym.task import Task
+from infragym.runner import build_task, component_of, run_train
+from infragym.task import ExportEvaluator, Task
 
 from .conftest import CONF, ROOT, compose_config, smoke
 
@@ -59,29 +48,23 @@ def test_every_group_has_options() -> None:
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_experiment_builds_its_task(experiment: str, tmp_path: Path) -> None:
+    """Every experiment belongs to exactly one registered component and builds that component's
+    Task; only components that declare a Trainer get the Lightning configs."""
     cfg = compose_config("train", [f"experiment={experiment}", "logger=none"], tmp_path)
+    owners = [c for c in components.registry().values() if experiment in c.experiments]
+    assert len(owners) == 1, f"experiment {experiment!r} is declared by {[c.name for c in owners]}"
+    (component,) = owners
+    assert component_of(cfg) == component
     task = build_task(cfg)
-    assert isinstance(task, Task)
-    if experiment.startswith("deoxys"):
-        assert isinstance(task.model, Deoxys)
-        assert isinstance(task.env, UnhealthyNodeMitigationEnv)
-    elif experiment == "continuum":
-        assert isinstance(task, ContinuumTask)
-        assert isinstance(task.env, KVCacheTTLEnv)
-    elif experiment.startswith("vm2rl"):
-        assert isinstance(task, VM2RLTask)
-        assert isinstance(task.model, VM2RLAgent)
-        assert isinstance(task.env, VMRescheduleEnv)
-    elif experiment.startswith("cloudformer"):
-        assert isinstance(task, CloudFormerTask)
-        assert isinstance(task.env, ColocationSimulator) and isinstance(task.spec, NetworkSpec)
+    assert isinstance(task, Task) and isinstance(task, get_class(component.task))
+    if component.evaluation is not None or component.loader is not None:
+        assert isinstance(task, ExportEvaluator)
+    assert (cfg.trainer is not None) == component.uses_trainer
+    if component.uses_trainer:
         # the trainer and callbacks stay configs: the task builds one Trainer per network
         assert task.trainer_cfg["_target_"].endswith("Trainer")
-        assert set(task.neural_specs) == {"cloudformer", "lstm", "temporal_transformer", "metric_transformer"}
-        assert task.env.n_metrics >= 200
-    else:
-        assert isinstance(task, ServingBaselinesTask)
-        assert isinstance(task.env, LLMServingEnv)
+    if cfg.get("env") is not None:
+        assert isinstance(task.env, get_class(cfg.env._target_))
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
@@ -141,9 +124,11 @@ def test_command_line_trainer_wins_over_the_experiments_choice(tmp_path: Path) -
 def test_default_experiment_and_a_missing_one(tmp_path: Path) -> None:
     assert _choices([])["experiment"] == "deoxys"  # python train.py
     cfg = compose_config("train", ["~experiment"], tmp_path)
-    # nothing selects the component groups: the run stops naming the first missing key
-    with pytest.raises(MissingMandatoryValue, match="env"):
+    # nothing selects a task: the run stops naming the missing key and what to do
+    with pytest.raises(MissingMandatoryValue, match="task"):
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    with pytest.raises(components.ComponentError, match="choose an experiment"):
+        run_train(cfg)
 
 
 def test_local_group_is_git_ignored_and_optional(tmp_path: Path) -> None:
