@@ -45,8 +45,8 @@ class VMSnapshots:
     def test_snapshots(self, seed: int) -> dict[str, ClusterSnapshot]:
         snapshots: dict[str, ClusterSnapshot] = {}
         for path in self.test_paths:
-            # Collapse "..", so a path recorded as <worktree>/../shared/... still resolves when
-            # that worktree no longer exists (exports carry resolved paths).
+            # Collapse "..": a path given as <checkout>/../shared/... resolves even when the
+            # folder it passes through does not exist on this machine.
             path = os.path.normpath(path)
             if not Path(path).is_file():
                 log.warning("skipping test snapshot %s: no such file", path)
