@@ -17,6 +17,8 @@ MODULES = (
     ("infragym.cli", "The `infragym` command: train, evaluate, list."),
     ("infragym.task", "The Task protocol every component implements."),
     ("infragym.export", "Writing, verifying and loading exports."),
+    ("infragym.portable", "The config inside an export, and how `evaluate` reads it back."),
+    ("infragym.config", "Config schemas, data locations and composing run configs."),
     ("infragym.evaluation", "Summaries over seeds and method comparisons."),
     ("infragym.results", "Results tables."),
     ("infragym.logging", "Run loggers (W&B, CSV, none)."),
