@@ -25,6 +25,7 @@ from infragym.datasets.cloudperf import (
     make_windows,
 )
 from infragym.envs.colocation.simulator import ColocationSimulator
+from infragym.evaluation import margin_vs_best, method_metrics, results_table
 from infragym.logging import RunLogger
 from infragym.models.cloudformer import export as cf_export
 from infragym.models.cloudformer.baselines import TABULAR_BASELINES, WindowRegressor
@@ -41,6 +42,18 @@ PAPER_MARGIN_PCT = 28.0
 MODEL_NAME = "cloudformer"
 SPLITS = ("test_unseen", "test_seen")
 SCENARIOS = ("static", "dynamic")
+# results-table column -> (split, metric): |error| on unseen and seen applications, per scenario
+TABLE_COLUMNS = {
+    "unseen_mae": ("test_unseen", "mae"),
+    "unseen_p95": ("test_unseen", "p95_abs_error"),
+    "unseen_static_mae": ("test_unseen_static", "mae"),
+    "unseen_dynamic_mae": ("test_unseen_dynamic", "mae"),
+    "seen_mae": ("test_seen", "mae"),
+    "seen_p95": ("test_seen", "p95_abs_error"),
+    "seen_static_mae": ("test_seen_static", "mae"),
+    "seen_dynamic_mae": ("test_seen_dynamic", "mae"),
+}
+EXPORT_TABLE_COLUMNS = {c: TABLE_COLUMNS[c] for c in ("unseen_mae", "unseen_p95", "seen_mae", "seen_p95")}
 
 
 def _plain(cfg: Any) -> Any:
@@ -58,14 +71,12 @@ def error_stats(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 def split_metrics(name: str, split: str, pred: np.ndarray, windows: WindowSet) -> dict[str, float]:
     """``<split>/<name>/{mae,p95_abs_error}`` and, for test splits, per scenario."""
     true = windows.labels
-    out = {f"{split}/{name}/{k}": v for k, v in error_stats(pred, true).items()}
+    out = method_metrics(split, name, error_stats(pred, true))
     if split != "val":
         for scenario in SCENARIOS:
             mask = windows.scenario == scenario
             if mask.any():
-                out.update(
-                    {f"{split}_{scenario}/{name}/{k}": v for k, v in error_stats(pred[mask], true[mask]).items()}
-                )
+                out.update(method_metrics(f"{split}_{scenario}", name, error_stats(pred[mask], true[mask])))
     return out
 
 
@@ -246,12 +257,10 @@ class CloudFormerTask:
                     mean = 0.5 * (predictions[name][split] + predictions[self.blend_with][split])
                     metrics.update(split_metrics(f"{name}+{self.blend_with}", split, mean, windows))
         black_box = [n for n in self.model_names if n != MODEL_NAME and getattr(self.tabular.get(n), "black_box", True)]
-        best = min(black_box, key=lambda n: metrics[f"test_unseen/{n}/mae"]) if black_box else None
-        if best is not None:
-            best_mae = metrics[f"test_unseen/{best}/mae"]
-            metrics["test_unseen/cloudformer/margin_vs_best_baseline_pct"] = 100.0 * (
-                1.0 - metrics["test_unseen/cloudformer/mae"] / best_mae
-            )
+        best = None
+        if black_box:
+            best, margin = margin_vs_best(metrics, "test_unseen", MODEL_NAME, black_box, "mae")
+            metrics["test_unseen/cloudformer/margin_vs_best_baseline_pct"] = 100.0 * margin
         for name, model in self.tabular.items():
             # what each tabular baseline chose on the validation split (span None = the window)
             for key, value in (getattr(model, "chosen", None) or {}).items():
@@ -267,31 +276,11 @@ class CloudFormerTask:
 
     def _table(self, metrics: Mapping[str, float], best: str | None) -> ResultsTable:
         splits = self.prepare_data()
-        columns = [
-            "unseen_mae",
-            "unseen_p95",
-            "unseen_static_mae",
-            "unseen_dynamic_mae",
-            "seen_mae",
-            "seen_p95",
-            "seen_static_mae",
-            "seen_dynamic_mae",
-        ]
-        table = ResultsTable(
+        title = (
             f"Interference prediction: |error| of P in percentage points ({len(splits.test_unseen)} unseen-application "
-            f"windows of {splits.unseen_workloads}, {len(splits.test_seen)} seen-application windows)",
-            columns,
+            f"windows of {splits.unseen_workloads}, {len(splits.test_seen)} seen-application windows)"
         )
-        for name in self.model_names:
-            row: dict[str, float | str] = {}
-            for split, short in (("test_unseen", "unseen"), ("test_seen", "seen")):
-                row[f"{short}_mae"] = metrics[f"{split}/{name}/mae"]
-                row[f"{short}_p95"] = metrics[f"{split}/{name}/p95_abs_error"]
-                for scenario in SCENARIOS:
-                    key = f"{split}_{scenario}/{name}/mae"
-                    if key in metrics:
-                        row[f"{short}_{scenario}_mae"] = metrics[key]
-            table.add_row(name, row)
+        table = results_table(title, metrics, self.model_names, TABLE_COLUMNS)
         table.add_row("paper: CloudFormer (CloudPerfTrace)", {"unseen_mae": PAPER_UNSEEN_MAE_PCT})
         if best is not None:
             table.notes.append(
@@ -333,10 +322,6 @@ class CloudFormerTask:
                 model.fit(splits.train, splits.val, rng)
                 names.append(name)
         metrics: dict[str, float] = {}
-        table = ResultsTable(
-            "Exported CloudFormer (onnxruntime, raw telemetry) vs refitted baselines: |error| of P in pp",
-            ["unseen_mae", "unseen_p95", "seen_mae", "seen_p95"],
-        )
         for split, windows in splits.tests.items():
             raw = make_windows(
                 self.traces,
@@ -353,15 +338,8 @@ class CloudFormerTask:
             metrics.update(split_metrics("cloudformer_export", split, np.concatenate(chunks), windows))
             for name in names[1:]:
                 metrics.update(split_metrics(name, split, self.tabular[name].predict(windows), windows))
-        for name in names:
-            table.add_row(
-                name,
-                {
-                    f"{short}_{k.split('_')[0]}": metrics[f"{split}/{name}/{k}"]
-                    for split, short in (("test_unseen", "unseen"), ("test_seen", "seen"))
-                    for k in ("mae", "p95_abs_error")
-                },
-            )
+        title = "Exported CloudFormer (onnxruntime, raw telemetry) vs refitted baselines: |error| of P in pp"
+        table = results_table(title, metrics, names, EXPORT_TABLE_COLUMNS)
         return EvaluationReport(metrics=metrics, tables={"cloudformer_export": table})
 
     # ------------------------------------------------------------------ export

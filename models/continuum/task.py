@@ -28,6 +28,15 @@ from tqdm.auto import tqdm
 from infragym.datasets.agent_programs import AgentPrograms, bfcl_like, load_agent_trajectories, swe_bench_like
 from infragym.envs.serving.programs import ProgramSimulation
 from infragym.envs.serving.ttl_env import KVCacheTTLEnv
+from infragym.evaluation import (
+    add_method_rows,
+    average_over_seeds,
+    best_method,
+    compare_methods,
+    improvement,
+    method_metrics,
+    plot_curves,
+)
 from infragym.export import write_export
 from infragym.logging import RunLogger
 from infragym.models.continuum.predictors import (
@@ -217,13 +226,12 @@ class ContinuumTask:
     def fit(self, logger: RunLogger) -> None:
         start = time.perf_counter()
         fit_calls, val_calls, swe_train = self._train_calls()
-        val_pinball: dict[str, float] = {}
         for name in tqdm(self.model.predictors, desc="predictors", unit="model"):
             predictor = PREDICTORS[name](**(self.model.gbm if name == "quantile_gbm" else {}))
             self.predictors[name] = predictor.fit(fit_calls)
-            val_pinball[name] = evaluate_predictor(predictor, val_calls)["pinball"]
-            self.fit_metrics[f"val/{name}/pinball"] = val_pinball[name]
-        self.best = min(val_pinball, key=val_pinball.get)
+            pinball = evaluate_predictor(predictor, val_calls)["pinball"]
+            self.fit_metrics.update(method_metrics("val", name, {"pinball": pinball}))
+        self.best = best_method(self.fit_metrics, "val", "pinball", among=list(self.predictors))
         self.eta = program_eta(swe_train)
         self.fit_metrics["train/eta"] = self.eta
         log.info("predictor with the lowest validation pinball loss: %s; eta = %.3f", self.best, self.eta)
@@ -306,19 +314,15 @@ class ContinuumTask:
             "Tool-duration predictors on held-out programs (seconds)",
             ["mae_s", "mae_mean_s", "pinball", "calibration_error", "coverage_q0.5", "coverage_q0.9"],
         )
-        coverage: dict[str, dict[str, float]] = {}
         for split, calls in self._test_calls().items():
-            for name, predictor in self.predictors.items():
-                scores = evaluate_predictor(predictor, calls)
-                metrics.update({f"{split}/{name}/{k}": v for k, v in scores.items()})
-                pred_table.add_row(f"{name} ({split})", {k: scores[k] for k in pred_table.columns})
-                if split == "test":
-                    coverage[name] = scores
+            scorers = {name: lambda p=p, c=calls: evaluate_predictor(p, c) for name, p in self.predictors.items()}
+            metrics.update(compare_methods(split, scorers))
+            add_method_rows(pred_table, metrics, list(scorers), split=split, label=lambda n, s=split: f"{n} ({s})")
         tables["predictors"] = pred_table
         if self.best is not None:
             ref = metrics.get("test/running_mean/pinball")
             if ref:
-                gain = 1.0 - metrics[f"test/{self.best}/pinball"] / ref
+                gain = improvement(metrics[f"test/{self.best}/pinball"], ref)
                 metrics["test/best_predictor_pinball_gain_vs_running_mean"] = gain
         curves: dict[str, dict[str, list[tuple[float, dict[str, float]]]]] = {}
         runs = [(w, r, p) for w, rates in self.loads.items() for r in rates for p in self.policies]
@@ -338,47 +342,50 @@ class ContinuumTask:
                     results.append(self.simulate(programs, policy))
             if not results:
                 continue
-            result = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
-            for key, value in result.items():
-                metrics[f"test/{workload}@{rate:g}/{policy}/{key}"] = value
-            serving.add_row(f"{workload} @{rate:g}/s {policy}", {k: result.get(k, np.nan) for k in TABLE_METRICS})
+            # The mean over the held-out workloads, with a bootstrap interval for the table's metrics.
+            result = average_over_seeds(results, ci_for=TABLE_METRICS)
+            split = f"test/{workload}@{rate:g}"
+            metrics.update(method_metrics(split, policy, result))
+            row = f"{workload} @{rate:g}/s"
+            add_method_rows(serving, metrics, [policy], split=split, label=lambda p, row=row: f"{row} {p}")
             curves.setdefault(workload, {}).setdefault(policy, []).append((rate, result))
         tables["serving"] = serving
         top = max(self.loads[self.headline])
         for policy, points in curves.get(self.headline, {}).items():
             at_top = dict(points)[top]
-            metrics[f"test/{policy}/mean_jct_s"] = at_top["mean_jct_s"]
-            metrics[f"test/{policy}/p95_jct_s"] = at_top["p95_jct_s"]
+            for key in ("mean_jct_s", "p95_jct_s"):
+                interval = (f"{key}/ci_low", f"{key}/ci_high")
+                metrics.update({f"test/{policy}/{k}": at_top[k] for k in (key, *interval) if k in at_top})
         base = metrics.get("test/vllm/mean_jct_s")
         if base:
             for policy in self.policies:
                 value = metrics.get(f"test/{policy}/mean_jct_s")
                 if value:
                     metrics[f"test/{policy}/jct_speedup_vs_vllm"] = base / value
-        figures = {"jct_vs_load": self._plot_jct(curves), "predictor_calibration": self._plot_coverage(coverage)}
+        figures = {"jct_vs_load": self._plot_jct(curves), "predictor_calibration": self._plot_coverage(metrics)}
         return EvaluationReport(metrics=metrics, tables=tables, figures=figures)
 
     def _plot_jct(self, curves: Mapping[str, Mapping[str, list[tuple[float, dict[str, float]]]]]) -> Any:
-        workloads = list(curves)
-        fig, axes = plt.subplots(1, max(len(workloads), 1), figsize=(5.5 * max(len(workloads), 1), 4), squeeze=False)
-        for ax, workload in zip(axes[0], workloads, strict=False):
-            for policy, points in curves[workload].items():
-                rates = [p[0] for p in points]
-                style = "--" if POLICIES[policy][1] == "request_fcfs" else "-"
-                ax.plot(rates, [p[1]["mean_jct_s"] for p in points], "o" + style, label=policy)
-            ax.set_xlabel("program arrival rate (programs/s)")
-            ax.set_ylabel("mean job completion time (s)")
-            ax.set_yscale("log")
-            ax.set_title(workload)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        return fig
+        jct = {
+            workload: {policy: [(rate, r["mean_jct_s"]) for rate, r in points] for policy, points in per_policy.items()}
+            for workload, per_policy in curves.items()
+        }
+        # request-FCFS policies (vLLM and the TTL-only ablation) dashed
+        styles = {p: "o--" if scheduler == "request_fcfs" else "o-" for p, (_, scheduler) in POLICIES.items()}
+        return plot_curves(
+            jct,
+            xlabel="program arrival rate (programs/s)",
+            ylabel="mean job completion time (s)",
+            styles=styles,
+            yscale="log",
+        )
 
-    def _plot_coverage(self, coverage: Mapping[str, Mapping[str, float]]) -> Any:
+    def _plot_coverage(self, metrics: Mapping[str, float]) -> Any:
+        """Held-out coverage of each predictor's quantiles on the generated test programs."""
         fig, ax = plt.subplots(figsize=(4.5, 4))
-        for name, scores in coverage.items():
-            levels = self.predictors[name].levels
-            ax.plot(levels, [scores[f"coverage_q{lv:g}"] for lv in levels], "o-", label=name)
+        for name, predictor in self.predictors.items():
+            levels = predictor.levels
+            ax.plot(levels, [metrics[f"test/{name}/coverage_q{lv:g}"] for lv in levels], "o-", label=name)
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.set_xlabel("quantile level")
         ax.set_ylabel("held-out coverage")

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from infragym.datasets.health_log import HealthLogDataset, LoggedEvents, simulate_events
 from infragym.envs.health.env import UnhealthyNodeMitigationEnv
 from infragym.envs.health.simulator import ACTIONS, OUTCOMES
+from infragym.evaluation import method_metrics, relative_change, results_table
 from infragym.export import write_export
 from infragym.logging import RunLogger
 from infragym.models.deoxys import export as deoxys_export
@@ -119,23 +120,50 @@ class DeoxysTask:
         rng = np.random.default_rng(self._test_seed)
         return simulate_events(self.simulator, n or self.dataset.n_test_events, rng, desc="simulating test events")
 
+    def _choices(
+        self,
+        features: Any,
+        legacy: np.ndarray,
+        deoxys: tuple[np.ndarray, np.ndarray],
+        outcomes: tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
+        *,
+        baselines: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """The actions of every compared policy: legacy, Deoxys with and without its fallback,
+        the baselines, the oracle (best expected outcome) and hindsight (best realised one)."""
+        realised, expected = outcomes
+        return {
+            "legacy": legacy,
+            "deoxys": deoxys[0],
+            "deoxys_no_fallback": deoxys[1],
+            **(
+                {name: p.choose(features) for name, p in self.baselines.items() if name != "legacy"}
+                if baselines
+                else {}
+            ),
+            "oracle": self.objective(expected).argmin(axis=1),
+            "hindsight": self.objective(realised).argmin(axis=1),
+        }
+
     def _policy_table(
-        self, choices: Mapping[str, np.ndarray], potential: Mapping[str, np.ndarray], expected_best: np.ndarray
+        self, stats: Mapping[str, Mapping[str, float]], n_events: int
     ) -> tuple[dict[str, float], ResultsTable]:
-        stats = {name: policy_outcomes(a, potential, self.objective) for name, a in choices.items()}
-        legacy, oracle = stats["legacy"], policy_outcomes(expected_best, potential, self.objective)
+        """Each policy's outcomes, and its change and share of the legacy-to-oracle gap closed."""
+        legacy, oracle = stats["legacy"], stats["oracle"]
         metrics: dict[str, float] = {}
-        table = ResultsTable(f"Test: {len(expected_best)} fresh simulated events (ground truth)", TEST_COLUMNS)
         for name, s in stats.items():
-            row: dict[str, float | str] = dict(s)
-            row["downtime_vs_legacy_pct"] = 100.0 * (s["downtime_min"] / legacy["downtime_min"] - 1.0)
-            row["interruption_vs_legacy_pct"] = 100.0 * (s["interruption_rate"] / legacy["interruption_rate"] - 1.0)
-            row["downtime_gap_closed"] = gap_closed(legacy["downtime_min"], s["downtime_min"], oracle["downtime_min"])
-            row["interruption_gap_closed"] = gap_closed(
-                legacy["interruption_rate"], s["interruption_rate"], oracle["interruption_rate"]
-            )
-            table.add_row(name, row)
-            metrics.update({f"test/{name}/{k}": float(v) for k, v in row.items()})
+            vs_legacy = {
+                "downtime_vs_legacy_pct": 100.0 * relative_change(s["downtime_min"], legacy["downtime_min"]),
+                "interruption_vs_legacy_pct": 100.0
+                * relative_change(s["interruption_rate"], legacy["interruption_rate"]),
+                "downtime_gap_closed": gap_closed(legacy["downtime_min"], s["downtime_min"], oracle["downtime_min"]),
+                "interruption_gap_closed": gap_closed(
+                    legacy["interruption_rate"], s["interruption_rate"], oracle["interruption_rate"]
+                ),
+            }
+            metrics.update(method_metrics("test", name, {**s, **vs_legacy}))
+        title = f"Test: {n_events} fresh simulated events (ground truth)"
+        table = results_table(title, metrics, list(stats), TEST_COLUMNS, split="test")
         table.add_row(
             "paper: Deoxys deployed",
             {
@@ -200,8 +228,8 @@ class DeoxysTask:
         names = [n for n in stats if n != "legacy"]
         legacy = stats["legacy"]
         x = np.arange(len(names))
-        dt = [100 * (stats[n]["downtime_min"] / legacy["downtime_min"] - 1) for n in names]
-        ir = [100 * (stats[n]["interruption_rate"] / legacy["interruption_rate"] - 1) for n in names]
+        dt = [100 * relative_change(stats[n]["downtime_min"], legacy["downtime_min"]) for n in names]
+        ir = [100 * relative_change(stats[n]["interruption_rate"], legacy["interruption_rate"]) for n in names]
         ax2.bar(x - 0.2, dt, 0.4, label="downtime vs legacy (%)")
         ax2.bar(x + 0.2, ir, 0.4, label="interruption rate vs legacy (%)")
         ax2.axhline(PAPER_DOWNTIME_CHANGE_PCT, color="C0", ls=":", label="paper downtime (-53%)")
@@ -243,9 +271,9 @@ class DeoxysTask:
         columns = ["dr_objective", "dr_objective_se", "dr_downtime_min", "dr_interruption_rate"]
         if truth is not None:
             columns += ["true_objective", "true_downtime_min", "true_interruption_rate"]
-        table = ResultsTable(f"Off-policy (doubly robust) on the held-out log: {len(log)} events", columns)
         metrics: dict[str, float] = {}
-        for name, actions in self._holdout_choices(log).items():
+        choices = self._holdout_choices(log)
+        for name, actions in choices.items():
             value, se = dr.value(actions, "objective")
             row = {
                 "dr_objective": value,
@@ -260,8 +288,9 @@ class DeoxysTask:
                     "true_downtime_min": s["downtime_min"],
                     "true_interruption_rate": s["interruption_rate"],
                 }
-            table.add_row(name, row)
-            metrics.update({f"val/{name}/{k}": v for k, v in row.items()})
+            metrics.update(method_metrics("val", name, row))
+        title = f"Off-policy (doubly robust) on the held-out log: {len(log)} events"
+        table = results_table(title, metrics, list(choices), columns, split="val")
         table.notes.append(
             "dr_* use only the held-out log (cross-fitted nuisances); true_* use the simulator's ground truth."
         )
@@ -281,16 +310,9 @@ class DeoxysTask:
             no_fallback = self.model.decide(features, legacy, fallback=False, effects=effects, intervals=intervals)
             bar.update()
             bar.set_postfix_str("baselines")
-            oracle = self.objective(expected).argmin(axis=1)
-            choices = {
-                "legacy": legacy,
-                "deoxys": decision.action,
-                "deoxys_no_fallback": no_fallback.action,
-                **{name: p.choose(features) for name, p in self.baselines.items() if name != "legacy"},
-                "oracle": oracle,
-                "hindsight": self.objective(realised).argmin(axis=1),
-            }
-            metrics, table = self._policy_table(choices, realised, oracle)
+            choices = self._choices(features, legacy, (decision.action, no_fallback.action), (realised, expected))
+            stats = {n: policy_outcomes(a, realised, self.objective) for n, a in choices.items()}
+            metrics, table = self._policy_table(stats, len(features))
             metrics["test/deoxys/fallback_rate"] = float(decision.fallback.mean())
             metrics["test/deoxys/override_rate"] = float(decision.overridden.mean())
             for a, name in enumerate(ACTIONS):
@@ -303,7 +325,6 @@ class DeoxysTask:
             bar.set_postfix_str("trade-off curve")
             tradeoff_table, points = self._tradeoff(features, legacy, effects, intervals, realised)
             bar.update()
-        stats = {n: policy_outcomes(a, realised, self.objective) for n, a in choices.items()}
         metrics.update({f"time/fit_{n}_s": s for n, s in self.fit_seconds.items()})
         return EvaluationReport(
             metrics=metrics,
@@ -328,24 +349,13 @@ class DeoxysTask:
         events, realised, expected = self._test_events(n_test_events)
         features = events.features
         legacy = self.baselines["legacy"].choose(features)
-        oracle = self.objective(expected).argmin(axis=1)
         decision = predictor.decide(features, legacy)
         no_fallback = predictor.decide(features, legacy, fallback=False)
-        choices = {
-            "legacy": legacy,
-            "deoxys": decision.action,
-            "deoxys_no_fallback": no_fallback.action,
-            **(
-                {name: p.choose(features) for name, p in self.baselines.items() if name != "legacy"}
-                if refit_baselines
-                else {}
-            ),
-            "oracle": oracle,
-            "hindsight": self.objective(realised).argmin(axis=1),
-        }
-        metrics, table = self._policy_table(choices, realised, oracle)
-        metrics["test/deoxys/fallback_rate"] = float(decision.fallback.mean())
+        deoxys = (decision.action, no_fallback.action)
+        choices = self._choices(features, legacy, deoxys, (realised, expected), baselines=refit_baselines)
         stats = {n: policy_outcomes(a, realised, self.objective) for n, a in choices.items()}
+        metrics, table = self._policy_table(stats, len(features))
+        metrics["test/deoxys/fallback_rate"] = float(decision.fallback.mean())
         fig = self._plots(stats, [])["policies_vs_legacy"]
         return EvaluationReport(metrics=metrics, tables={"test": table}, figures={"policies_vs_legacy": fig})
 

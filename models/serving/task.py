@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from infragym.datasets.llm_traces import RequestTrace, burstgpt_like, load_azure_trace
 from infragym.envs.serving.env import LLMServingEnv
 from infragym.envs.serving.simulator import ROUTERS, ServingCluster, SimulationResult
+from infragym.evaluation import method_metrics, plot_curves
 from infragym.logging import RunLogger
 from infragym.models.serving.schedulers import FCFSScheduler
 from infragym.results import ResultsTable
@@ -133,8 +134,7 @@ class ServingBaselinesTask:
             trace = traces[workload].scaled(factor)
             result = self._cluster(router).run(trace, self.scheduler)
             name = f"{self.scheduler.name}_{router}"
-            for key, value in result.metrics.items():
-                metrics[f"test/{name}/{workload}@{factor:g}x/{key}"] = float(value)
+            metrics.update(method_metrics("test", name, result.metrics, condition=f"{workload}@{factor:g}x"))
             table.add_row(
                 f"{name} {workload} x{factor:g} ({trace.rate:.1f} req/s)",
                 {k: result.metrics.get(k, float("nan")) for k in TABLE_METRICS},
@@ -149,22 +149,21 @@ class ServingBaselinesTask:
         curves: Mapping[tuple[str, str], list[tuple[float, dict[str, float]]]],
         busiest: Mapping[str, SimulationResult],
     ) -> dict[str, Any]:
-        workloads = sorted({w for w, _ in curves})
-        fig, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4), squeeze=False)
-        for ax, workload in zip(axes[0], workloads, strict=True):
-            for (w, name), points in curves.items():
-                if w != workload:
-                    continue
-                rates = [p[0] for p in points]
-                ax.plot(rates, [p[1].get("ttft_s_p99", np.nan) for p in points], "o-", label=f"{name} p99 TTFT")
-                ax.plot(rates, [p[1].get("e2e_s_p50", np.nan) for p in points], "s--", label=f"{name} median E2E")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("arrival rate (requests/s)")
-            ax.set_ylabel("seconds")
-            ax.set_title(workload)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        lines: dict[str, dict[str, list[tuple[float, float]]]] = {w: {} for w in sorted({w for w, _ in curves})}
+        styles: dict[str, str] = {}
+        for (workload, name), points in curves.items():
+            for metric, label, style in (("ttft_s_p99", "p99 TTFT", "o-"), ("e2e_s_p50", "median E2E", "s--")):
+                lines[workload][f"{name} {label}"] = [(rate, m.get(metric, np.nan)) for rate, m in points]
+                styles[f"{name} {label}"] = style
+        fig = plot_curves(
+            lines,
+            xlabel="arrival rate (requests/s)",
+            ylabel="seconds",
+            styles=styles,
+            xscale="log",
+            yscale="log",
+            panel_size=(6.0, 4.0),
+        )
         fig2, axes2 = plt.subplots(1, len(busiest), figsize=(6 * len(busiest), 3.5), squeeze=False)
         for ax, (workload, result) in zip(axes2[0], sorted(busiest.items()), strict=True):
             for replica in result.replicas:

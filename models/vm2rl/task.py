@@ -23,6 +23,7 @@ from infragym.datasets.vm_snapshots import VMSnapshots
 from infragym.envs.cluster.env import VMRescheduleEnv
 from infragym.envs.cluster.snapshot import ClusterSnapshot
 from infragym.envs.cluster.state import ClusterState
+from infragym.evaluation import metric_key, plot_curves
 from infragym.export import write_export
 from infragym.logging import RunLogger
 from infragym.models.vm2rl import export as vm2rl_export
@@ -214,8 +215,8 @@ class VM2RLTask:
                 table.add_row(f"{method} [{snap}]", row)
                 for m in self.mnl_grid:
                     if np.isfinite(curve[m][0]):  # a MIP without a solution in its time has no FR
-                        metrics[f"test/{method}/{snap}/fragment_rate@{m}"] = curve[m][0]
-                    metrics[f"test/{method}/{snap}/latency_s@{m}"] = curve[m][1]
+                        metrics[metric_key("test", method, f"fragment_rate@{m}", condition=snap)] = curve[m][0]
+                    metrics[metric_key("test", method, f"latency_s@{m}", condition=snap)] = curve[m][1]
             solved = [c[self.default_mnl][0] for c in per_snap.values() if np.isfinite(c[self.default_mnl][0])]
             if solved:
                 metrics[f"test/{method}/fragment_rate"] = float(np.mean(solved))
@@ -229,16 +230,14 @@ class VM2RLTask:
                 *notes,
             ]
         )
-        fig, axes = plt.subplots(1, len(initial), figsize=(5.5 * len(initial), 4), squeeze=False)
-        for ax, snap in zip(axes[0], initial, strict=True):
-            xs = [0, *self.mnl_grid]
-            for method, per_snap in results.items():
-                ax.plot(xs, [initial[snap], *(per_snap[snap][m][0] for m in self.mnl_grid)], "o-", label=method)
-            ax.set_xlabel("migration budget (MNL)")
-            ax.set_ylabel("fragment rate")
-            ax.set_title(snap)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        curves = {
+            snap: {
+                method: [(0, initial[snap]), *((m, per_snap[snap][m][0]) for m in self.mnl_grid)]
+                for method, per_snap in results.items()
+            }
+            for snap in initial
+        }
+        fig = plot_curves(curves, xlabel="migration budget (MNL)", ylabel="fragment rate")
         figures: dict[str, Any] = {"fr_vs_mnl": fig}
         if self.history:
             fig2, ax2 = plt.subplots(figsize=(5.5, 3.5))
