@@ -1,10 +1,13 @@
-"""Helpers shared by the benchmark scripts: compose the real configs, write results, check goals.
+"""Helpers shared by the benchmark scripts and the results pages: compose the real configs,
+write and load results, check goals, format intervals.
 
-Every benchmark script states its goals once, at its top, with the issue they come from, and has
-``check(result) -> list[Check]``, which judges a stored result against them; its ``main`` writes
-the result, prints any missed goal and returns the exit status (``finish``). The scripts import
-their heavy dependencies inside ``main`` so that the suite and the report can import ``check``
-cheaply and without side effects (thread settings, environment variables).
+Every benchmark script (``bench/<component>/<script>.py``) states its goals once, at its top, with
+the issue they come from; declares its suite entries (``BENCHMARKS``, a tuple of ``Benchmark``);
+and has ``check(result) -> list[Check]``, which judges a stored result against its goals. Its
+``main`` writes the result, prints any missed goal and returns the exit status (``finish``). The
+scripts import their heavy dependencies inside ``main`` so that the suite and the report can
+import ``BENCHMARKS`` and ``check`` cheaply and without side effects (thread settings,
+environment variables).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +24,28 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+STUDIES = ROOT / "studies" / "results"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One entry of the suite, declared by its script: ``python <script> <args>`` writes
+    ``bench/results/<result>.json``, which the script's ``check`` judges."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    result: str = ""  # result file under bench/results/ (without .json); default: the name
+    minutes: float = 1.0  # rough duration on 2 cores, for --quick and --list
+    # Filled in by the suite from where the declaration was found.
+    component: str = ""
+    module: str = ""  # bench.<component>.<script>, what ``check`` is imported from
+    script: Path | None = None
+
+    @property
+    def result_name(self) -> str:
+        return self.result or self.name
 
 
 def data_dir() -> Path:
@@ -72,6 +96,19 @@ def load_result(name: str) -> dict[str, Any] | None:
 
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def ci(values: Sequence[float], fmt: str) -> str:
+    """Mean and 95% bootstrap interval over seeds (the framework's ``bootstrap_ci``)."""
+    from infragym.evaluation import bootstrap_ci
+
+    s = bootstrap_ci(list(values))
+    return f"{s.mean:{fmt}} [{s.low:{fmt}}, {s.high:{fmt}}]"
+
+
+def mean_range(values: Sequence[float], fmt: str) -> str:
+    """Mean and [min, max] over runs."""
+    return f"{statistics.fmean(values):{fmt}} [{min(values):{fmt}}, {max(values):{fmt}}]"
 
 
 def seed_summary(per_seed: Mapping[Any, Mapping[str, float]]) -> dict[str, dict[str, float]]:

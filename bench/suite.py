@@ -4,80 +4,66 @@
     python bench/suite.py --quick               # only those that take about a minute or less
     python bench/suite.py --only serving_speed vm2rl_env_speed
     python bench/suite.py --check-only          # judge the stored results; run nothing
-    python bench/suite.py --list
+    python bench/suite.py --list                # every benchmark and the command that runs it
 
-Each benchmark runs as its own process (``python bench/<script>.py <args>``), as a user runs it,
-so thread settings and memory peaks are its own. The goals live at the top of each script, in its
-``check(result)``; the suite only collects them. Exit status 1 when a goal regressed or a
-benchmark failed; a goal of an issue that is still open and was never met is reported, not a
-regression.
+The benchmarks are found, not listed: every script of a component folder (``bench/<component>/
+<script>.py``, e.g. ``bench/deoxys/quality.py``, ``bench/serving/speed.py``) declares its entries
+in a module-level ``BENCHMARKS`` tuple of ``Benchmark``; folders on ``INFRAGYM_BENCH_PATH`` join
+them (see ``bench/__init__.py``). They run by component, then script, in name order.
+
+Each benchmark runs as its own process (``python bench/<component>/<script>.py <args>``), as a
+user runs it, so thread settings and memory peaks are its own. The goals live at the top of each
+script, in its ``check(result)``; the suite only collects them. Exit status 1 when a goal
+regressed or a benchmark failed; a goal of an issue that is still open and was never met is
+reported, not a regression.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Run as a script, only bench/ is on sys.path: the checkout makes ``bench.*`` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import RESULTS, ROOT, Check, load_result
+from bench import benchmark_scripts, component_folders
+from bench._common import RESULTS, ROOT, Benchmark, Check, load_result
 
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    script: str  # module in bench/, also what `check` is imported from
-    args: tuple[str, ...] = ()
-    result: str = ""  # result file under bench/results/ (without .json); default: the name
-    minutes: float = 1.0  # rough duration on 2 cores, for --quick and --list
-
-    @property
-    def result_name(self) -> str:
-        return self.result or self.name
-
-
-BENCHMARKS = (
-    Benchmark("train_wallclock", "train_wallclock", minutes=1),
-    Benchmark("deoxys_quality", "deoxys_quality", minutes=6),
-    Benchmark("deoxys_fit_time", "deoxys_fit_time", result="deoxys_fit_time_deoxys_100k", minutes=5),
-    Benchmark("serving_fidelity", "serving_fidelity", minutes=0.2),
-    Benchmark("serving_speed", "serving_speed", result="serving_speed_round_robin", minutes=0.7),
-    Benchmark(
-        "serving_speed_least_outstanding",
-        "serving_speed",
-        ("--router", "least_outstanding"),
-        result="serving_speed_least_outstanding",
-        minutes=0.8,
-    ),
-    Benchmark("serving_speed_rate600", "serving_speed", ("--rate", "600"), result="serving_speed_round_robin_rate600"),
-    Benchmark("continuum", "continuum", minutes=4),
-    Benchmark("vm2rl_env_speed", "vm2rl_env_speed", minutes=0.5),
-    Benchmark("vm2rl_quality", "vm2rl_quality", minutes=11),
-    Benchmark("vm2rl_train_wallclock", "vm2rl_train_wallclock", minutes=8),
-    Benchmark("vm2rl_maskable_ppo", "vm2rl_maskable_ppo", minutes=20),
-    Benchmark("cloudformer_quality", "cloudformer_quality", minutes=8),
-    Benchmark(
-        "cloudformer_quality_cv",
-        "cloudformer_quality",
-        ("--cv", "--jobs", "2", "logger=none"),
-        result="cloudformer_quality_cv",
-        minutes=50,
-    ),
-    Benchmark("cloudformer_throughput", "cloudformer_throughput", minutes=2),
-    Benchmark(
-        "cloudformer_throughput_1thread",
-        "cloudformer_throughput",
-        ("--threads", "1"),
-        result="cloudformer_throughput_1thread",
-        minutes=2,
-    ),
-)
 QUICK_MINUTES = 1.0
+
+
+def benchmarks() -> tuple[Benchmark, ...]:
+    """Every benchmark declared by a script of a component folder, by component and script name."""
+    found: list[Benchmark] = []
+    for component, folder in component_folders().items():
+        for script in benchmark_scripts(folder):
+            name = f"bench.{component}.{script.stem}"
+            declared = getattr(importlib.import_module(name), "BENCHMARKS", None)
+            if not declared:
+                raise RuntimeError(
+                    f"{script} declares no BENCHMARKS; a helper module of a component folder is named _<name>.py"
+                )
+            found += [dataclasses.replace(b, component=component, module=name, script=script) for b in declared]
+    for field in ("name", "result_name"):
+        seen: dict[str, Benchmark] = {}
+        for b in found:
+            other = seen.setdefault(getattr(b, field), b)
+            if other is not b:
+                raise RuntimeError(f"benchmarks {other.name} ({other.script}) and {b.name} ({b.script}) share {field}")
+    return tuple(found)
+
+
+def command_line(bench: Benchmark) -> str:
+    """How a user runs the benchmark from the checkout."""
+    script = bench.script.relative_to(ROOT) if bench.script.is_relative_to(ROOT) else bench.script
+    return " ".join(["python", str(script), *bench.args])
 
 
 @dataclass(frozen=True)
@@ -102,7 +88,7 @@ def judge(bench: Benchmark, seconds: float | None = None) -> list[Row]:
     if result is None:
         missing = Check("result", f"no bench/results/{bench.result_name}.json", "-", False)
         return [Row(bench.name, missing, seconds)]
-    module = importlib.import_module(bench.script)
+    module = importlib.import_module(bench.module)
     return [Row(bench.name, c, seconds) for c in module.check(result)]
 
 
@@ -110,10 +96,12 @@ def run(bench: Benchmark) -> list[Row]:
     """Run a benchmark as a user does, then judge what it wrote."""
     path = RESULTS / f"{bench.result_name}.json"
     before = path.stat().st_mtime if path.exists() else None
-    command = [sys.executable, str(ROOT / "bench" / f"{bench.script}.py"), *bench.args]
+    command = [sys.executable, str(bench.script), *bench.args]
     print(f"--- {bench.name}: {' '.join(command[1:])}", flush=True)
+    # A script in a folder outside the checkout imports the shared helpers from it too.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
-    code = subprocess.run(command, cwd=ROOT, check=False).returncode
+    code = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
     seconds = time.perf_counter() - started
     if not path.exists() or path.stat().st_mtime == before:
         # It wrote nothing: a crash, not a missed goal.
@@ -128,11 +116,12 @@ def check_stored(names: list[str] | None = None) -> list[Row]:
 
 
 def select(names: list[str] | None = None, quick: bool = False) -> list[Benchmark]:
-    known = {b.name: b for b in BENCHMARKS}
+    every = benchmarks()
+    known = {b.name: b for b in every}
     unknown = sorted(set(names or ()) - set(known))
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(known)}")
-    chosen = [known[n] for n in names] if names else list(BENCHMARKS)
+    chosen = [known[n] for n in names] if names else list(every)
     return [b for b in chosen if b.minutes <= QUICK_MINUTES] if quick else chosen
 
 
@@ -175,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = select(args.only, args.quick)
     if args.list:
         for b in chosen:
-            print(f"{b.name:34s} ~{b.minutes:g} min  python bench/{b.script}.py {' '.join(b.args)}".rstrip())
+            print(f"{b.name:34s} ~{b.minutes:g} min  {command_line(b)}")
         return 0
     rows = []
     for bench in chosen:

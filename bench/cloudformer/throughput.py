@@ -1,9 +1,9 @@
 """Training throughput (windows/s) of CloudFormer and the neural baselines on CPU, and where a
 training epoch's time goes (Lightning's SimpleProfiler): fetching batches vs the training step.
 
-    python bench/cloudformer_throughput.py                 # the default experiment's data and sizes
-    python bench/cloudformer_throughput.py --epochs 3
-    python bench/cloudformer_throughput.py --threads 1     # one torch thread (a shared machine)
+    python bench/cloudformer/throughput.py                 # the default experiment's data and sizes
+    python bench/cloudformer/throughput.py --epochs 3
+    python bench/cloudformer/throughput.py --threads 1     # one torch thread (a shared machine)
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Check, compose_train, finish, write_result
+# Run as a script, this file's folder is on sys.path, not the checkout: put the checkout there
+# so that the suite's shared helpers import as ``bench._common``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench._common import Benchmark, Check, compose_train, finish, write_result
+
+BENCHMARKS = (
+    Benchmark("cloudformer_throughput", minutes=2),
+    Benchmark("cloudformer_throughput_1thread", ("--threads", "1"), result="cloudformer_throughput_1thread", minutes=2),
+)
 
 # Issue 3: throughput reported; data loading never the bottleneck, read as: fetching batches takes
 # less than half of the training loop for every network.
@@ -103,7 +112,7 @@ def main() -> int:
             )
     name = "cloudformer_throughput" + (f"_{args.threads}thread" if args.threads is not None else "")
     result = {
-        "command": "python bench/cloudformer_throughput.py " + " ".join(args.overrides),
+        "command": "python bench/cloudformer/throughput.py " + " ".join(args.overrides),
         "torch_threads": torch.get_num_threads(),
         "train_windows": len(splits.train),
         "window": cfg.dataset.window,

@@ -8,7 +8,7 @@
 3. The predictors: held-out pinball loss (margin of the best over the per-tool running mean)
    and the time to predict 100,000 tool calls, feature building included.
 
-    python bench/continuum.py [--seeds 5]
+    python bench/continuum/quality.py [--seeds 5]
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Check, compose_train, finish, timed_train, write_result
+# Run as a script, this file's folder is on sys.path, not the checkout: put the checkout there
+# so that the suite's shared helpers import as ``bench._common``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench._common import Benchmark, Check, compose_train, finish, timed_train, write_result
+
+BENCHMARKS = (Benchmark("continuum", minutes=4),)
 
 RESULT = "continuum"
 # Issue 6 goals:

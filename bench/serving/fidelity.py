@@ -1,14 +1,21 @@
 """Fidelity of the serving cost model: calibrate on each shared GPU profile, report the error.
 
-python bench/serving_fidelity.py
+python bench/serving/fidelity.py
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
-from _common import Check, data_dir, finish, write_result
+# Run as a script, this file's folder is on sys.path, not the checkout: put the checkout there
+# so that the suite's shared helpers import as ``bench._common``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench._common import Benchmark, Check, data_dir, finish, write_result
+
+BENCHMARKS = (Benchmark("serving_fidelity", minutes=0.2),)
 
 RESULT = "serving_fidelity"
 # Issue 5: the calibrated cost model predicts the profiled per-iteration times within 15% mean

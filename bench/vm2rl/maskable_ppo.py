@@ -5,7 +5,7 @@ MaskablePPO's MLP sees one cluster size only, so it is trained and tested on sma
 (fresh generated ones each episode, as VM2RL); the medium cluster's flat space (1.75M actions)
 is out of its reach. VM2RL is the shipped checkpoint (trained on small snapshots too).
 
-    python bench/vm2rl_maskable_ppo.py [--steps 60000] [--checkpoint checkpoints/vm2rl]
+    python bench/vm2rl/maskable_ppo.py [--steps 60000] [--checkpoint checkpoints/vm2rl]
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
-from _common import ROOT, Check, finish, write_result
+# Run as a script, this file's folder is on sys.path, not the checkout: put the checkout there
+# so that the suite's shared helpers import as ``bench._common``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench._common import ROOT, Benchmark, Check, finish, write_result
+
+BENCHMARKS = (Benchmark("vm2rl_maskable_ppo", minutes=20),)
 
 RESULT = "vm2rl_maskable_ppo"  # a comparison the issue asked to report; no goal
 

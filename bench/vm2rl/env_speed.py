@@ -6,7 +6,7 @@ A random feasible policy drives the env; the clock runs only inside the env's ow
 the env's cost, not the policy's. Also reported: the rate including the random policy's
 choice, and the step of the simulator core alone.
 
-    python bench/vm2rl_env_speed.py [--episodes 200] [--snapshot PATH]
+    python bench/vm2rl/env_speed.py [--episodes 200] [--snapshot PATH]
 """
 
 from __future__ import annotations
@@ -15,9 +15,16 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from _common import Check, data_dir, finish, write_result
+# Run as a script, this file's folder is on sys.path, not the checkout: put the checkout there
+# so that the suite's shared helpers import as ``bench._common``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench._common import Benchmark, Check, data_dir, finish, write_result
+
+BENCHMARKS = (Benchmark("vm2rl_env_speed", minutes=0.5),)
 
 RESULT = "vm2rl_env_speed"
 # Issue 4: >= 20,000 steps/s (step + mask) in one process on the medium snapshot. Judged on the

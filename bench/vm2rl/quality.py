@@ -4,7 +4,7 @@ Loads an export (default: the shipped checkpoint), rebuilds its experiment from 
 and evaluates it exactly as ``evaluate.py`` does (same test snapshots and seeds), with the
 CP-SAT time limit raised for the MIP reference.
 
-    python bench/vm2rl_quality.py [--checkpoint checkpoints/vm2rl] [--mip-time-limit 120]
+    python bench/vm2rl/quality.py [--checkpoint checkpoints/vm2rl] [--mip-time-limit 120]
 """
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
-from _common import ROOT, Check, finish, write_result
+# Run as a script, this file's folder is on sys.path, not the checkout: put the checkout there
+# so that the suite's shared helpers import as ``bench._common``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench._common import ROOT, Benchmark, Check, finish, write_result
+
+BENCHMARKS = (Benchmark("vm2rl_quality", minutes=11),)
 
 RESULT = "vm2rl_quality"
 # Issue 4: on medium snapshots at MNL = 50, the learned policy's FR within 5% of the MIP's, with

@@ -1,7 +1,7 @@
 """Deoxys quality on 5 seeds of the default experiment (20k logged events, 20k test events),
 with the mean and 95% bootstrap interval over seeds of every metric.
 
-    python bench/deoxys_quality.py [--seeds 0 1 2 3 4]
+    python bench/deoxys/quality.py [--seeds 0 1 2 3 4]
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Check, compose_train, finish, seed_summary, write_result
+# Run as a script, this file's folder is on sys.path, not the checkout: put the checkout there
+# so that the suite's shared helpers import as ``bench._common``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench._common import Benchmark, Check, compose_train, finish, seed_summary, write_result
+
+BENCHMARKS = (Benchmark("deoxys_quality", minutes=6),)
 
 RESULT = "deoxys_quality"
 # Issue 2: Deoxys removes >= 75% of the legacy-to-oracle gap in mean downtime and in interruption
