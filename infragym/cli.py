@@ -42,17 +42,47 @@ def _evaluate(cfg: DictConfig) -> None:
     run_evaluate(cfg)
 
 
-def _run_hydra(command: str, overrides: list[str]) -> int:
+# Hydra's command-line flags that take a value (``--info`` takes one only from its choices).
+_VALUE_FLAGS = frozenset({"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn"})
+_VALUE_FLAGS |= {"--config-dir", "-cd", "--experimental-rerun"}
+_INFO_CHOICES = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
+
+
+def split_hydra_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Hydra's flags (with their values) and the overrides, each in their order. The overrides
+    are passed as one block before the flags: argparse refuses overrides split by a flag."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    items = list(args)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item.startswith("-") and not item.startswith("~"):
+            flags.append(item)
+            takes_value = item in _VALUE_FLAGS or (
+                item in ("--info", "-i") and i + 1 < len(items) and items[i + 1] in _INFO_CHOICES
+            )
+            if takes_value and i + 1 < len(items):
+                flags.append(items[i + 1])
+                i += 1
+        else:
+            overrides.append(item)
+        i += 1
+    return flags, overrides
+
+
+def _run_hydra(command: str, args: list[str]) -> int:
     import infragym.envs  # noqa: F401  (registers the gymnasium environments)
 
     app = _train if command == "train" else _evaluate
+    flags, overrides = split_hydra_args(args)
     overrides = with_component_search_path(overrides)
     if command == "evaluate":
         overrides = evaluation_overrides(overrides)
     if not any(o.partition("=")[0].lstrip("+") == "hydra.job.name" for o in overrides):
         overrides.insert(0, f"hydra.job.name={command}")  # names the run's log file (train.log, evaluate.log)
     argv = sys.argv
-    sys.argv = [f"infragym {command}", *overrides]
+    sys.argv = [f"infragym {command}", *overrides, *flags]
     try:
         app()
     finally:

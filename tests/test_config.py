@@ -18,7 +18,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationEr
 from infragym import components
 from infragym.config import compose_run_config
 from infragym.logging import RunLogger
-from infragym.runner import build_task, component_of, run_train
+from infragym.runner import build_task, component_of, run_config, run_train
 from infragym.task import ExportEvaluator, Task
 
 from .conftest import CONF, ROOT, compose_config, smoke
@@ -96,14 +96,14 @@ def test_every_experiment_has_a_debug_preset_that_composes(experiment: str, tmp_
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_only_lightning_experiments_carry_trainer_and_callbacks(experiment: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
+    component = component_of(cfg)
     # what the run logger (and W&B's run config) receives
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(resolved, dict)
-    uses_trainer = "trainer" in inspect.signature(get_class(cfg.task._target_)).parameters
-    if uses_trainer:
-        assert resolved["trainer"]["_target_"].endswith("Trainer") and resolved["callbacks"]
+    logged = run_config(cfg, component)
+    if component.uses_trainer:
+        assert logged["trainer"]["_target_"].endswith("Trainer") and logged["callbacks"]
+        assert "trainer" in inspect.signature(get_class(component.task)).parameters
     else:
-        assert resolved["trainer"] is None and resolved["callbacks"] is None
+        assert "trainer" not in logged and "callbacks" not in logged
 
 
 def test_vm2rl_continuum_deoxys_runs_have_no_trainer_but_cloudformer_has(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ class Efficiency:
     iteration_overhead_s: float = 2e-3  # scheduler + sampling + framework per iteration (assumption)
 
 
-# Efficiencies fitted by ``calibrate`` on the shared profiles (bench/serving_fidelity.py
+# Efficiencies fitted by ``calibrate`` on the shared profiles (bench/serving/fidelity.py
 # re-fits and reports them): A100 on Llama-3-8B (1,824 rows, MAPE 4.2%) and H100 on Llama-2-7B
 # (1,044 rows, MAPE 7.4%). The H200 has the H100's compute; we assume its efficiencies.
 CALIBRATED: dict[str, Efficiency] = {
