@@ -51,6 +51,8 @@ class Component:
         envs: the gymnasium ids it trains or evaluates in.
         config_module: a package holding Hydra configs of its own (third-party components),
             added to Hydra's search path as ``pkg://<config_module>``.
+        serving: ``"module:callable"``; ``callable(predictor, manifest)`` returns the export's
+            HTTP operations (``infragym.serve.Operation``). ``None``: not served.
     """
 
     name: str
@@ -63,6 +65,7 @@ class Component:
     uses_trainer: bool = False
     envs: tuple[str, ...] = ()
     config_module: str | None = None
+    serving: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -73,6 +76,10 @@ class Component:
             raise ComponentError(f"component {self.name!r}: list at least one experiment config")
         if self.loader is not None and ":" not in self.loader:
             raise ComponentError(f"component {self.name!r}: loader must look like 'module:callable'")
+        if self.serving is not None and (":" not in self.serving or self.loader is None):
+            raise ComponentError(
+                f"component {self.name!r}: serving must look like 'module:callable' and needs a loader"
+            )
         if self.evaluation is not None and not dataclasses.is_dataclass(self.evaluation):
             raise ComponentError(f"component {self.name!r}: evaluation must be a dataclass type")
 
@@ -80,7 +87,7 @@ class Component:
         """Import the export loader (only the component's own module, never a manifest's)."""
         if self.loader is None:
             raise ComponentError(f"component {self.name!r} has no export loader")
-        return _import_attr(self.loader)
+        return import_target(self.loader)
 
 
 _registry: dict[str, Component] = {}
@@ -106,7 +113,8 @@ def unregister(name: str) -> None:
         _registry.pop(name, None)
 
 
-def _import_attr(target: str) -> Any:
+def import_target(target: str) -> Any:
+    """The object named ``module:attribute.path`` (only targets declared by registered components)."""
     module_name, _, attr_path = target.partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in attr_path.split("."):

@@ -28,4 +28,5 @@ COMPONENT = Component(
     code_bearing=True,
     evaluation=DeoxysEvaluation,
     envs=("infragym/UnhealthyNodeMitigation-v0",),
+    serving="infragym.models.deoxys.serving:operations",
 )
