@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from threadpoolctl import threadpool_limits
 
 import infragym
 from infragym.datasets.health_log import HealthLogDataset, LoggedEvents, generate_health_log
@@ -18,7 +21,7 @@ from infragym.export import ExportError
 from infragym.logging import RunLogger
 from infragym.models.deoxys import ActionOverride, Deoxys
 from infragym.models.deoxys.evaluation import DoublyRobustEvaluator, gap_closed, policy_outcomes
-from infragym.models.deoxys.recommender import EFFECT_OUTCOMES, action_indices
+from infragym.models.deoxys.recommender import EFFECT_OUTCOMES, Decisions, action_indices
 from infragym.models.deoxys.task import DeoxysTask
 
 N_ACTIONS = len(ACTIONS)
@@ -180,3 +183,80 @@ def test_export_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
         handle.write(b"\0")
     with pytest.raises(ExportError, match=r"deoxys\.joblib"):
         infragym.load(export)
+
+
+def _assert_same_decisions(fast: Decisions, reference: Decisions) -> None:
+    for key in ("action", "model_action", "legacy_action", "fallback", "overridden"):
+        np.testing.assert_array_equal(getattr(fast, key), getattr(reference, key), err_msg=key)
+    for key in ("effects", "objective_change_lower", "objective_change_upper"):
+        np.testing.assert_allclose(getattr(fast, key), getattr(reference, key), rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def _econml_reference(model: Deoxys) -> Deoxys:
+    reference = copy.copy(model)
+    reference.econml_predict = True  # econml's own prediction API, one job (deterministic order)
+    reference.set_prediction_jobs(1)
+    return reference
+
+
+def _check_fast_prediction_matches_econml(model: Deoxys, seeds: range) -> None:
+    """The numpy prediction (flattened forests) against econml's, on fresh events: decisions,
+    effects and intervals, for batches of 1, 7 and 1000 events; and the interval of every
+    (legacy, candidate) pair of actions."""
+    reference = _econml_reference(model)
+    sim = UnhealthyNodeSimulator()
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for n in (1, 7, 1000):
+            events = sim.sample_events(n, rng).features
+            _assert_same_decisions(model.decide(events), reference.decide(events))
+        legacy = rng.integers(0, N_ACTIONS, len(events))
+        candidate = rng.integers(0, N_ACTIONS, len(events))
+        for fast, ref in zip(
+            model.objective_change_interval(events, legacy, candidate),
+            reference.objective_change_interval(events, legacy, candidate),
+            strict=True,
+        ):
+            np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-12)
+    # Batches above one block of rows (_BLOCK_ROWS) are cut into blocks: the same predictions.
+    events = sim.sample_events(1200, np.random.default_rng(99)).features
+    np.testing.assert_allclose(model.predict_effects(events), reference.predict_effects(events), rtol=1e-12, atol=1e-12)
+
+
+def test_fast_prediction_matches_econml(deoxys: Deoxys) -> None:
+    assert deoxys._arrays() is not None  # the fast path is the one taken
+    _check_fast_prediction_matches_econml(deoxys, range(4))
+
+
+@pytest.fixture(scope="module")
+def deoxys_100_trees() -> Deoxys:
+    """The default experiment's forest size (100 trees, 25 bags) on a small log, fitted on one
+    thread: the nuisances' OpenMP threads are slow to share on a busy 2-core machine."""
+    logged = generate_health_log(UnhealthyNodeSimulator(), 2000, np.random.default_rng(1))
+    with threadpool_limits(1):
+        return Deoxys(n_estimators=100, nuisance_max_iter=10, random_state=1).fit(
+            logged.log, logged.log["action"], logged.log, MitigationObjective()
+        )
+
+
+def test_fast_prediction_matches_econml_with_100_trees(deoxys_100_trees: Deoxys) -> None:
+    _check_fast_prediction_matches_econml(deoxys_100_trees, range(3))
+
+
+def test_flattened_forests_are_a_cache(deoxys_100_trees: Deoxys, tmp_path: Path) -> None:
+    """Not pickled (an export holds the estimator once), rebuilt after a refit."""
+    events = UnhealthyNodeSimulator().sample_events(50, np.random.default_rng(4)).features
+    expected = deoxys_100_trees.decide(events)
+    assert "_forest_arrays" in deoxys_100_trees.__dict__
+    joblib.dump(deoxys_100_trees, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    assert "_forest_arrays" not in loaded.__dict__
+    _assert_same_decisions(loaded.decide(events), expected)
+    logged = generate_health_log(UnhealthyNodeSimulator(), 1000, np.random.default_rng(2))
+    with threadpool_limits(1):
+        refit = Deoxys(n_estimators=8, nuisance_max_iter=5).fit(
+            logged.log, logged.log["action"], logged.log, MitigationObjective()
+        )
+    refit.__dict__["_forest_arrays"] = loaded.__dict__["_forest_arrays"]  # stale: another estimator's
+    assert refit._arrays().estimator is refit.estimator_
+    _assert_same_decisions(refit.decide(events), _econml_reference(refit).decide(events))

@@ -43,6 +43,29 @@ FEATURE_SCALE: dict[str, float] = {
 }
 
 
+# The canonical dtype of each categorical column, built once (building one validates its categories).
+_CATEGORY_DTYPES = {c: pd.CategoricalDtype(list(v)) for c, v in CATEGORICAL_FEATURES.items()}
+
+
+def _canonical(values: pd.Series, column: str) -> bool:
+    """Whether ``values`` is already categorical with exactly this column's categories, in order
+    (an unordered dtype's ``==`` ignores the order, which would scramble the codes)."""
+    dtype, target = values.dtype, _CATEGORY_DTYPES[column]
+    return isinstance(dtype, pd.CategoricalDtype) and not dtype.ordered and dtype.categories.equals(target.categories)
+
+
+_CATEGORY_CODES = {c: {category: i for i, category in enumerate(v)} for c, v in CATEGORICAL_FEATURES.items()}
+
+
+def _codes(column: str, strings: np.ndarray) -> np.ndarray:
+    """Category codes of non-null strings, -1 where unknown. A few rows: a dict look-up each
+    (pandas' indexer costs more to set up than that); more: pandas'."""
+    if len(strings) <= 64:
+        lookup = _CATEGORY_CODES[column]
+        return np.array([lookup.get(s, -1) for s in strings], dtype=np.intp)
+    return _CATEGORY_DTYPES[column].categories.get_indexer(strings)
+
+
 class FeatureError(ValueError):
     """A feature table with a missing column, a wrong type or an invalid value."""
 
@@ -68,7 +91,9 @@ def validate_features(frame: pd.DataFrame, source: str = "features", *, strict_d
     missing = [c for c in (*CATEGORICAL_FEATURES, *NUMERIC_FEATURES) if c not in frame.columns]
     if missing:
         raise FeatureError(f"{source}: missing column(s) {missing}")
-    out = pd.DataFrame(index=frame.index)
+    # Columns are collected and the frame built once: inserting them one by one into a frame
+    # costs more than the checks for a service's one-event frames.
+    out: dict[str, object] = {}
     for column, categories in CATEGORICAL_FEATURES.items():
         values = frame[column]
         if not (
@@ -77,18 +102,28 @@ def validate_features(frame: pd.DataFrame, source: str = "features", *, strict_d
             or values.dtype == object
         ):
             raise FeatureError(f"{source}: column {column!r} must hold strings, got dtype {values.dtype}")
-        as_str = values.astype("string")
-        null = as_str.isna().to_numpy()
+        dtype = _CATEGORY_DTYPES[column]
+        if _canonical(values, column):  # a validated frame: its codes are ours
+            codes = values.array.codes.copy()
+            null = codes < 0
+            as_str = None
+        else:
+            # a string column already holds the strings astype("string") would make (a service's
+            # one-event frames): skip the conversion
+            as_str = values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
+            null = as_str.isna().to_numpy()
         if null.any():
             raise FeatureError(f"{source}: column {column!r} is null at row {_first_bad_row(frame.index, null)}")
-        unknown = ~as_str.isin(categories).to_numpy()
+        if as_str is not None:
+            codes = _codes(column, as_str.to_numpy(dtype=object))
+        unknown = codes < 0
         if unknown.any():
             row = _first_bad_row(frame.index, unknown)
             raise FeatureError(
                 f"{source}: column {column!r} has unknown value {as_str.loc[row]!r} at row {row} "
                 f"(expected one of {list(categories)})"
             )
-        out[column] = pd.Categorical(as_str.to_numpy(dtype=object), categories=categories)
+        out[column] = pd.Categorical.from_codes(codes, dtype=dtype)
     for column in NUMERIC_FEATURES:
         values = frame[column]
         if values.dtype == bool:
@@ -121,16 +156,21 @@ def validate_features(frame: pd.DataFrame, source: str = "features", *, strict_d
             out[column] = array.astype(np.int64)
         else:
             out[column] = array
-    return out
+    return pd.DataFrame(out, index=frame.index)
 
 
 def encode_features(frame: pd.DataFrame, *, scaled: bool = False) -> np.ndarray:
     """Encode a validated feature table as a float matrix in ``encoded_feature_names()`` order."""
     blocks = []
     for column, categories in CATEGORICAL_FEATURES.items():
-        codes = pd.Categorical(frame[column], categories=categories).codes
+        values = frame[column]
+        if _canonical(values, column):
+            codes = values.array.codes  # validated: no re-coding (a service encodes one event at a time)
+        else:
+            codes = pd.Categorical(values, categories=categories).codes
         blocks.append(np.eye(len(categories))[codes])
-    numeric = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)
+    # column by column: selecting a sub-frame costs more than the copies for a few rows
+    numeric = np.column_stack([frame[c].to_numpy(dtype=np.float64) for c in NUMERIC_FEATURES])
     if scaled:
         scale = np.array([FEATURE_SCALE.get(c, 1.0) for c in NUMERIC_FEATURES])
         numeric = numeric / scale

@@ -16,6 +16,7 @@ A decision has three steps, the last two cheap and re-runnable without refitting
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 from econml.dml import CausalForestDML
 from econml.grf import CausalForest
+from scipy.special import erfc, ndtri
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.multioutput import MultiOutputRegressor
 from tqdm.auto import tqdm
@@ -34,6 +36,7 @@ from infragym.envs.health.simulator import ACTIONS, OUTCOMES, legacy_rule
 # Column order of the fitted outcome matrix: the objective first (its interval drives the
 # fallback), then the raw outcomes.
 EFFECT_OUTCOMES: tuple[str, ...] = ("objective", *OUTCOMES)
+_ACTION_DTYPE = pd.CategoricalDtype(list(ACTIONS))  # built once: building one validates the categories
 
 
 def action_indices(actions: np.ndarray | pd.Series | list) -> np.ndarray:
@@ -142,25 +145,182 @@ class Decisions:
 
     def to_frame(self) -> pd.DataFrame:
         rows = np.arange(len(self.action))
-        frame = pd.DataFrame(
-            {
-                "action": pd.Categorical.from_codes(self.action, ACTIONS),
-                "model_action": pd.Categorical.from_codes(self.model_action, ACTIONS),
-                "legacy_action": pd.Categorical.from_codes(self.legacy_action, ACTIONS),
-                "fallback": self.fallback,
-                "overridden": self.overridden,
-            }
-        )
+        # Columns collected first and the frame built once (inserting columns one by one costs
+        # more than the rest of a one-event decision).
+        columns: dict[str, object] = {
+            "action": pd.Categorical.from_codes(self.action, dtype=_ACTION_DTYPE),
+            "model_action": pd.Categorical.from_codes(self.model_action, dtype=_ACTION_DTYPE),
+            "legacy_action": pd.Categorical.from_codes(self.legacy_action, dtype=_ACTION_DTYPE),
+            "fallback": self.fallback,
+            "overridden": self.overridden,
+        }
         for k, name in enumerate(EFFECT_OUTCOMES):
             # predicted change of the final action vs the legacy action
-            frame[f"effect_{name}"] = self.effects[rows, k, self.action] - self.effects[rows, k, self.legacy_action]
-        frame["objective_change_lower"] = self.objective_change_lower
-        frame["objective_change_upper"] = self.objective_change_upper
-        return frame
+            columns[f"effect_{name}"] = self.effects[rows, k, self.action] - self.effects[rows, k, self.legacy_action]
+        columns["objective_change_lower"] = self.objective_change_lower
+        columns["objective_change_upper"] = self.objective_change_upper
+        return pd.DataFrame(columns)
+
+
+# Rows per block of the fast forest prediction: a block's gathered leaf statistics take
+# n_trees * rows * (n_outputs + n_outputs**2) doubles per forest (100 trees, 6 outputs, 512
+# rows: 17 MB), whatever the batch size.
+_BLOCK_ROWS = 512
+_ARRAYS_LOCK = threading.Lock()
+_UNSUPPORTED = object()  # cached: the estimator's layout is not one _ForestArrays covers
+
+
+class _ForestArrays:
+    """The fitted causal forests of a ``CausalForestDML`` flattened into numpy arrays, to
+    predict without econml's per-tree Python loop (econml is kept for fitting).
+
+    econml predicts one tree at a time: a Python call, a ``check_array`` and a joblib dispatch
+    per tree, and the whole pass again per bag of trees for the variance; that overhead is most
+    of the time of a small batch. Here every tree of every outcome forest is walked at once,
+    level by level, and the per-leaf statistics econml's trees return (``tree_.precond``: the
+    leaf's alpha, ``tree_.jac``: its flattened jacobian) are gathered. What econml computes from
+    them (``BaseGRF.predict_alpha_and_jac``, ``predict_moment_and_var``,
+    ``_predict_point_and_var`` with a projector, the normal interval of the effect inference)
+    is reproduced step by step, the sums over trees accumulated in econml's order, so the
+    results agree with econml's to rounding (tests/test_deoxys.py compares them).
+    """
+
+    def __init__(self, estimator: CausalForestDML) -> None:
+        wrapper = estimator._ortho_learner_model_final._model_final
+        encoder = estimator.transformer
+        if wrapper._featurizer is not None or encoder is None or list(encoder.categories_[0]) != list(ACTIONS):
+            raise ValueError("unsupported CausalForestDML layout (a featurizer or other treatment encoding)")
+        if getattr(encoder, "drop", None) != "first":
+            raise ValueError("unsupported treatment encoding: expected one-hot without the first action")
+        forests = list(wrapper._model.estimators_)
+        self.estimator = estimator  # what these arrays were built from (refits rebuild them)
+        self.n_forests = len(forests)
+        self.n_trees = len(forests[0].estimators_)
+        self.n_outputs = forests[0].n_outputs_
+        self.n_relevant = forests[0].n_relevant_outputs_
+        self.n_features = forests[0].estimators_[0].n_features_in_
+        if any(len(f.estimators_) != self.n_trees or f.n_outputs_ != self.n_outputs for f in forests):
+            raise ValueError("unsupported CausalForestDML layout: forests of different shapes")
+        # The bags of little trees behind the variance (econml's ``slices_``), one row per bag.
+        self.slices = [np.asarray(f.slices_, dtype=np.intp) for f in forests]
+        if any(s.ndim != 2 for s in self.slices):
+            raise ValueError("unsupported CausalForestDML layout: bags of different sizes")
+        trees = [tree.tree_ for forest in forests for tree in forest.estimators_]
+        sizes = np.array([t.node_count for t in trees], dtype=np.intp)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        shift = np.repeat(offsets, sizes)
+        left = np.concatenate([t.children_left for t in trees]).astype(np.intp)
+        right = np.concatenate([t.children_right for t in trees]).astype(np.intp)
+        leaf = left < 0
+        own = np.arange(len(left), dtype=np.intp)
+        # A leaf points to itself (both children) and compares against +inf, so that walking
+        # max_depth levels leaves every tree at its leaf whatever its own depth.
+        self.children = np.stack([np.where(leaf, own, left + shift), np.where(leaf, own, right + shift)], axis=1)
+        self.children = self.children.ravel()  # node 2k: left child of k, 2k + 1: right child
+        self.feature = np.where(leaf, 0, np.concatenate([t.feature for t in trees])).astype(np.intp)
+        self.threshold = np.where(leaf, np.inf, np.concatenate([t.threshold for t in trees]))
+        self.roots = offsets
+        self.depth = max(int(t.max_depth) for t in trees)
+        self.precond = np.concatenate([t.precond for t in trees])  # (nodes, n_outputs)
+        self.jac = np.concatenate([t.jac for t in trees])  # (nodes, n_outputs**2)
+
+    def leaves(self, x: np.ndarray) -> np.ndarray:
+        """(n, n_forests * n_trees) leaf of each row in each tree (econml's ``tree_.apply``)."""
+        n, d = x.shape
+        if d != self.n_features:
+            raise ValueError(f"expected {self.n_features} encoded features, got {d}")
+        flat = np.ascontiguousarray(x, dtype=np.float64).ravel()
+        row = (np.arange(n, dtype=np.intp) * d)[:, None]
+        node = np.repeat(self.roots[None, :], n, axis=0)
+        for _ in range(self.depth):
+            # econml's trees go left when x[feature] <= threshold
+            go_right = flat[row + self.feature[node]] > self.threshold[node]
+            node = self.children[2 * node + go_right]
+        return node
+
+    def point(self, leaves: np.ndarray, forest: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One outcome forest's per-tree leaf statistics and its estimate at ``leaves``' rows:
+        alpha (trees, n, p), jac (trees, n, p * p), pinv of the mean jacobian and theta (n, p)."""
+        tree_leaves = leaves[:, forest * self.n_trees : (forest + 1) * self.n_trees].T  # (trees, n)
+        alpha_t = self.precond[tree_leaves]
+        jac_t = self.jac[tree_leaves]
+        # econml adds tree by tree into zeros, then divides; a sum over the leading axis adds in
+        # the same order, so these are bit-identical to econml's.
+        alpha = alpha_t.sum(axis=0) / self.n_trees
+        jac = (jac_t.sum(axis=0) / self.n_trees).reshape((-1, self.n_outputs, self.n_outputs))
+        invjac = np.linalg.pinv(jac)
+        parameter = np.einsum("ijk,ik->ij", invjac, alpha)
+        return alpha_t, jac_t, invjac, parameter
+
+    def projected_point_and_var(
+        self,
+        forest: int,
+        alpha_t: np.ndarray,
+        jac_t: np.ndarray,
+        invjac: np.ndarray,
+        parameter: np.ndarray,
+        projector: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """<theta(x), projector> and its variance: econml's ``predict_projection_and_var``
+        (``_predict_point_and_var(project=True)`` over the bags of ``predict_moment_and_var``)."""
+        n_trees, n, p = alpha_t.shape
+        slices = self.slices[forest]
+        n_slices, slice_len = slices.shape
+        projector = np.hstack([projector, np.zeros((n, p - projector.shape[1]))])
+        # the local moment of each tree at theta: alpha_t - J_t theta
+        moments = alpha_t - np.einsum("tijk,ik->tij", jac_t.reshape((n_trees, n, p, p)), parameter)
+        bags = moments[slices]  # (bags, trees per bag, n, p)
+        moment_bags = bags.sum(axis=1) / slice_len
+        moment_var_bags = (bags[..., :, None] * bags[..., None, :]).sum(axis=1) / slice_len
+        # From here on, econml's formulas as written in _predict_point_and_var.
+        moment = np.mean(moment_bags, axis=0)
+        trans_moment_bags = np.moveaxis(moment_bags, 0, -1)
+        sq_between = np.einsum("tij,tjk->tik", trans_moment_bags, np.transpose(trans_moment_bags, (0, 2, 1))) / n_slices
+        moment_sq = moment[:, :, None] * moment[:, None, :]  # econml's einsum of a 1-term sum: the same products
+        var_between = sq_between - moment_sq
+        invjac_t = np.transpose(invjac, (0, 2, 1))
+        pred_cov = np.einsum("ijk,ikm->ijm", invjac, np.einsum("ijk,ikm->ijm", var_between, invjac_t))
+        row_projector = projector.reshape((-1, 1, p))
+        col_projector = projector.reshape((-1, p, 1))
+        pred_var = np.einsum("ijk,ikm->ijm", row_projector, np.einsum("ijk,ikm->ijm", pred_cov, col_projector))[:, 0, 0]
+        var_total = np.mean(moment_var_bags, axis=0)
+        correction = (var_total - sq_between) / (slice_len - 1)
+        pred_cov_correction = np.einsum("ijk,ikm->ijm", invjac, np.einsum("ijk,ikm->ijm", correction, invjac_t))
+        pred_var_correction = np.einsum(
+            "ijk,ikm->ijm", row_projector, np.einsum("ijk,ikm->ijm", pred_cov_correction, col_projector)
+        )[:, 0, 0]
+        naive_estimate = pred_var - pred_var_correction
+        se = np.maximum(pred_var, pred_var_correction) * np.sqrt(2.0 / n_slices)
+        zstat = naive_estimate / np.clip(se, 1e-10, np.inf)
+        numerator = np.exp(-(zstat**2) / 2) / np.sqrt(2.0 * np.pi)
+        denominator = 0.5 * erfc(-zstat / np.sqrt(2.0))
+        pred_var = naive_estimate + se * numerator / denominator
+        return np.sum(parameter * projector, axis=1), pred_var
+
+    def projector(self, t0: np.ndarray, t1: np.ndarray) -> np.ndarray:
+        """T1 - T0 one-hot encoded as econml's treatment encoder does (no column for "observe")."""
+        eye = np.eye(len(ACTIONS))[:, 1:]
+        return eye[t1] - eye[t0]
+
+
+def _normal_interval(point: np.ndarray, var: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """econml's (alpha/2, 1 - alpha/2) normal interval (``_safe_norm_ppf``: the point where the
+    standard error is not positive); scipy's norm.ppf is ndtri(q) * scale + loc."""
+    with np.errstate(invalid="ignore"):
+        stderr = np.sqrt(var)
+    positive = stderr > 0
+    lower = np.where(positive, ndtri(alpha / 2) * stderr + point, point)
+    upper = np.where(positive, ndtri(1 - alpha / 2) * stderr + point, point)
+    return lower, upper
 
 
 class Deoxys:
     """Causal-forest DML mitigation recommender with fallback and action overriding.
+
+    Predictions come from the fitted forests flattened into numpy arrays (``_ForestArrays``:
+    a single event in a few ms instead of econml's per-tree loop); ``econml_predict = True``
+    (on an instance) predicts through econml's own API instead, the reference the arrays are
+    tested against.
 
     Args:
         n_estimators: trees per outcome forest (econml needs a multiple of 4 with inference).
@@ -174,6 +334,8 @@ class Deoxys:
         downtime_tolerance_min, cost_budget_node_hours: see ``ActionOverride``.
         n_jobs: parallel jobs of the forest; random_state: seed of every random part.
     """
+
+    econml_predict: bool = False  # a class default, so that exports pickled before it load
 
     def __init__(
         self,
@@ -272,9 +434,10 @@ class Deoxys:
         return self
 
     def set_prediction_jobs(self, n_jobs: int) -> None:
-        """Parallel jobs of the fitted forests when predicting. A service answering a few events
-        per request wants 1: joblib's dispatch to many workers costs more than the trees
-        (hundreds of ms per single-event call at n_jobs=-1 on 2 cores)."""
+        """Parallel jobs of the fitted forests when predicting through econml
+        (``econml_predict``). A service answering a few events per request wants 1: joblib's
+        dispatch to many workers costs more than the trees (hundreds of ms per single-event call
+        at n_jobs=-1 on 2 cores). The default numpy prediction is single-threaded either way."""
         estimator = self._require_fitted()
         estimator.n_jobs = n_jobs
         # econml keeps one causal forest per outcome column inside a multi-output wrapper
@@ -287,10 +450,90 @@ class Deoxys:
             raise RuntimeError("Deoxys is not fitted; call fit() first")
         return self.estimator_
 
+    def __getstate__(self) -> dict:
+        # The flattened forests are a cache of the estimator, rebuilt on first use: not pickled
+        # (an export holds the estimator once).
+        return {k: v for k, v in self.__dict__.items() if k != "_forest_arrays"}
+
+    def _arrays(self) -> _ForestArrays | None:
+        """The fitted forests as numpy arrays (built once, thread-safe), or None where econml
+        predicts (``econml_predict``, or an estimator layout the arrays do not cover)."""
+        estimator = self._require_fitted()
+        if self.econml_predict:
+            return None
+        arrays = self.__dict__.get("_forest_arrays")
+        if arrays is None or arrays.estimator is not estimator:
+            with _ARRAYS_LOCK:
+                arrays = self.__dict__.get("_forest_arrays")
+                if arrays is None or arrays.estimator is not estimator:
+                    try:
+                        arrays = _ForestArrays(estimator)
+                    except ValueError:
+                        arrays = _UNSUPPORTED
+                    self.__dict__["_forest_arrays"] = arrays
+        return None if arrays is _UNSUPPORTED else arrays
+
+    def _forest_predict(
+        self,
+        x: np.ndarray,
+        legacy: np.ndarray | None = None,
+        candidate: np.ndarray | None = None,
+        *,
+        effects: bool = True,
+        interval: bool = False,
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """One pass over the forests: the effects (``predict_effects``) and/or the objective
+        change interval from ``legacy`` to ``candidate`` (``objective_change_interval``; the
+        candidate defaults to the argmin of the predicted objective, as in ``decide``)."""
+        arrays = self._arrays()
+        assert arrays is not None
+        n = len(x)
+        tau = np.zeros((n, len(EFFECT_OUTCOMES), len(ACTIONS))) if effects else None
+        lower = np.zeros(n) if interval else None
+        upper = np.zeros(n) if interval else None
+        forests = range(arrays.n_forests) if effects else range(1)
+        for start in range(0, n, _BLOCK_ROWS):
+            block = slice(start, min(start + _BLOCK_ROWS, n))
+            leaves = arrays.leaves(x[block])
+            objective = None
+            for k in forests:
+                statistics = arrays.point(leaves, k)
+                if tau is not None:
+                    tau[block, k, 1:] = statistics[3][:, : arrays.n_relevant]
+                if k == 0:
+                    objective = statistics  # the objective's forest: the interval's
+            if not interval:
+                continue
+            assert objective is not None and legacy is not None
+            t1 = tau[block, 0, :].argmin(axis=1) if candidate is None else candidate[block]
+            t0 = legacy[block]
+            changed = np.flatnonzero(t1 != t0)
+            if changed.size == 0:
+                continue
+            alpha_t, jac_t, invjac, parameter = objective
+            point, var = arrays.projected_point_and_var(
+                0,
+                alpha_t[:, changed],
+                jac_t[:, changed],
+                invjac[changed],
+                parameter[changed],
+                arrays.projector(t0[changed], t1[changed]),
+            )
+            lo, hi = _normal_interval(point, var, self.fallback_alpha)
+            lower[block][changed] = lo
+            upper[block][changed] = hi
+        return tau, lower, upper
+
     def predict_effects(self, features: pd.DataFrame) -> np.ndarray:
         """Predicted outcomes of every action vs "observe": (n, len(EFFECT_OUTCOMES), n_actions)."""
+        self._require_fitted()
+        return self._effects(encode_features(validate_features(features)))
+
+    def _effects(self, x: np.ndarray) -> np.ndarray:
         estimator = self._require_fitted()
-        x = encode_features(validate_features(features))
+        if self._arrays() is not None:
+            effects, _, _ = self._forest_predict(x)
+            return effects
         tau = estimator.const_marginal_effect(x)  # (n, d_y, n_actions - 1)
         return np.concatenate([np.zeros((*tau.shape[:2], 1)), tau], axis=2)
 
@@ -306,14 +549,19 @@ class Deoxys:
     ) -> Decisions:
         """Recommend, fall back, override. ``effects``/``intervals`` reuse earlier predictions."""
         self._require_fitted()
-        features = validate_features(features)
+        features = validate_features(features)  # once: the features are encoded once below too
         legacy = legacy_rule(features) if legacy_actions is None else action_indices(legacy_actions)
         if len(legacy) != len(features):
             raise ValueError(f"legacy_actions has {len(legacy)} entries for {len(features)} events")
-        effects = self.predict_effects(features) if effects is None else effects
+        x = encode_features(features) if effects is None or intervals is None else None
+        if effects is None and intervals is None and self._arrays() is not None:
+            # effects and the interval of the recommendation in one pass over the forests
+            effects, lower, upper = self._forest_predict(x, legacy, effects=True, interval=True)
+            intervals = (lower, upper)
+        effects = self._effects(x) if effects is None else effects
         model_action = effects[:, 0, :].argmin(axis=1)
         if intervals is None:
-            intervals = self.objective_change_interval(features, legacy, model_action)
+            intervals = self._interval(x, legacy, model_action)
         lower, upper = intervals
         use_fallback = self.fallback if fallback is None else fallback
         changed = model_action != legacy
@@ -336,8 +584,16 @@ class Deoxys:
         self, features: pd.DataFrame, legacy: np.ndarray, candidate: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(1 - alpha) interval of the objective change from ``legacy`` to ``candidate``."""
+        self._require_fitted()
+        return self._interval(encode_features(validate_features(features)), legacy, candidate)
+
+    def _interval(self, x: np.ndarray, legacy: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         estimator = self._require_fitted()
-        x = encode_features(validate_features(features))
+        legacy = np.asarray(legacy)
+        candidate = np.asarray(candidate)
+        if self._arrays() is not None:
+            _, lower, upper = self._forest_predict(x, legacy, candidate, effects=False, interval=True)
+            return lower, upper
         lower = np.zeros(len(x))
         upper = np.zeros(len(x))
         changed = np.flatnonzero(candidate != legacy)
