@@ -150,6 +150,13 @@ def load_vmr2l_snapshot(path: str | os.PathLike[str]) -> ClusterSnapshot:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise SnapshotError(f"{path}: cannot read a JSON snapshot ({err})") from err
+    return parse_vmr2l_snapshot(data, source=str(path), name=str(path))
+
+
+def parse_vmr2l_snapshot(data: Any, *, source: str = "snapshot", name: str = "snapshot") -> ClusterSnapshot:
+    """A snapshot from the parsed VMR2L JSON (``load_vmr2l_snapshot`` without the file); errors
+    name ``source`` and the PM/VM at fault."""
+    path = source
     clusters = _field(data, "cluster_list", str(path))
     if not isinstance(clusters, list) or not clusters:
         raise SnapshotError(f"{path}: 'cluster_list' must be a non-empty list")
@@ -249,7 +256,7 @@ def load_vmr2l_snapshot(path: str | os.PathLike[str]) -> ClusterSnapshot:
         vm_migratable=np.array(vm_mig, dtype=bool),
         group_granularity=np.array(granularity, dtype=np.int64),
         group_members=members,
-        name=str(path),
+        name=name,
     )
     snap.validate()
     # The file's free counters must agree with its VMs (else it lost or invented VMs).

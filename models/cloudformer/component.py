@@ -24,4 +24,5 @@ COMPONENT = Component(
     loader="infragym.models.cloudformer.export:CloudFormerPredictor.from_export",
     evaluation=CloudFormerEvaluation,
     uses_trainer=True,
+    serving="infragym.models.cloudformer.serving:operations",
 )

@@ -11,4 +11,5 @@ COMPONENT = Component(
     experiments=("continuum",),
     loader="infragym.models.continuum.export:ContinuumPredictor.from_export",
     envs=("infragym/KVCacheTTL-v0",),
+    serving="infragym.models.continuum.serving:operations",
 )

@@ -11,4 +11,5 @@ COMPONENT = Component(
     experiments=("vm2rl", "vm2rl_full"),
     loader="infragym.models.vm2rl.export:VM2RLPredictor.from_export",
     envs=("infragym/VMReschedule-v0",),
+    serving="infragym.models.vm2rl.serving:operations",
 )
