@@ -53,10 +53,12 @@ class ServeSettings:
     log_level: str = "info"
 
     def to_json(self) -> str:
+        """The settings as JSON (for ``$INFRAGYM_SERVE_SETTINGS``)."""
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> ServeSettings:
+        """The settings :meth:`to_json` wrote."""
         values = json.loads(text)
         values["exports"] = tuple(values["exports"])
         return cls(**values)
@@ -116,7 +118,7 @@ def serve(settings: ServeSettings) -> None:
         raise ServeError("--workers must be at least 1")
     # Verified (and loaded) here even with several workers: a refusal must come before binding.
     app = build_app(settings)
-    if settings.host not in LOOPBACK_HOSTS and resolve_token(settings.token_file) is None:
+    if settings.host not in LOOPBACK_HOSTS and settings.token_file is None and TOKEN_ENV not in os.environ:
         log.warning(
             "serving on %s without a bearer token: anyone who reaches the port can call the models", settings.host
         )
