@@ -187,10 +187,16 @@ def tool_key(tool: pd.Series, arguments: pd.Series) -> pd.Series:
     codes, uniques = pd.factorize(tool.astype(str) + "\x00" + arguments.astype(str))  # once per distinct call
     keys = np.empty(len(uniques), dtype=object)
     for i, pair in enumerate(uniques):
-        name, _, args = pair.partition("\x00")
-        words = args.split(maxsplit=1) if name in ("bash", "str_replace_editor") else ()
-        keys[i] = (words[0] if name == "bash" else f"editor_{words[0]}") if words else name
+        keys[i] = pair_tool_key(pair)
     return pd.Series(keys[codes], index=tool.index, dtype=object)
+
+
+def pair_tool_key(pair: str) -> str:
+    """``tool_key`` of one call given as ``tool + "\\x00" + arguments`` (the joined form
+    ``tool_key`` factorises on, so that callers without pandas split it the same way)."""
+    name, _, args = pair.partition("\x00")
+    words = args.split(maxsplit=1) if name in ("bash", "str_replace_editor") else ()
+    return (words[0] if name == "bash" else f"editor_{words[0]}") if words else name
 
 
 # ---------------------------------------------------------------------- real trajectories

@@ -21,7 +21,7 @@ from infragym.envs.cluster import (
     load_vmr2l_snapshot,
 )
 from infragym.envs.cluster.generator import VM_SIZES
-from infragym.envs.cluster.snapshot import GRANULARITY_HOST, PLACE_BOTH
+from infragym.envs.cluster.snapshot import GRANULARITY_HOST, PLACE_BOTH, parse_vmr2l_snapshot
 
 from .conftest import SHARED_DATA
 
@@ -115,6 +115,129 @@ def test_real_snapshot_matches_the_paper_cluster() -> None:
     large = load_vmr2l_snapshot(LARGE)
     assert (large.n_pms, large.n_vms) == (1264, 3000)
     assert (large.group_granularity != GRANULARITY_HOST).any()  # rack anti-affinity present
+
+
+def _reference_arrays(data: dict) -> dict[str, np.ndarray]:
+    """The real snapshot read naively, record by record (what the parser must give)."""
+    hosts = [h for c in data["cluster_list"] for h in c["host_info"]]
+    vms = [v for c in data["cluster_list"] for v in c["vm_instance"]]
+    index = {h["node_id"]: i for i, h in enumerate(hosts)}
+    racks: dict[str, int] = {}
+    numa = [sorted(h["numa"], key=lambda n: n["node"]) for h in hosts]
+    return {
+        "pm_ids": np.array([h["node_id"] for h in hosts]),
+        "pm_cpu_total": np.array([[n["total_cpu"] for n in ns] for ns in numa], dtype=np.int64),
+        "pm_mem_total": np.array([[n["memory_huge_total_mb"] for n in ns] for ns in numa], dtype=np.float64),
+        "pm_active": np.array([h["status"] == "ACTIVE" for h in hosts]),
+        "pm_rack": np.array([racks.setdefault(str(h["rack_id"]), len(racks)) for h in hosts], dtype=np.int64),
+        "vm_ids": np.array([v["instance_id"] for v in vms]),
+        "vm_cpu": np.array([v["numa"][0]["cpu"] for v in vms], dtype=np.int64),
+        "vm_mem": np.array([v["numa"][0]["mem_mb"] for v in vms], dtype=np.float64),
+        "vm_double": np.array([len(v["numa"]) == 2 for v in vms]),
+        "vm_pm": np.array([index[v["host_id"]] for v in vms], dtype=np.int64),
+        "vm_placement": np.array([PLACE_BOTH if len(v["numa"]) == 2 else v["numa"][0]["node"] for v in vms]),
+        "vm_migratable": np.array([bool(v["allow_migration"]) for v in vms]),
+    }
+
+
+@needs_data
+def test_real_snapshot_arrays_and_state_match_a_naive_reading() -> None:
+    """The parser's per-item fast path and the vectorised state construction give exactly what
+    a record-by-record reading and the per-group meshgrid give."""
+    for path in (REAL, LARGE):
+        data = json.loads(path.read_text())
+        snap = parse_vmr2l_snapshot(data)
+        for field, expected in _reference_arrays(data).items():
+            got = getattr(snap, field)
+            assert got.dtype == expected.dtype or field == "vm_placement", field
+            np.testing.assert_array_equal(got, expected, err_msg=field)
+        ids = {str(v): i for i, v in enumerate(snap.vm_ids)}
+        groups = {
+            (GRANULARITY_HOST if s["granularity"] == "host" else 1, tuple(sorted(set(map(str, s["data"])))))
+            for c in data["cluster_list"]
+            for s in c["other_requirement"]["deployment_set"]
+        }
+        expected_groups = {(k, tuple(sorted(ids[m] for m in ms if m in ids))) for k, ms in groups}
+        pairs = zip(snap.group_granularity, snap.group_members, strict=True)
+        got_groups = {(int(k), tuple(m.tolist())) for k, m in pairs}
+        assert got_groups == {g for g in expected_groups if len(g[1]) >= 2}
+        state = ClusterState(snap)
+        pv, pu, pk = [], [], []
+        for g, members in enumerate(snap.group_members):
+            a, b = np.meshgrid(members, members, indexing="ij")
+            pv.append(a[a != b])
+            pu.append(b[a != b])
+            pk.append(np.full((a != b).sum(), snap.group_granularity[g]))
+        pv, pu, pk = np.concatenate(pv), np.concatenate(pu), np.concatenate(pk)
+        order = np.lexsort((pu, pv))
+        for got, expected in ((state.pair_v, pv), (state.pair_u, pu), (state.pair_kind, pk)):
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected[order])
+        keys = np.stack([snap.vm_cpu.astype(np.float64), snap.vm_mem, snap.vm_double.astype(np.float64)], 1)
+        types, inverse = np.unique(keys, axis=0, return_inverse=True)
+        np.testing.assert_array_equal(state.vm_type, inverse.ravel())
+        np.testing.assert_array_equal(np.stack([state.type_cpu, state.type_mem, state.type_double], 1), types)
+
+
+class _Record(dict):
+    """A dict subclass: off the parser's fast path, still accepted."""
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        # the first failing check wins, as in a record-by-record reading
+        (lambda h, v, s: h.append({**_host("pm_a"), "numa": []}), "PM pm_a: duplicate PM id"),
+        (lambda h, v, s: h[1]["numa"].reverse() or h[1].pop("status"), "PM pm_b: missing field 'status'"),
+        (lambda h, v, s: v.append({**_vm("v1", "pm_zz", 0), "numa": 5}), "VM v1: duplicate VM id"),
+        (lambda h, v, s: v.append({**_vm("v9", "pm_zz", 0), "numa": 5}), "VM v9: host_id 'pm_zz' is not a PM"),
+        (lambda h, v, s: v[0]["numa"][0].update(node=2), "VM v1: NUMA node 2 does not exist"),
+        (lambda h, v, s: v[0]["numa"][0].update(cpu="4x"), r"invalid literal for int\(\) with base 10: '4x'"),
+        (
+            lambda h, v, s: v.append(
+                {
+                    **_vm("v3", "pm_b", 4),
+                    "numa": [{"node": 0, "cpu": 4, "mem_mb": 1.0}, {"node": 1, "cpu": 2, "mem_mb": 1.0}],
+                }
+            ),
+            "VM v3: a double-NUMA VM must use equal halves",
+        ),
+        (
+            lambda h, v, s: (
+                v.extend([_vm("v4", "pm_b", 4), _vm("v5", "pm_b", 4, 1)])
+                or s.extend(
+                    [{"granularity": "host", "data": ["v1", "v4"]}, {"granularity": "host", "data": ["v4", "v5"]}]
+                )
+            ),
+            r"anti-affinity group 1 \(host\) already violated by VMs .*v4.*v5",
+        ),
+    ],
+)
+def test_parser_fast_path_keeps_the_first_error(tmp_path: Path, mutate, message: str) -> None:
+    hosts = [_host("pm_a", (36, 44)), _host("pm_b")]
+    vms = [_vm("v1", "pm_a", 8)]
+    sets: list[dict] = []
+    mutate(hosts, vms, sets)
+    data = json.loads(_write(tmp_path, hosts, vms, sets).read_text())
+    with pytest.raises((SnapshotError, ValueError), match=message):
+        parse_vmr2l_snapshot(data)
+
+
+def test_parser_accepts_what_the_fast_path_leaves_to_the_checks(tmp_path: Path) -> None:
+    """Reversed NUMA lists, dict subclasses, float sizes and bool nodes read as before."""
+    hosts = [_host("pm_a", (36, 40)), _host("pm_b")]
+    vms = [_vm("v1", "pm_a", 8), _vm("v2", "pm_a", 4, 1)]
+    data = json.loads(_write(tmp_path, hosts, vms).read_text())
+    reference = parse_vmr2l_snapshot(copy.deepcopy(data))
+    cluster = data["cluster_list"][0]
+    cluster["host_info"][0]["numa"].reverse()
+    cluster["host_info"][1] = _Record(cluster["host_info"][1])
+    cluster["vm_instance"][0]["numa"][0].update(cpu=8.0, node=False)
+    cluster["vm_instance"][1] = _Record(cluster["vm_instance"][1])
+    snap = parse_vmr2l_snapshot(data)
+    for field, value in reference.__dict__.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(getattr(snap, field), value, err_msg=field)
 
 
 @pytest.mark.parametrize("preset", ["small", "medium", "large"])

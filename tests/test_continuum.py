@@ -94,6 +94,72 @@ def test_predictor_state_round_trips(calls) -> None:
         predictor_from_state({"name": "oracle", "levels": [0.5]}, lambda f: b"")
 
 
+_RECORD_COLUMNS = ["tool", "arguments", "turn", "context_tokens", "prev_duration_s", "prog_mean_duration_s"]
+
+
+def _odd_records(rng: np.random.Generator, n: int) -> list[dict]:
+    """Records a client may send: keys missing or None, NaN/inf/negative numbers, large ints,
+    unknown tools, unicode whitespace and NUL in the text (all on the plain-Python path)."""
+    tools = ["bash", "str_replace_editor", "get_weather", "brand_new_tool", "bash\x00x"]
+    texts = ["pytest -x tests/t.py::a", "  view /testbed/a.py", "", "ls\x1c-la\xa0x", "install\u3000y", "cat\x00 z"]
+    numbers = [None, 0, 7, 2.5, -1.0, float("nan"), float("inf"), 12_345_678_901, 1e-9]
+    out = []
+    for _ in range(n):
+        record = {"tool": tools[rng.integers(len(tools))], "arguments": texts[rng.integers(len(texts))]}
+        if rng.random() < 0.1:
+            record["arguments"] = None
+        elif rng.random() < 0.1:
+            del record["arguments"]  # other records have it: treated as ""
+        for column in ("turn", "context_tokens", "prev_duration_s", "prog_mean_duration_s", "prev_same_tool_s"):
+            if rng.random() < 0.6:
+                record[column] = numbers[rng.integers(len(numbers))]
+        out.append(record)
+    out[0].setdefault("arguments", "ls")
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 3, 500])
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log")  # negative durations, both paths
+def test_plain_records_skip_pandas_with_the_same_numbers(calls, n: int) -> None:
+    """A few records take a plain-Python path (the serving case); it must give the pandas
+    path's quantiles and means bit for bit, for every predictor."""
+    from infragym.models.continuum.predictors import _fast_calls, prepare_calls
+
+    train, test = calls
+    rng = np.random.default_rng(n)
+    real = test[_RECORD_COLUMNS].iloc[:n].to_dict("records")  # the generator's calls, NaN history
+    batches = [real, _odd_records(rng, n)]
+    for name, cls in PREDICTORS.items():
+        fitted = cls().fit(train)
+        for records in batches:
+            assert _fast_calls(records) is not None
+            q, mean, index = fitted.distribution(records)
+            q_ref, mean_ref = fitted.predict_distribution(prepare_calls(records))
+            assert q.tobytes() == q_ref.tobytes() and mean.tobytes() == mean_ref.tobytes(), name
+            assert index.equals(pd.RangeIndex(n))
+            frame = fitted.predict(records)
+            reference = pd.DataFrame(q_ref, columns=[f"q{lv:g}" for lv in LEVELS])
+            reference["mean"] = mean_ref
+            pd.testing.assert_frame_equal(frame, reference, check_exact=True)
+
+
+def test_records_off_the_plain_path_keep_pandas_semantics(calls) -> None:
+    """Text numbers, bools, extra keys and a given tool_key go through pandas as before."""
+    from infragym.models.continuum.predictors import _fast_calls
+
+    train, _ = calls
+    gbm = QuantileGBM().fit(train)
+    plain = [{"tool": "bash", "arguments": "pytest -x", "turn": 3, "prev_duration_s": 1.0}]
+    for odd in ({"turn": "3"}, {"turn": np.int64(3)}, {"extra": "ignored"}, {"tool_key": "pytest"}):
+        records = [{**plain[0], **odd}]
+        assert _fast_calls(records) is None
+        np.testing.assert_array_equal(gbm.predict(records).to_numpy(), gbm.predict(plain).to_numpy())
+    with pytest.raises(PredictorError, match="'turn', row 0: 'x'"):
+        gbm.predict([{**plain[0], "turn": "x"}])
+    with pytest.raises(PredictorError, match=r"miss column\(s\) \['arguments'\]"):
+        gbm.predict([{"tool": "bash"}])
+
+
 def test_bad_tool_calls_are_refused() -> None:
     with pytest.raises(PredictorError, match="arguments"):
         RunningMean().predict(pd.DataFrame({"tool": ["bash"]}))

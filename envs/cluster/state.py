@@ -34,6 +34,42 @@ def fragments(free_cpu: np.ndarray) -> np.ndarray:
     return np.mod(free_cpu, FRAGMENT_UNIT)
 
 
+def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, axis=0, return_inverse=True)`` (rows in lexicographic order, the
+    inverse flat) for a (V, k) float array, with one lexsort instead of a sort of the rows as
+    raw records, which is ten times slower. NaN (never equal to itself) takes np.unique."""
+    if len(keys) == 0 or np.isnan(keys).any():
+        types, inverse = np.unique(keys, axis=0, return_inverse=True)
+        return types, inverse.ravel()
+    order = np.lexsort(keys.T[::-1])  # the first column is the primary key
+    ordered = keys[order]
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    first[1:] = (ordered[1:] != ordered[:-1]).any(1)
+    inverse = np.empty(len(keys), dtype=np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
+def _group_pairs(groups: list[np.ndarray], granularity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ordered pair (v, u), v != u, of members of each group with the group's
+    granularity, group after group, v-major: what a meshgrid per group gives, built with a
+    few repeats over all groups at once (a real snapshot has hundreds of small groups)."""
+    members = [np.asarray(m) for m in groups]
+    sizes = np.array([m.size for m in members], dtype=np.int64)
+    flat = np.concatenate([m.ravel() for m in members])
+    # one row per (member a, member b of a's group): a repeated |group| times, b runs over the group
+    per_member = np.repeat(sizes, sizes)
+    a = np.repeat(np.arange(flat.size), per_member)
+    group_start = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    row_start = np.cumsum(per_member) - per_member
+    b = np.repeat(group_start, per_member) + np.arange(a.size) - np.repeat(row_start, per_member)
+    pair_v, pair_u = flat[a], flat[b]
+    kind = np.repeat(np.repeat(np.asarray([granularity[g] for g in range(len(members))]), sizes), per_member)
+    off = pair_v != pair_u
+    return pair_v[off], pair_u[off], kind[off]
+
+
 class ClusterState:
     """Mutable placement state of one snapshot, with incremental fragment accounting."""
 
@@ -49,21 +85,13 @@ class ClusterState:
         self.vm_movable = s.vm_migratable & s.pm_active[s.vm_pm]
         # VM "types" (per-node CPU, memory, split): feasibility is computed once per type.
         keys = np.stack([s.vm_cpu.astype(np.float64), s.vm_mem, s.vm_double.astype(np.float64)], 1)
-        types, self.vm_type = np.unique(keys, axis=0, return_inverse=True)
-        self.vm_type = self.vm_type.ravel()
+        types, self.vm_type = _unique_rows(keys)
         self.type_cpu = types[:, 0].astype(np.int64)
         self.type_mem = types[:, 1]
         self.type_double = types[:, 2].astype(bool)
         # Anti-affinity as static pairs (v, u): u's host (or rack) is forbidden to v.
-        pv, pu, pk = [], [], []
-        for g, members in enumerate(s.group_members):
-            a, b = np.meshgrid(members, members, indexing="ij")
-            off = a != b
-            pv.append(a[off])
-            pu.append(b[off])
-            pk.append(np.full(off.sum(), s.group_granularity[g]))
-        if pv:
-            pair_v, pair_u, pair_kind = np.concatenate(pv), np.concatenate(pu), np.concatenate(pk)
+        if s.group_members:
+            pair_v, pair_u, pair_kind = _group_pairs(s.group_members, s.group_granularity)
             order = np.lexsort((pair_u, pair_v))
             pair_v, pair_u, pair_kind = pair_v[order], pair_u[order], pair_kind[order]
         else:

@@ -23,7 +23,6 @@ from infragym.models.continuum.predictors import (
     PredictorError,
     continuum_ttl,
     predictor_from_state,
-    prepare_calls,
 )
 
 
@@ -108,12 +107,11 @@ class ContinuumPredictor:
     ) -> np.ndarray:
         """tau* = argmax over the predicted quantiles of level * (eta * T_queue + Reload) -
         pin_cost * tau, or 0 when no candidate gains."""
-        calls = prepare_calls(tool_calls)
         predictor = self.predictors[self.best]
-        q, _ = predictor.predict_distribution(calls)
+        q, _, index = predictor.distribution(tool_calls)
         benefit = self.eta * np.asarray(queue_delay_s, dtype=np.float64) + np.asarray(reload_s, dtype=np.float64)
-        if benefit.shape != (len(calls),):
-            raise ValueError(f"reload_s and queue_delay_s need one value per tool call ({len(calls)})")
+        if benefit.shape != (len(index),):
+            raise ValueError(f"reload_s and queue_delay_s need one value per tool call ({len(index)})")
         return continuum_ttl(q, predictor.levels, benefit, self.pin_cost)
 
 

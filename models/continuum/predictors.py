@@ -20,11 +20,14 @@ frame of tool calls (``AgentPrograms.tool_calls()`` columns: ``tool``, ``argumen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+from infragym.datasets.agent_programs import pair_tool_key, tool_key
 
 LEVELS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 PRIOR_MEAN_S = 1.0  # the paper's Exp(1 s) prior
@@ -43,10 +46,99 @@ def exp_quantiles(mean: np.ndarray, levels: Sequence[float] = LEVELS) -> np.ndar
     return -np.outer(np.asarray(mean, dtype=np.float64), np.log1p(-np.asarray(levels)))
 
 
+# Optional numeric columns and the value a call without one gets.
+_DEFAULTS: dict[str, float] = {
+    "turn": 0,
+    "context_tokens": 0,
+    "prev_duration_s": np.nan,
+    "prog_mean_duration_s": np.nan,
+    "prev_same_tool_s": np.nan,
+}
+_RECORD_KEYS = frozenset(REQUIRED_COLUMNS) | frozenset(_DEFAULTS)
+# Records up to this many take the plain-Python path (a decision at a time: pandas' per-call
+# overhead dominates); larger batches are cheaper vectorised.
+FAST_MAX_CALLS = 2_000
+_EXACT_INT = 2**53  # ints beyond this could round differently on their way into pandas
+
+
+@dataclass(frozen=True, slots=True)
+class _Calls:
+    """Tool calls as ``prepare_calls`` would leave them, without the DataFrame: the tool key
+    and argument text per call, and each numeric column (defaults filled) as float64."""
+
+    n: int
+    tool_key: list[str]
+    arguments: list[str]
+    numeric: dict[str, np.ndarray]
+
+
+def _utf8(text: str) -> bool:
+    # pandas stores text as Arrow strings and raises on what UTF-8 cannot encode (lone surrogates)
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fast_calls(calls: Any) -> _Calls | None:
+    """The records as ``prepare_calls`` + the predictors would read them, in plain Python; None
+    for anything off the plain path (DataFrames, large batches, missing or non-str tools,
+    other keys or value types, invalid text), which then takes the pandas path: that keeps its
+    semantics and its errors, which this path never raises."""
+    if not isinstance(calls, list | tuple) or not 0 < len(calls) <= FAST_MAX_CALLS:
+        return None
+    keys, arguments = [], []
+    has_arguments = False
+    present = set()
+    for record in calls:
+        if type(record) is not dict or not record.keys() <= _RECORD_KEYS:
+            return None
+        tool = record.get("tool")
+        if type(tool) is not str or not _utf8(tool):
+            return None
+        if "arguments" in record:
+            has_arguments = True
+            text = record["arguments"]
+            if text is None:  # pandas: None -> fillna("")
+                text = ""
+            elif type(text) is not str or not _utf8(text):
+                return None
+        else:
+            text = ""  # a key other records have: NaN -> fillna("")
+        keys.append(pair_tool_key(tool + "\x00" + text))
+        arguments.append(text)
+        present.update(record.keys())
+    if not has_arguments:
+        return None  # prepare_calls names the missing column
+    numeric = {}
+    for column, default in _DEFAULTS.items():
+        if column not in present:
+            numeric[column] = np.full(len(calls), default, dtype=np.float64)
+            continue
+        values = []
+        for record in calls:
+            value = record.get(column)
+            if value is None:
+                value = default
+            elif type(value) is int:
+                if not -_EXACT_INT <= value <= _EXACT_INT:
+                    return None
+                value = float(value)
+            elif type(value) is float:
+                if value != value:  # NaN, like a missing value
+                    value = default
+            else:
+                return None  # strings, bools, numpy scalars: pandas coerces (or refuses) them
+            values.append(value)
+        numeric[column] = np.array(values, dtype=np.float64)
+    return _Calls(len(calls), keys, arguments, numeric)
+
+
 def prepare_calls(calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Validate tool calls and fill the derived columns a predictor may use."""
-    from infragym.datasets.agent_programs import tool_key
-
     frame = pd.DataFrame(list(calls)) if not isinstance(calls, pd.DataFrame) else calls.copy()
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -55,14 +147,7 @@ def prepare_calls(calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataF
     frame["arguments"] = frame["arguments"].fillna("").astype(str)
     if "tool_key" not in frame.columns:
         frame["tool_key"] = tool_key(frame["tool"], frame["arguments"])
-    defaults = {
-        "turn": 0,
-        "context_tokens": 0,
-        "prev_duration_s": np.nan,
-        "prog_mean_duration_s": np.nan,
-        "prev_same_tool_s": np.nan,
-    }
-    for column, default in defaults.items():
+    for column, default in _DEFAULTS.items():
         if column not in frame.columns:
             frame[column] = default
             continue
@@ -80,6 +165,7 @@ class DurationPredictor:
 
     name = "base"
     levels: tuple[float, ...] = LEVELS
+    _columns: dict[tuple[float, ...], pd.Index] = {}  # shared cache: output labels per level set
 
     def fit(self, calls: pd.DataFrame) -> DurationPredictor:
         raise NotImplementedError
@@ -88,13 +174,33 @@ class DurationPredictor:
         """(quantiles (n, levels), mean (n,)) in seconds."""
         raise NotImplementedError
 
-    def predict(self, calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-        """A frame with one column per quantile level (``q0.5``, ...) and ``mean``."""
+    def _distribution_fast(self, calls: _Calls) -> tuple[np.ndarray, np.ndarray] | None:
+        """``predict_distribution`` of records on the plain path, bit for bit; None where a
+        predictor has no such version (the pandas path runs)."""
+        return None
+
+    def distribution(
+        self, calls: pd.DataFrame | Sequence[Mapping[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+        """(quantiles (n, levels), mean (n,), the calls' index) for raw tool calls: a few
+        records skip pandas (the same numbers), anything else goes through ``prepare_calls``."""
+        fast = _fast_calls(calls)
+        if fast is not None:
+            out = self._distribution_fast(fast)
+            if out is not None:
+                return out[0], out[1], pd.RangeIndex(fast.n)  # pd.DataFrame(records)'s index
         frame = prepare_calls(calls)
         q, mean = self.predict_distribution(frame)
-        out = pd.DataFrame(q, columns=[f"q{lv:g}" for lv in self.levels], index=frame.index)
-        out["mean"] = mean
-        return out
+        return q, mean, frame.index
+
+    def predict(self, calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """A frame with one column per quantile level (``q0.5``, ...) and ``mean``."""
+        q, mean, index = self.distribution(calls)
+        columns = self._columns.get(self.levels)
+        if columns is None:  # an Index of text labels costs more than a small prediction: build it once
+            columns = self._columns[self.levels] = pd.Index([f"q{lv:g}" for lv in self.levels] + ["mean"])
+        # one float64 block in one step (a column inserted afterwards rebuilds the labels)
+        return pd.DataFrame(np.column_stack([q, mean]).astype(np.float64, copy=False), columns=columns, index=index)
 
     @staticmethod
     def _durations(calls: pd.DataFrame) -> np.ndarray:
@@ -120,6 +226,9 @@ class GlobalMean(DurationPredictor):
     def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         n = len(calls)
         return np.tile(self.quantiles_, (n, 1)), np.full(n, self.mean_)
+
+    def _distribution_fast(self, calls: _Calls) -> tuple[np.ndarray, np.ndarray]:
+        return np.tile(self.quantiles_, (calls.n, 1)), np.full(calls.n, self.mean_)
 
 
 class RunningMean(DurationPredictor):
@@ -152,6 +261,14 @@ class RunningMean(DurationPredictor):
         mean = calls["tool_key"].astype(str).map(means).fillna(fallback).to_numpy(dtype=np.float64)
         return exp_quantiles(mean, self.levels), mean
 
+    def _distribution_fast(self, calls: _Calls) -> tuple[np.ndarray, np.ndarray]:
+        fallback = self.total_ / self.n_ if self.n_ else PRIOR_MEAN_S
+        means = {k: self.sums_[k] / self.counts_[k] for k in self.sums_}
+        found = [means.get(k) for k in calls.tool_key]
+        # map + fillna: unseen keys and NaN means both take the fallback
+        mean = np.array([fallback if m is None or m != m else m for m in found], dtype=np.float64)
+        return exp_quantiles(mean, self.levels), mean
+
 
 class EmpiricalPerTool(DurationPredictor):
     """The paper's predictor: per-tool empirical quantiles for tools with more than
@@ -180,7 +297,12 @@ class EmpiricalPerTool(DurationPredictor):
         return self
 
     def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        keys = calls["tool_key"].astype(str).to_numpy()
+        return self._by_key(calls["tool_key"].astype(str).to_numpy())
+
+    def _distribution_fast(self, calls: _Calls) -> tuple[np.ndarray, np.ndarray]:
+        return self._by_key(np.array(calls.tool_key, dtype=object))
+
+    def _by_key(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q = np.tile(self.global_[0], (len(keys), 1))
         mean = np.full(len(keys), self.global_[1])
         for key, (quantiles, m) in self.per_tool_.items():
@@ -234,6 +356,31 @@ class QuantileGBM(DurationPredictor):
         ]
         return np.column_stack(columns)
 
+    def _features_fast(self, calls: _Calls) -> np.ndarray:
+        """``_features`` of records on the plain path: the same numpy operations on the same
+        float64 values, so the matrix is bit for bit the same."""
+        first: dict[str, int] = {}
+        codes = [first.setdefault(a, len(first)) for a in calls.arguments]
+        args = list(first)
+        text = np.column_stack(
+            [
+                np.log1p(np.array([len(a) for a in args], dtype=np.float64)),
+                np.array([len(a.split()) for a in args], dtype=np.float64),
+                *[np.array([p in a for a in args], dtype=np.float64) for p in _ARG_PATTERNS],
+            ]
+        )[codes]
+        known = self.key_codes_
+        keys = np.array([known.get(k, np.nan) for k in calls.tool_key], dtype=np.float64)
+        numeric = calls.numeric
+        columns = [
+            keys,
+            *text.T,
+            numeric["turn"],
+            np.log1p(numeric["context_tokens"]),
+            *[np.log(numeric[c] + _LOG_FLOOR) for c in ("prev_duration_s", "prog_mean_duration_s", "prev_same_tool_s")],
+        ]
+        return np.column_stack(columns)
+
     def fit(self, calls: pd.DataFrame) -> QuantileGBM:
         d = self._durations(calls)
         keys = sorted(calls["tool_key"].astype(str).unique())
@@ -258,7 +405,12 @@ class QuantileGBM(DurationPredictor):
         return self
 
     def predict_distribution(self, calls: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        x = self._features(calls)
+        return self._from_features(self._features(calls))
+
+    def _distribution_fast(self, calls: _Calls) -> tuple[np.ndarray, np.ndarray]:
+        return self._from_features(self._features_fast(calls))
+
+    def _from_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Large batches use every core; small ones (a decision at a time) stay on one thread.
         threads = 0 if len(x) >= 20_000 else 1
         logq = np.column_stack([m.predict(x, num_threads=threads) for m in self.models_])

@@ -61,11 +61,15 @@ def operations(predictor: Any, manifest: dict[str, Any]) -> list[Operation]:
     )
 
     def predict(body: Any) -> Any:
-        frame = predictor.predict(_records(body.tool_calls), predictor=body.predictor)
-        quantile_columns = [c for c in frame.columns if c != "mean"]
-        rows = frame.to_dict("records")
+        # the predictor's arrays directly: the same numbers as ContinuumPredictor.predict's frame
+        model = predictor.predictors[body.predictor or predictor.best]
+        quantiles, means, _ = model.distribution(_records(body.tool_calls))
+        keys = [f"q{level:g}" for level in model.levels]
         return predict_response(
-            predictions=[{"quantiles": {c: row[c] for c in quantile_columns}, "mean": row["mean"]} for row in rows]
+            predictions=[
+                {"quantiles": dict(zip(keys, map(float, row), strict=True)), "mean": float(mean)}
+                for row, mean in zip(quantiles, means, strict=True)
+            ]
         )
 
     def ttl(body: Any) -> Any:
