@@ -1,45 +1,60 @@
-"""The ``infragym`` command: ``train``, ``evaluate`` and ``list``.
+"""The ``infragym`` command: ``train``, ``evaluate``, ``serve`` and ``list``.
 
 ``infragym train [overrides]`` and ``infragym evaluate checkpoint=<export> [overrides]`` are Hydra
 applications on the configs shipped in the package (``pkg://infragym.conf``), so they work from
 any folder with an installed wheel; ``python train.py`` / ``python evaluate.py`` in a checkout are
 the same commands. Components that ship their own configs are put on Hydra's search path.
+
+``infragym serve EXPORT ...`` runs the decision service (``infragym.serve``). Hydra, OmegaConf and
+the training stack are imported only by ``train`` and ``evaluate``: the serving process must not
+carry them (nor pay for importing them).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
-
-import hydra
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING, Any
 
 from infragym import __version__, components
-from infragym.config import CONF_SOURCE, evaluation_overrides, with_component_search_path
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 USAGE = """usage: infragym <command> [hydra overrides]
 
 commands:
   train      train, evaluate and export one experiment: infragym train experiment=<name> seed=3
   evaluate   evaluate an export against the baselines:   infragym evaluate checkpoint=outputs/<run>/export
+  serve      serve exports over HTTP:                     infragym serve outputs/<run>/export [--port 8000]
   list       the components, experiments and environments
-Hydra's own flags work after the command (-m for sweeps, --cfg job, --help).
+Hydra's own flags work after train and evaluate (-m for sweeps, --cfg job, --help); infragym serve --help.
 """
 
 
-@hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="train")
-def _train(cfg: DictConfig) -> float | None:
-    from infragym.runner import run_train
+def _hydra_app(command: str) -> Callable[[], Any]:
+    """The ``@hydra.main`` application of ``train`` or ``evaluate`` (Hydra imported only here)."""
+    import hydra
 
-    return run_train(cfg)
+    from infragym.config import CONF_SOURCE
 
+    if command == "train":
 
-@hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="evaluate")
-def _evaluate(cfg: DictConfig) -> None:
-    from infragym.runner import run_evaluate
+        def train(cfg: DictConfig) -> float | None:
+            from infragym.runner import run_train
 
-    run_evaluate(cfg)
+            return run_train(cfg)
+
+        return hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="train")(train)
+
+    def evaluate(cfg: DictConfig) -> None:
+        from infragym.runner import run_evaluate
+
+        run_evaluate(cfg)
+
+    return hydra.main(version_base="1.3", config_path=CONF_SOURCE, config_name="evaluate")(evaluate)
 
 
 # Hydra's command-line flags that take a value (``--info`` takes one only from its choices).
@@ -73,8 +88,9 @@ def split_hydra_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def _run_hydra(command: str, args: list[str]) -> int:
     import infragym.envs  # noqa: F401  (registers the gymnasium environments)
+    from infragym.config import evaluation_overrides, with_component_search_path
 
-    app = _train if command == "train" else _evaluate
+    app = _hydra_app(command)
     flags, overrides = split_hydra_args(args)
     overrides = with_component_search_path(overrides)
     if command == "evaluate":
@@ -153,6 +169,96 @@ def list_text() -> str:
     return "\n".join(lines)
 
 
+def serve_parser() -> argparse.ArgumentParser:
+    """The arguments of ``infragym serve``."""
+    from infragym.serve.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_THREADS
+
+    parser = argparse.ArgumentParser(
+        prog="infragym serve",
+        description="Serve exports over HTTP: /healthz, /readyz, /v1/models, /v1/models/{name}/{operation}, "
+        "/metrics, /docs. Every export is verified and loaded before the port is bound.",
+    )
+    parser.add_argument(
+        "exports", nargs="+", metavar="EXPORT", help="an export folder, or NAME=folder to choose the model's name"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=_bounded_int(0, 65535), default=8000)
+    parser.add_argument(
+        "--workers", type=_bounded_int(1, 256), default=1, help="worker processes, each loading every export"
+    )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="serve code-bearing (pickle) exports that are not signed with this machine's key",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="require this bearer token on the model endpoints (default: $INFRAGYM_SERVE_TOKEN, if set)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_bounded_int(1, 2**40),
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="larger request bodies get 413 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_bounded_int(1, 1024),
+        default=DEFAULT_THREADS,
+        help="inference threads per worker (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--grace-s",
+        type=float,
+        default=10.0,
+        help="on SIGTERM, seconds in-flight requests get to finish (default: %(default)s)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in [{low}, {high}]")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its message
+    return parse
+
+
+def _serve(args: Sequence[str]) -> int:
+    try:
+        from infragym.serve.server import ServeError, ServeSettings, serve
+    except ImportError as err:
+        print(f"infragym serve: {err}; install the service with: pip install 'infragym[serve]'", file=sys.stderr)
+        return 1
+    parser = serve_parser()
+    options = parser.parse_args(args)
+    if not options.grace_s >= 0:
+        parser.error(f"--grace-s must be a number of seconds >= 0, got {options.grace_s}")
+    settings = ServeSettings(
+        exports=tuple(options.exports),
+        host=options.host,
+        port=options.port,
+        workers=options.workers,
+        trust=options.trust,
+        token_file=options.token_file,
+        max_body_bytes=options.max_body_bytes,
+        threads=options.threads,
+        grace_s=options.grace_s,
+        log_level=options.log_level,
+    )
+    try:
+        serve(settings)
+    except ServeError as err:
+        print(f"infragym serve: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``infragym`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -168,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if command in ("train", "evaluate"):
         return _run_hydra(command, rest)
+    if command == "serve":
+        return _serve(rest)
     print(f"infragym: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -158,6 +158,33 @@ class RequestMetrics:
             self.latency.labels(model, operation).observe(time.perf_counter() - started)
 
 
+class BearerTokenGuard:
+    """ASGI middleware: the model endpoints (``/v1/...``) check the bearer token before anything
+    else. FastAPI reads and parses a body before it runs an endpoint's dependencies, so without
+    this an unauthorised client's malformed body got a 422 describing the schema, and every
+    unauthorised body was parsed; now it gets 401 whatever it sent, and its body is never read."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    def _authorised(self, scope: dict[str, Any]) -> bool:
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                return scheme.lower() == b"bearer" and secrets.compare_digest(credentials.strip(), self.token)
+        return False
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith("/v1/") and not self._authorised(scope):
+            response = JSONResponse(
+                {"detail": "missing or wrong bearer token"}, 401, headers={"WWW-Authenticate": "Bearer"}
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     models: Sequence[ServedModel],
     *,
@@ -236,7 +263,9 @@ def create_app(
             404, f"model {name!r} has no operation {operation!r} (it has: {', '.join(sorted(model.operations))})"
         )
 
-    app.add_middleware(RequestMetrics, registry=registry)
+    if token is not None:
+        app.add_middleware(BearerTokenGuard, token=token)
+    app.add_middleware(RequestMetrics, registry=registry)  # outermost: 401s and 413s are counted too
     return app
 
 

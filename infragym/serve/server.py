@@ -1,0 +1,144 @@
+"""Running the decision service: verify and load every export, then serve it with uvicorn.
+
+Exports are verified and loaded before the socket is bound, so a tampered export or an unsigned
+code-bearing one stops the start-up with a message naming it. With one worker uvicorn serves the
+application object built here; with several, uvicorn starts worker processes that each build the
+application themselves from the settings this process passes in an environment variable (JSON;
+the bearer token itself is not copied there: each worker reads it from the same file or variable).
+
+Nothing here imports the training stack (torch, Lightning, Hydra, W&B).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from fastapi import FastAPI
+
+from infragym.serve.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_THREADS, ServeError, create_app, load_models
+
+log = logging.getLogger("infragym.serve")
+
+# The service's settings, as JSON, for the worker processes of ``--workers N``.
+SETTINGS_ENV = "INFRAGYM_SERVE_SETTINGS"
+# The bearer token, when it is not read from ``--token-file``.
+TOKEN_ENV = "INFRAGYM_SERVE_TOKEN"
+# Shorter tokens are guessable; app.create_app refuses them too.
+MIN_TOKEN_CHARS = 16
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What ``infragym serve`` was asked to do (plain values: they travel to workers as JSON)."""
+
+    exports: tuple[str, ...]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    trust: bool = False
+    token_file: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    threads: int = DEFAULT_THREADS
+    grace_s: float = 10.0
+    log_level: str = "info"
+
+    def to_json(self) -> str:
+        """The settings as JSON (for ``$INFRAGYM_SERVE_SETTINGS``)."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        """The settings :meth:`to_json` wrote."""
+        values = json.loads(text)
+        values["exports"] = tuple(values["exports"])
+        return cls(**values)
+
+
+def resolve_token(token_file: str | None) -> str | None:
+    """The bearer token: the first line of ``token_file``, else ``$INFRAGYM_SERVE_TOKEN``, else none
+    (no authentication). An empty or short token is refused rather than silently ignored."""
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as err:
+            raise ServeError(f"cannot read the token file {token_file}: {err.strerror or err}") from err
+        source = f"the token file {token_file}"
+    elif TOKEN_ENV in os.environ:
+        token = os.environ[TOKEN_ENV].strip()
+        source = f"${TOKEN_ENV}"
+    else:
+        return None
+    if len(token) < MIN_TOKEN_CHARS:
+        state = "is empty" if not token else f"has {len(token)} characters"
+        raise ServeError(
+            f"the bearer token in {source} {state}; use at least {MIN_TOKEN_CHARS} random characters "
+            '(e.g. python -c "import secrets; print(secrets.token_urlsafe(32))")'
+        )
+    return token
+
+
+def build_app(settings: ServeSettings) -> FastAPI:
+    """Verify and load the exports and build the application (raises :class:`ServeError`)."""
+    token = resolve_token(settings.token_file)
+    models = load_models(settings.exports, trust=settings.trust)
+    return create_app(models, token=token, max_body_bytes=settings.max_body_bytes, threads=settings.threads)
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's application factory in each worker of ``--workers N`` (settings from ``$INFRAGYM_SERVE_SETTINGS``)."""
+    text = os.environ.get(SETTINGS_ENV)
+    if not text:
+        raise ServeError(f"${SETTINGS_ENV} is not set: start the service with `infragym serve`")
+    return build_app(ServeSettings.from_json(text))
+
+
+def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler
+    # it found; exiting 0 there makes a requested stop a clean exit for process managers.
+    raise SystemExit(0)
+
+
+def serve(settings: ServeSettings) -> None:
+    """Verify and load every export, then serve until SIGTERM/SIGINT (in-flight requests get
+    ``settings.grace_s`` seconds to finish). Raises :class:`ServeError` before binding anything
+    when an export cannot be served."""
+    import uvicorn
+
+    if settings.workers < 1:
+        raise ServeError("--workers must be at least 1")
+    # Verified (and loaded) here even with several workers: a refusal must come before binding.
+    app = build_app(settings)
+    if settings.host not in LOOPBACK_HOSTS and settings.token_file is None and TOKEN_ENV not in os.environ:
+        log.warning(
+            "serving on %s without a bearer token: anyone who reaches the port can call the models", settings.host
+        )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "timeout_graceful_shutdown": settings.grace_s,
+        "log_level": settings.log_level,
+    }
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_after_graceful_shutdown)
+    if settings.workers == 1:
+        uvicorn.run(app, **options)
+        return
+    del app  # each worker loads its own copy
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=settings.workers, **options)
+
+
+if __name__ == "__main__":  # ``python -m infragym.serve.server`` is ``infragym serve``
+    from infragym.cli import main
+
+    sys.exit(main(["serve", *sys.argv[1:]]))
