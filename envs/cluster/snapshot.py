@@ -292,7 +292,17 @@ def _vm_checked(vm: Any, where: str, path: str, pm_index: dict[str, int], vm_ind
 
 def parse_vmr2l_snapshot(data: Any, *, source: str = "snapshot", name: str = "snapshot") -> ClusterSnapshot:
     """A snapshot from the parsed VMR2L JSON (``load_vmr2l_snapshot`` without the file); errors
-    name ``source`` and the PM/VM at fault."""
+    name ``source`` and the PM/VM at fault. Only :class:`SnapshotError` leaves it: a field of the
+    wrong type (a mapping where a number belongs) is reported as such, never as a TypeError."""
+    try:
+        return _parse_vmr2l_snapshot(data, source=source, name=name)
+    except SnapshotError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as err:
+        raise SnapshotError(f"{source}: a field has the wrong type or value ({type(err).__name__}: {err})") from err
+
+
+def _parse_vmr2l_snapshot(data: Any, *, source: str, name: str) -> ClusterSnapshot:
     path = source
     clusters = _field(data, "cluster_list", str(path))
     if not isinstance(clusters, list) or not clusters:
