@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench._common import ROOT, Benchmark, Check, data_dir, finish, write_result
 
-BENCHMARKS = (Benchmark("serve_load", minutes=15),)
+# ~12 min of load; training the three exports first adds ~10 min on 2 idle cores.
+BENCHMARKS = (Benchmark("serve_load", minutes=20),)
 
 RESULT = "serve_load"
 ISSUE = 13
@@ -166,6 +167,8 @@ def request_bodies(exports: dict[str, Path], batch: int, trust: bool) -> dict[tu
             example = operation.example()
             key = (model.name, operation.name)
             if key == ("vm2rl", "act"):
+                if not MEDIUM_SNAPSHOT.is_file():
+                    raise SystemExit(f"VM2RL's request is the VMR2L medium snapshot, {MEDIUM_SNAPSHOT}: not found")
                 # The real medium snapshot, as a cluster manager would send it, with a budget of one.
                 snapshot = json.loads(MEDIUM_SNAPSHOT.read_text())
                 bodies[key] = {1: json.dumps({"snapshot": snapshot, "max_migrations": 1}).encode()}
@@ -225,6 +228,24 @@ def start_server(
     raise SystemExit(f"the server was not ready within 600 s; its log: {log}")
 
 
+def server_latency(base_url: str, model: str, operation: str) -> tuple[float, float]:
+    """Seconds spent and requests answered so far by the service for one operation (its
+    Prometheus latency histogram): the server's share of the latency the clients see."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics", timeout=30).text):
+        if family.name != "infragym_request_latency_seconds":
+            continue
+        for sample in family.samples:
+            if sample.labels.get("model") == model and sample.labels.get("operation") == operation:
+                for kind in totals:
+                    if sample.name.endswith(f"_{kind}"):
+                        totals[kind] += sample.value
+    return totals["sum"], totals["count"]
+
+
 def stop_server(server: subprocess.Popen) -> None:
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
@@ -268,6 +289,7 @@ def main() -> int:
             plan = [(1, c) for c in args.concurrency]
             plan += [(n, args.batch_concurrency) for n in sized if n != 1]
             for items, concurrency in plan:
+                served_before = server_latency(base_url, model, operation)
                 measured = run_load(
                     base_url,
                     f"/v1/models/{model}/{operation}",
@@ -276,18 +298,23 @@ def main() -> int:
                     seconds=args.seconds,
                     max_requests=args.max_requests,
                 )
+                served_after = server_latency(base_url, model, operation)
+                handled = served_after[1] - served_before[1]
                 row = {
                     "model": model,
                     "operation": operation,
                     "items": items,
                     "body_bytes": len(sized[items]),
                     **measured.as_dict(),
+                    # the service's own mean time per request (its histogram; warm-up included)
+                    "server_mean_ms": 1000 * (served_after[0] - served_before[0]) / handled if handled else None,
                 }
                 levels.append(row)
                 print(
                     f"{model:12s} {operation:8s} items {items:3d} c {concurrency:3d}: "
                     f"{measured.requests_per_s:8.1f} req/s  p50 {measured.p50_ms:7.1f} ms  "
-                    f"p99 {measured.p99_ms:7.1f} ms  errors {measured.errors}/{measured.requests}"
+                    f"p99 {measured.p99_ms:7.1f} ms  server {row['server_mean_ms'] or float('nan'):6.1f} ms  "
+                    f"errors {measured.errors}/{measured.requests}"
                     + (f"  first: {measured.first_error}" if measured.first_error else ""),
                     flush=True,
                 )
