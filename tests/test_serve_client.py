@@ -1,6 +1,6 @@
 """The service's Python client against a real server (uvicorn on a loopback port, in a thread)
-serving a Deoxys export trained with the smoke preset: the values are the loaded predictor's own,
-and refusals carry the service's status and detail."""
+serving the session's small Deoxys export (``conftest.served_exports``): the values are the
+loaded predictor's own, and refusals carry the service's status and detail."""
 
 from __future__ import annotations
 
@@ -19,21 +19,16 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip ins
 
 import uvicorn
 
-from infragym.runner import run_train
 from infragym.serve import ServedModel, create_app, load_models
 from infragym.serve.client import Client, ServiceError, describe_detail
-
-from .conftest import compose_config, smoke
 
 TOKEN = "client-test-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def deoxys_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("deoxys_run")
-    # the smoke preset without the baselines: the export is what is served, the baselines are not
-    run_train(compose_config("train", smoke("deoxys", "logger=none", "seed=3", "task.baselines=[]"), run_dir))
-    return run_dir
+def deoxys_run(served_exports: dict[str, Path]) -> Path:
+    """The run folder of the session's small Deoxys export (shared with the service's tests)."""
+    return served_exports["deoxys"].parent
 
 
 @pytest.fixture(scope="module")
