@@ -1,0 +1,126 @@
+"""A closed-loop HTTP load generator on asyncio and httpx: ``concurrency`` workers each send the
+same pre-encoded request, wait for the answer and send again, until the duration or the request
+count runs out (whichever comes first). Loopback only: it is a benchmark tool, not a way to load
+someone else's service."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def require_loopback(base_url: str) -> None:
+    host = urlsplit(base_url).hostname or ""
+    if host in LOOPBACK_NAMES:
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"the load generator only targets loopback addresses, not {host!r}")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one load level measured; latencies are client-side (send to last byte read)."""
+
+    concurrency: int
+    requests: int  # answered (any status) or failed in transport
+    errors: int  # non-2xx answers and transport failures
+    seconds: float  # wall-clock from the first send to the last answer
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    first_error: str | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        return {**asdict(self), "error_rate": self.error_rate}
+
+
+async def _drive(
+    base_url: str, path: str, body: bytes, *, concurrency: int, seconds: float, max_requests: int, warmup: int
+) -> LoadResult:
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    latencies: list[float] = []
+    errors = 0
+    first_error: str | None = None
+    issued = 0
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0, headers=headers) as client:
+        # Open the connections and warm the server's code paths; not counted.
+        await asyncio.gather(*(client.post(path, content=body) for _ in range(max(warmup, concurrency))))
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def worker() -> None:
+            nonlocal errors, first_error, issued
+            while issued < max_requests and time.perf_counter() < deadline:
+                issued += 1
+                sent = time.perf_counter()
+                try:
+                    response = await client.post(path, content=body)
+                    failed = response.status_code >= 300
+                    reason = f"{response.status_code}: {response.text[:300]}" if failed else None
+                except httpx.HTTPError as err:
+                    failed, reason = True, f"{type(err).__name__}: {err}"
+                latencies.append(time.perf_counter() - sent)
+                if failed:
+                    errors += 1
+                    first_error = first_error or reason
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ms = np.asarray(latencies) * 1000.0
+    return LoadResult(
+        concurrency=concurrency,
+        requests=len(latencies),
+        errors=errors,
+        seconds=elapsed,
+        requests_per_s=len(latencies) / elapsed if elapsed > 0 else 0.0,
+        p50_ms=float(np.percentile(ms, 50)) if ms.size else float("nan"),
+        p99_ms=float(np.percentile(ms, 99)) if ms.size else float("nan"),
+        max_ms=float(ms.max()) if ms.size else float("nan"),
+        first_error=first_error,
+    )
+
+
+def run_load(
+    base_url: str,
+    path: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+    warmup: int = 20,
+) -> LoadResult:
+    """Load ``POST base_url + path`` with ``body`` from ``concurrency`` closed-loop clients for at
+    most ``seconds`` and at most ``max_requests`` requests."""
+    require_loopback(base_url)
+    if concurrency < 1 or seconds <= 0 or max_requests < 1:
+        raise ValueError("concurrency, seconds and max_requests must be positive")
+    return asyncio.run(
+        _drive(
+            base_url,
+            path,
+            body,
+            concurrency=concurrency,
+            seconds=seconds,
+            max_requests=max_requests,
+            warmup=warmup,
+        )
+    )
