@@ -22,7 +22,7 @@ CHECKPOINT = ROOT / "checkpoints" / "vm2rl"
 
 def test_the_core_names_no_component() -> None:
     names = sorted(components.registry())
-    assert {"deoxys", "cloudformer", "vm2rl", "continuum", "serving"} <= set(names)
+    assert {"deoxys", "cloudformer", "vm2rl", "continuum", "llm_serving"} <= set(names)
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b", re.IGNORECASE)
     hits = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"

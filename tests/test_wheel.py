@@ -72,7 +72,7 @@ def test_console_script_lists_and_trains_from_another_folder(wheel_venv: Path, t
     env.pop("PYTHONPATH", None)
     listed = _run([str(cli), "list"], tmp_path, env)
     assert listed.returncode == 0, listed.stderr[-3000:]
-    for name in ("deoxys", "cloudformer", "vm2rl", "continuum", "serving", "infragym/VMReschedule-v0"):
+    for name in ("deoxys", "cloudformer", "vm2rl", "continuum", "llm_serving", "infragym/VMReschedule-v0"):
         assert name in listed.stdout
     trained = _run([str(cli), "train", "experiment=deoxys", "debug=deoxys", "logger=none"], tmp_path, env)
     assert trained.returncode == 0, trained.stderr[-3000:]

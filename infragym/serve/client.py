@@ -5,8 +5,8 @@
     with Client("http://127.0.0.1:8000", token=...) as service:
         service.ready()                                   # True once every model is loaded
         service.models()                                  # name, component, version, metrics
-        decisions = service.predict("deoxys", events=[{...}])["decisions"]
-        plan = service.act("vm2rl", snapshot={...}, budget=1)
+        answer = service.predict("<model>", **body)      # the body its request model describes
+        answer = service.call("<model>", "<operation>", body)
 
 Every model endpoint answering 4xx/5xx raises :class:`ServiceError`, which carries the status and
 the service's own detail (for a 422: each field and what was expected), so a caller sees why a
@@ -108,17 +108,15 @@ class Client:
         return self._request("POST", f"/v1/models/{name}/{operation}", json=body).json()
 
     def predict(self, name: str, body: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-        """The ``predict`` operation (Deoxys events, CloudFormer windows, Continuum tool calls):
-        ``body`` and/or its fields as keywords."""
+        """The model's ``predict`` operation: ``body`` and/or its fields as keywords."""
         return self.call(name, "predict", {**(body or {}), **fields})
 
     def act(self, name: str, body: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-        """The ``act`` operation (VM2RL: a cluster snapshot and a migration budget, or an
-        observation and masks)."""
+        """The model's ``act`` operation (a policy's next action or plan)."""
         return self.call(name, "act", {**(body or {}), **fields})
 
     def ttl(self, name: str, body: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-        """The ``ttl`` operation (Continuum: how long to keep each KV cache across a tool call)."""
+        """The model's ``ttl`` operation (a time-to-live per item)."""
         return self.call(name, "ttl", {**(body or {}), **fields})
 
     # ------------------------------------------------------------------ plumbing

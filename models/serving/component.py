@@ -5,7 +5,7 @@ from __future__ import annotations
 from infragym.components import Component
 
 COMPONENT = Component(
-    name="serving",
+    name="llm_serving",
     summary="LLM serving on a GPU cluster: calibrated discrete-event simulator, FCFS behind two routers",
     task="infragym.models.serving.task.ServingBaselinesTask",
     experiments=("serving_baselines",),
