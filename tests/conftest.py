@@ -69,3 +69,55 @@ def served_exports(tmp_path_factory: pytest.TempPathFactory, _infragym_home: Pat
         exports[name] = run / "export"
     exports["vm2rl"] = SHIPPED_VM2RL
     return exports
+
+
+def vmr2l_snapshot_json() -> dict:
+    """A medium cluster in the VMR2L JSON format: the real shared snapshot when it is there, else a
+    generated medium one written in the same format (so the tests run without ../shared)."""
+    import json
+
+    import numpy as np
+
+    from infragym.config import default_data_dir
+    from infragym.envs.cluster.generator import generate_snapshot
+    from infragym.envs.cluster.snapshot import PLACE_BOTH
+
+    real = Path(default_data_dir()) / "vm_snapshots" / "vmr2l_c1_2022-03-28.json"
+    if real.is_file():
+        return json.loads(real.read_text())
+    snap = generate_snapshot("medium", np.random.default_rng(0), name="generated_medium")
+    used_cpu, used_mem = snap.usage()
+    hosts = [
+        {
+            "node_id": str(snap.pm_ids[p]),
+            "status": "ACTIVE" if snap.pm_active[p] else "OUTAGE",
+            "rack_id": f"rack{int(snap.pm_rack[p])}",
+            "numa": [
+                {
+                    "node": n,
+                    "total_cpu": int(snap.pm_cpu_total[p, n]),
+                    "free_cpu": int(snap.pm_cpu_total[p, n] - used_cpu[p, n]),
+                    "memory_huge_total_mb": float(snap.pm_mem_total[p, n]),
+                    "memory_huge_free_mb": float(snap.pm_mem_total[p, n] - used_mem[p, n]),
+                }
+                for n in (0, 1)
+            ],
+        }
+        for p in range(snap.n_pms)
+    ]
+    vms = []
+    for v in range(snap.n_vms):
+        nodes = (0, 1) if snap.vm_placement[v] == PLACE_BOTH else (int(snap.vm_placement[v]),)
+        vms.append(
+            {
+                "instance_id": str(snap.vm_ids[v]),
+                "host_id": str(snap.pm_ids[snap.vm_pm[v]]),
+                "allow_migration": bool(snap.vm_migratable[v]),
+                "numa": [{"node": n, "cpu": int(snap.vm_cpu[v]), "mem_mb": float(snap.vm_mem[v])} for n in nodes],
+            }
+        )
+    groups = [
+        {"granularity": "host" if g == 0 else "rack", "data": [str(snap.vm_ids[i]) for i in members]}
+        for g, members in zip(snap.group_granularity, snap.group_members, strict=True)
+    ]
+    return {"cluster_list": [{"host_info": hosts, "vm_instance": vms, "other_requirement": {"deployment_set": groups}}]}

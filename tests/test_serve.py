@@ -19,16 +19,15 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 import infragym
-from infragym.config import default_data_dir
 from infragym.envs.health.features import FEATURE_BOUNDS, INTEGER_FEATURES
 from infragym.serve import ServedModel, create_app, load_models
+
+from .conftest import vmr2l_snapshot_json
 
 TOKEN = "serve-tests-" + "t" * 20
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY_BYTES = 1 << 20
 SERVED = ("deoxys", "continuum", "cloudformer", "vm2rl")
-# a real cluster snapshot in the VMR2L format (the shared data folder, $INFRAGYM_DATA)
-VMR2L_SNAPSHOT = Path(default_data_dir()) / "vm_snapshots" / "vmr2l_c1_2022-03-28.json"
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +192,7 @@ def test_vm2rl_act_answers_an_observation_and_a_snapshot(client: TestClient, mod
     assert action == [int(a) for a in predictors["vm2rl"].act(obs, mask)]
     assert mask[action[0], action[1]]
 
-    snapshot = json.loads(VMR2L_SNAPSHOT.read_text())
+    snapshot = vmr2l_snapshot_json()
     plan = _post(client, "vm2rl", "act", {"snapshot": snapshot, "max_migrations": 5})
     expected = predictors["vm2rl"].plan(parse_vmr2l_snapshot(snapshot, source="test"), 5)
     assert len(plan["migrations"]) == len(expected.moves) <= 5

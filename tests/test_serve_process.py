@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infragym.config import default_data_dir
+from .conftest import vmr2l_snapshot_json
 
 HOST = "127.0.0.1"
 TOKEN = "process-tests-" + "p" * 24
@@ -39,7 +39,6 @@ SERVE_AND_REPORT = (
     f"    heavy = sorted(m for m in {TRAINING_STACK!r} if m in sys.modules)\n"
     "    print('TRAINING_STACK_LOADED=' + json.dumps(heavy), flush=True)\n"
 )
-VMR2L_SNAPSHOT = Path(default_data_dir()) / "vm_snapshots" / "vmr2l_c1_2022-03-28.json"
 
 
 def _free_port() -> int:
@@ -160,7 +159,7 @@ def server(served_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFac
 
 
 def _plan_body(max_migrations: int) -> dict:
-    return {"snapshot": json.loads(VMR2L_SNAPSHOT.read_text()), "max_migrations": max_migrations}
+    return {"snapshot": vmr2l_snapshot_json(), "max_migrations": max_migrations}
 
 
 def test_the_process_serves_every_model(server: Server) -> None:
