@@ -201,13 +201,15 @@ def pair_tool_key(pair: str) -> str:
 
 # ---------------------------------------------------------------------- real trajectories
 def _literal(text: str, where: str) -> object:
+    """JSON first (what the producers write), then a Python literal (the sample's ``tool_calls``
+    are ``repr`` strings); the outcome never depends on unrelated content of the text."""
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as json_exc:
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProgramError(f"{where}: not a JSON or Python literal ({exc})") from exc
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+            raise ProgramError(f"{where}: not a JSON or Python literal ({json_exc}; {type(exc).__name__})") from exc
 
 
 def _content_text(content: object) -> str:
@@ -216,13 +218,44 @@ def _content_text(content: object) -> str:
         if stripped.startswith("[{"):
             try:
                 parsed = ast.literal_eval(stripped)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 return content
             return _content_text(parsed)
         return content
     if isinstance(content, list):
-        return "".join(str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
-    return "" if content is None else str(content)
+        return "".join(_part_text(part) for part in content)
+    return "" if content is None else _part_text(content)
+
+
+def _part_text(part: object) -> str:
+    """The text of one content part; a structure nested too deeply for ``repr`` counts as its
+    type name (a message's token estimate, not its meaning, is what is needed here)."""
+    if isinstance(part, dict):
+        part = part.get("text", "")
+    try:
+        return str(part)
+    except (RecursionError, ValueError):  # ValueError: an int beyond str()'s digit limit
+        return type(part).__name__
+
+
+# A tool call longer than a day cannot be a real agent step: agent harnesses time commands out
+# after minutes (assumed bound, generous by orders of magnitude).
+MAX_TOOL_SECONDS = 86_400.0
+
+
+def _seconds(value: object, where: str) -> float:
+    """``execution_time_seconds``: a finite number of seconds in [0, MAX_TOOL_SECONDS]."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ProgramError(f"{where}: field 'execution_time_seconds' must be a number, got {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError) as exc:
+        raise ProgramError(f"{where}: field 'execution_time_seconds' is not a finite number ({exc!s:.80})") from exc
+    if not np.isfinite(seconds) or not 0 <= seconds <= MAX_TOOL_SECONDS:
+        raise ProgramError(
+            f"{where}: field 'execution_time_seconds' = {seconds:g} is outside [0, {MAX_TOOL_SECONDS:g}] s"
+        )
+    return seconds
 
 
 def load_agent_trajectories(path: str | os.PathLike[str], *, rate: float = 0.1) -> AgentPrograms:
@@ -237,10 +270,13 @@ def load_agent_trajectories(path: str | os.PathLike[str], *, rate: float = 0.1) 
     with ``AgentPrograms.resampled``).
     """
     path = Path(path)
+    if not rate > 0 or not np.isfinite(rate):
+        raise ProgramError(f"rate must be a positive number of programs per second, got {rate}")
     try:
-        records = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ProgramError(f"{path}: cannot read a JSON list of trajectories ({exc})") from exc
+        records = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        # ValueError: an integer beyond Python's digit limit; RecursionError: nesting too deep
+        raise ProgramError(f"{path}: cannot read a UTF-8 JSON list of trajectories ({exc!s:.200})") from exc
     if not isinstance(records, list) or not records:
         raise ProgramError(f"{path}: expected a non-empty JSON list of trajectory records")
     new_tokens: list[int] = []
@@ -280,18 +316,29 @@ def load_agent_trajectories(path: str | os.PathLike[str], *, rate: float = 0.1) 
                     raise ProgramError(f"{where} message {m} tool call {c}: missing field 'function.name'")
                 if "execution_time_seconds" not in call:
                     raise ProgramError(f"{where} message {m} tool call {c}: missing field 'execution_time_seconds'")
-                t = float(call["execution_time_seconds"])
-                if not np.isfinite(t) or t < 0:
-                    raise ProgramError(f"{where} message {m} tool call {c}: execution_time_seconds must be >= 0")
+                t = _seconds(call["execution_time_seconds"], f"{where} message {m} tool call {c}")
+                arguments = fn.get("arguments") or "{}"
+                if not isinstance(arguments, str):
+                    raise ProgramError(
+                        f"{where} message {m} tool call {c}: field 'function.arguments' must be a JSON string, "
+                        f"got {type(arguments).__name__}"
+                    )
                 try:
-                    parsed = json.loads(fn.get("arguments") or "{}")
-                except json.JSONDecodeError as exc:
-                    raise ProgramError(f"{where} message {m} tool call {c}: arguments are not JSON ({exc})") from exc
+                    parsed = json.loads(arguments)
+                except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+                    raise ProgramError(
+                        f"{where} message {m} tool call {c}: field 'function.arguments' is not JSON ({exc!s:.200})"
+                    ) from exc
                 values = parsed.values() if isinstance(parsed, dict) else [parsed]
-                name = name or str(fn["name"])
-                args = " ".join([args, *map(str, values)]).strip()
+                if not isinstance(fn["name"], str) or not fn["name"]:
+                    raise ProgramError(f"{where} message {m} tool call {c}: field 'function.name' must be a name")
+                name = name or fn["name"]
+                args = " ".join([args, *map(_part_text, values)]).strip()
                 seconds += t  # several calls in one message run one after the other
-            out_text = text + json.dumps(calls)
+            try:
+                out_text = text + json.dumps(calls, ensure_ascii=False)
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise ProgramError(f"{where} message {m}: field 'tool_calls' is not plain data ({exc!s:.200})") from exc
             new_tokens.append(max(pending, 1))
             output_tokens.append(estimate_tokens(out_text))
             tools.append(name)

@@ -21,6 +21,7 @@ training split only, clipped) is part of the models' input pipeline and of the e
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -93,7 +94,9 @@ class TraceSet:
 def _group_block(table: pa.Table, group: str, path: Path) -> tuple[np.ndarray, list[str]]:
     if group in table.column_names:
         column = table.column(group).combine_chunks()
-        if not (pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)):
+        if not (pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)) or not (
+            pa.types.is_integer(column.type.value_type) or pa.types.is_floating(column.type.value_type)
+        ):
             raise CloudPerfError(f"{path}: column {group!r} must be a list of numbers per row, got {column.type}")
         if column.null_count:
             raise CloudPerfError(f"{path}: column {group!r} has {column.null_count} null row(s)")
@@ -118,6 +121,8 @@ def _group_block(table: pa.Table, group: str, path: Path) -> tuple[np.ndarray, l
         column = table.column(name)
         if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
             raise CloudPerfError(f"{path}: column {name!r} must be numeric, got {column.type}")
+        if column.null_count:
+            raise CloudPerfError(f"{path}: column {name!r} has {column.null_count} null row(s)")
         block[:, j] = column.to_numpy().astype(np.float32)
     return block, prefixed
 
@@ -132,12 +137,71 @@ def _check_finite(block: np.ndarray, names: list[str], path: Path) -> None:
         )
 
 
+SCENARIOS = ("static", "dynamic")  # co-location kept fixed, or changing during the execution
+
+
+def _check_part_files(folder: Path) -> None:
+    """A task folder holds one or more distinct Parquet part files (the same part written twice
+    would double every second)."""
+    parts = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    if not parts:
+        raise CloudPerfError(f"{folder}: no Parquet part files in this task folder")
+    seen: dict[str, Path] = {}
+    for part in parts:
+        digest = hashlib.sha256(part.read_bytes()).hexdigest()
+        if digest in seen:
+            raise CloudPerfError(f"{part}: the same content as {seen[digest].name} (a part file written twice)")
+        seen[digest] = part
+
+
+def _check_seconds(column: pa.ChunkedArray, path: Path) -> None:
+    """``t`` (sorted): whole, non-null seconds, each once, none missing (windows are consecutive seconds)."""
+    if not pa.types.is_integer(column.type) and not pa.types.is_floating(column.type):
+        raise CloudPerfError(f"{path}: column 't' must hold seconds as numbers, got {column.type}")
+    if column.null_count:
+        raise CloudPerfError(f"{path}: column 't' has {column.null_count} null row(s)")
+    t = column.to_numpy().astype(np.float64)
+    if not np.isfinite(t).all() or (t != np.round(t)).any():
+        row = int(np.flatnonzero(~np.isfinite(t) | (t != np.round(t)))[0])
+        raise CloudPerfError(f"{path}: column 't' = {t[row]} (sorted row {row}) is not a whole second")
+    step = np.diff(t)
+    if (step == 0).any():
+        row = int(np.flatnonzero(step == 0)[0]) + 1
+        raise CloudPerfError(f"{path}: column 't': second {t[row]:g} appears more than once (one row per second)")
+    if (step > 1).any():
+        row = int(np.flatnonzero(step > 1)[0])
+        raise CloudPerfError(
+            f"{path}: column 't': seconds {t[row]:g} to {t[row + 1]:g} are missing (windows need consecutive seconds)"
+        )
+
+
+def _one_value(table: pa.Table, column: str, path: Path) -> str:
+    """The single non-null value of a per-task column (``workload``: a name or a numeric id)."""
+    values = table.column(column)
+    if pa.types.is_dictionary(values.type):  # pandas categoricals are written dictionary-encoded
+        values = values.cast(values.type.value_type)
+    if values.null_count:
+        raise CloudPerfError(f"{path}: column {column!r} has {values.null_count} null row(s)")
+    kind = values.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
+        raise CloudPerfError(f"{path}: column {column!r} must hold a name or an integer id, got {values.type}")
+    unique = values.unique().to_pylist()
+    if len(unique) != 1:
+        raise CloudPerfError(f"{path}: column {column!r} must hold one value per task, got {unique[:5]}")
+    text = str(unique[0])
+    if not text.strip():
+        raise CloudPerfError(f"{path}: column {column!r} is empty")
+    return text
+
+
 def load_task(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, str, str, dict[str, int], list[str]]:
     """Read one task folder (or file): metrics (seconds, n), P, workload, scenario, sizes, names."""
     path = Path(path)
+    if path.is_dir():
+        _check_part_files(path)
     try:
         table = pq.read_table(path, partitioning=None)
-    except (pa.ArrowInvalid, OSError) as err:
+    except (pa.ArrowException, OSError, ValueError) as err:
         raise CloudPerfError(f"{path}: not readable as Parquet ({err})") from err
     for column in ("perf_ori", "workload"):
         if column not in table.column_names:
@@ -146,14 +210,18 @@ def load_task(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, str
         raise CloudPerfError(f"{path}: no rows")
     if "t" in table.column_names:
         table = table.sort_by("t")
-    perf = table.column("perf_ori").to_numpy().astype(np.float32)
+        _check_seconds(table.column("t"), path)
+    perf_column = table.column("perf_ori")
+    if not (pa.types.is_floating(perf_column.type) or pa.types.is_integer(perf_column.type)):
+        raise CloudPerfError(f"{path}: column 'perf_ori' must be numeric, got {perf_column.type}")
+    perf = perf_column.to_numpy(zero_copy_only=False).astype(np.float32)
     if not np.isfinite(perf).all() or (perf <= 0).any() or (perf > 1.0 + 1e-6).any():
         row = int(np.flatnonzero(~(np.isfinite(perf) & (perf > 0) & (perf <= 1.0 + 1e-6)))[0])
         raise CloudPerfError(f"{path}: column 'perf_ori' must be in (0, 1], row {row} is {perf[row]}")
-    workloads = table.column("workload").unique().to_pylist()
-    if len(workloads) != 1:
-        raise CloudPerfError(f"{path}: column 'workload' must hold one application per task, got {workloads[:5]}")
-    scenario = table.column("scenario")[0].as_py() if "scenario" in table.column_names else "static"
+    workload = _one_value(table, "workload", path)
+    scenario = _one_value(table, "scenario", path) if "scenario" in table.column_names else "static"
+    if scenario not in SCENARIOS:
+        raise CloudPerfError(f"{path}: column 'scenario' is {scenario!r}; expected one of {list(SCENARIOS)}")
     blocks, names, sizes = [], [], {}
     for group in GROUPS:
         block, group_names = _group_block(table, group, path)
@@ -166,7 +234,7 @@ def load_task(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, str
         stored = json.loads(meta[b"infragym.metric_names"])
         if all(len(stored.get(g, [])) == sizes[g] for g in GROUPS):
             names = [f"{g}.{n}" for g in GROUPS for n in stored[g]]
-    return np.concatenate(blocks, axis=1), perf, str(workloads[0]), str(scenario), sizes, names
+    return np.concatenate(blocks, axis=1), perf, workload, scenario, sizes, names
 
 
 def load_cloudperf(root: str | os.PathLike[str]) -> TraceSet:

@@ -37,6 +37,20 @@ class HealthLogError(ValueError):
     """A log file that does not match the schema."""
 
 
+# Plausibility bounds of the outcomes (inclusive): a value beyond them cannot be a logged
+# mitigation. A node down for more than a year has been retired, not mitigated; a mitigation
+# costs at most a few hundred node-hours (a node rebuilt and its VMs re-created), 10^5 is far
+# beyond that. Without them one 1e300 downtime dominates every fit (and stalls it for minutes).
+MAX_DOWNTIME_MIN = 365 * 24 * 60.0
+MAX_COST_NODE_HOURS = 1e5
+# The fewest events, and the fewest per logged action, a log must hold to fit the causal
+# forest: cross-fitting splits the log into ``cv`` folds, each needing every action (econml
+# refuses a fold without one), and honest forests split again; below this, the estimate is
+# noise. ``HealthLogDataset`` checks it when it trains on a file.
+MIN_EVENTS = 100
+MIN_EVENTS_PER_ACTION = 10
+
+
 @dataclass
 class LoggedEvents:
     """A log, plus the ground truth that only a simulator knows (None for real logs)."""
@@ -128,6 +142,44 @@ def _check_numeric(frame: pd.DataFrame, column: str, source: str, *, integer: bo
     return array
 
 
+def _event_ids(values: pd.Series, source: str) -> np.ndarray:
+    """``event_id`` as int64 without a detour through float64 (which merges ids above 2^53),
+    refusing ids outside int64 (uint64 above 2^63 would wrap) and duplicates."""
+    if not pd.api.types.is_integer_dtype(values.dtype) or values.dtype == bool:
+        raise HealthLogError(f"{source}: column 'event_id' must be an integer column, got dtype {values.dtype}")
+    if values.isna().any():
+        raise HealthLogError(f"{source}: column 'event_id' is null at row {int(np.flatnonzero(values.isna())[0])}")
+    raw = values.to_numpy()
+    if raw.dtype == np.uint64:
+        over = raw > np.iinfo(np.int64).max
+        if over.any():
+            row = int(np.flatnonzero(over)[0])
+            raise HealthLogError(f"{source}: column 'event_id' = {raw[row]} at row {row} does not fit in int64")
+    ids = raw.astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    repeated = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if repeated.size:
+        row = int(order[repeated[0] + 1])
+        raise HealthLogError(f"{source}: column 'event_id' repeats id {ids[row]} at row {row} (ids must be unique)")
+    return ids
+
+
+def check_trainable(log: pd.DataFrame, source: str, *, cv: int = 2) -> None:
+    """Refuse, before any fitting, a validated log too small to fit on: fewer than
+    ``MIN_EVENTS`` events, or an action logged fewer than ``max(MIN_EVENTS_PER_ACTION, 2 cv)``
+    times (every cross-fitting fold needs it)."""
+    if len(log) < MIN_EVENTS:
+        raise HealthLogError(f"{source}: {len(log)} event(s); fitting needs at least {MIN_EVENTS}")
+    counts = log["action"].value_counts().reindex(list(ACTIONS), fill_value=0)
+    need = max(MIN_EVENTS_PER_ACTION, 2 * cv)
+    few = counts[counts < need]
+    if len(few):
+        raise HealthLogError(
+            f"{source}: column 'action' logs {dict(few.astype(int))} time(s); every action in {list(ACTIONS)} "
+            f"needs at least {need} events to estimate its effect"
+        )
+
+
 def validate_health_log(frame: pd.DataFrame, source: str = "log") -> pd.DataFrame:
     """Validate a log table; return it with canonical dtypes."""
     missing = [c for c in LOG_COLUMNS if c not in frame.columns]
@@ -138,7 +190,7 @@ def validate_health_log(frame: pd.DataFrame, source: str = "log") -> pd.DataFram
         features = validate_features(frame, source=source, strict_dtypes=True)
     except FeatureError as err:
         raise HealthLogError(str(err)) from err
-    event_id = _check_numeric(frame, "event_id", source, integer=True)
+    event_id = _event_ids(frame["event_id"], source)
     action = frame["action"]
     if not (pd.api.types.is_string_dtype(action.dtype) or isinstance(action.dtype, pd.CategoricalDtype)):
         raise HealthLogError(f"{source}: column 'action' must hold action names, got dtype {action.dtype}")
@@ -156,17 +208,16 @@ def validate_health_log(frame: pd.DataFrame, source: str = "log") -> pd.DataFram
     downtime = _check_numeric(frame, "downtime_min", source, integer=False)
     interrupted = _check_numeric(frame, "interrupted", source, integer=True)
     cost = _check_numeric(frame, "cost_node_hours", source, integer=False)
-    for column, values, ok in (
-        ("downtime_min", downtime, downtime >= 0),
-        ("interrupted", interrupted, np.isin(interrupted, (0, 1))),
-        ("cost_node_hours", cost, cost >= 0),
+    for column, values, ok, expected in (
+        ("downtime_min", downtime, (downtime >= 0) & (downtime <= MAX_DOWNTIME_MIN), f"in [0, {MAX_DOWNTIME_MIN:g}]"),
+        ("interrupted", interrupted, np.isin(interrupted, (0, 1)), "0 or 1"),
+        ("cost_node_hours", cost, (cost >= 0) & (cost <= MAX_COST_NODE_HOURS), f"in [0, {MAX_COST_NODE_HOURS:g}]"),
     ):
         if not ok.all():
             row = int(np.flatnonzero(~ok)[0])
-            expected = "0 or 1" if column == "interrupted" else ">= 0"
             raise HealthLogError(f"{source}: column {column!r} = {values[row]} at row {row}; expected {expected}")
     out = features
-    out.insert(0, "event_id", event_id.astype(np.int64))
+    out.insert(0, "event_id", event_id)
     out["action"] = pd.Categorical(action_str.to_numpy(dtype=object), categories=ACTIONS)
     out["downtime_min"] = downtime
     out["interrupted"] = interrupted.astype(np.int64)
@@ -181,8 +232,10 @@ def load_health_log(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise HealthLogError(f"{path}: no such file")
     try:
         frame = pq.read_table(path).to_pandas()
-    except (pa.ArrowInvalid, OSError) as err:
+    except (pa.ArrowException, OSError, ValueError, TypeError) as err:
         raise HealthLogError(f"{path}: not a readable Parquet file ({err})") from err
+    if frame.empty:
+        raise HealthLogError(f"{path}: no rows (an empty log)")
     return validate_health_log(frame, source=str(path))
 
 

@@ -14,6 +14,7 @@ Formats (../shared/data/README.md):
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,16 @@ class RequestTrace:
 
 
 # ---------------------------------------------------------------------- loaders
-def _numeric_column(frame: pd.DataFrame, column: str, path: Path, *, integer: bool, minimum: float) -> np.ndarray:
+# A token count above this cannot be right: no model's context window is near it (the longest
+# published ones hold 10M tokens), and counts must stay exact in float64 and int64.
+MAX_TOKENS = 2**31 - 1
+# BurstGPT's documented ``Log Type`` values (HPMLL/BurstGPT README).
+BURSTGPT_LOG_TYPES = ("Conversation log", "API log")
+
+
+def _numeric_column(
+    frame: pd.DataFrame, column: str, path: Path, *, integer: bool, minimum: float, maximum: float = np.inf
+) -> np.ndarray:
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -97,6 +107,13 @@ def _numeric_column(frame: pd.DataFrame, column: str, path: Path, *, integer: bo
     if low.any():
         row = int(np.flatnonzero(low)[0])
         raise TraceError(f"{path}: line {row + 2}, column {column!r}: {values[row]} is below {minimum}")
+    high = values > maximum
+    if high.any():
+        row = int(np.flatnonzero(high)[0])
+        raise TraceError(
+            f"{path}: line {row + 2}, column {column!r}: {frame[column].iloc[row]} is above {maximum:g}, "
+            "which no real trace holds"
+        )
     return values.astype(np.int64) if integer else values
 
 
@@ -105,12 +122,28 @@ def _read_csv(path: str | os.PathLike[str], required: tuple[str, ...]) -> tuple[
     if not path.is_file():
         raise TraceError(f"{path}: no such file")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise TraceError(f"{path}: not a readable CSV file ({err})") from err
+        raw = path.read_bytes()
+    except OSError as err:
+        raise TraceError(f"{path}: cannot read ({err})") from err
+    if not raw.strip():
+        raise TraceError(f"{path}: empty file (expected a header line with columns {list(required)})")
+    # Producers end every line with a newline; a last line without one is a file cut mid-write
+    # (a number cut short would otherwise load as a smaller, wrong value).
+    if not raw.endswith((b"\n", b"\r")):
+        last_line = raw.count(b"\n") + 1
+        raise TraceError(
+            f"{path}: line {last_line}: the file ends without a newline, as a truncated file does "
+            "(a cut number would load as a wrong value); restore the full file"
+        )
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise TraceError(f"{path}: not a readable UTF-8 CSV file ({err})") from err
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise TraceError(f"{path}: missing column(s) {missing} (found {list(frame.columns)})")
+    if frame.empty:
+        raise TraceError(f"{path}: the header has no request lines below it (an empty trace)")
     return frame, path
 
 
@@ -128,8 +161,8 @@ def load_azure_trace(path: str | os.PathLike[str]) -> RequestTrace:
     frame, path = _read_csv(path, ("arrived_at", "num_prefill_tokens", "num_decode_tokens"))
     arrival = _numeric_column(frame, "arrived_at", path, integer=False, minimum=0.0)
     _check_monotone(arrival, path, "arrived_at")
-    prompt = _numeric_column(frame, "num_prefill_tokens", path, integer=True, minimum=1)
-    output = _numeric_column(frame, "num_decode_tokens", path, integer=True, minimum=0)
+    prompt = _numeric_column(frame, "num_prefill_tokens", path, integer=True, minimum=1, maximum=MAX_TOKENS)
+    output = _numeric_column(frame, "num_decode_tokens", path, integer=True, minimum=0, maximum=MAX_TOKENS)
     n = len(frame)
     return RequestTrace(arrival, prompt, output, np.zeros(n, np.int64), output == 0)
 
@@ -142,9 +175,22 @@ def load_burstgpt(path: str | os.PathLike[str]) -> RequestTrace:
     frame, path = _read_csv(path, BURSTGPT_COLUMNS)
     arrival = _numeric_column(frame, "Timestamp", path, integer=False, minimum=0.0)
     _check_monotone(arrival, path, "Timestamp")
-    prompt = _numeric_column(frame, "Request tokens", path, integer=True, minimum=0)
-    output = _numeric_column(frame, "Response tokens", path, integer=True, minimum=0)
-    total = _numeric_column(frame, "Total tokens", path, integer=True, minimum=0)
+    prompt = _numeric_column(frame, "Request tokens", path, integer=True, minimum=0, maximum=MAX_TOKENS)
+    output = _numeric_column(frame, "Response tokens", path, integer=True, minimum=0, maximum=MAX_TOKENS)
+    total = _numeric_column(frame, "Total tokens", path, integer=True, minimum=0, maximum=2 * MAX_TOKENS)
+    if "Elapsed time" in frame.columns:  # not in every release; when present, a duration (s)
+        _numeric_column(frame, "Elapsed time", path, integer=False, minimum=0.0)
+    model_names = frame["Model"].str.strip()
+    empty = np.flatnonzero(model_names.to_numpy() == "")
+    if empty.size:
+        raise TraceError(f"{path}: line {int(empty[0]) + 2}, column 'Model': empty model name")
+    log_type = ~frame["Log Type"].str.strip().isin(BURSTGPT_LOG_TYPES).to_numpy()
+    if log_type.any():
+        row = int(np.flatnonzero(log_type)[0])
+        raise TraceError(
+            f"{path}: line {row + 2}, column 'Log Type': {frame['Log Type'].iloc[row]!r} is not one of "
+            f"{list(BURSTGPT_LOG_TYPES)}"
+        )
     mismatch = np.flatnonzero(total != prompt + output)
     if mismatch.size:
         row = int(mismatch[0])
@@ -152,8 +198,8 @@ def load_burstgpt(path: str | os.PathLike[str]) -> RequestTrace:
             f"{path}: line {row + 2}, column 'Total tokens': {total[row]} != Request + Response tokens "
             f"({prompt[row]} + {output[row]})"
         )
-    models = tuple(sorted(frame["Model"].unique()))
-    model = pd.Categorical(frame["Model"], categories=models).codes.astype(np.int64)
+    models = tuple(sorted(model_names.unique()))
+    model = pd.Categorical(model_names, categories=models).codes.astype(np.int64)
     # A request with no prompt still occupies a prefill slot of one token.
     return RequestTrace(arrival, np.maximum(prompt, 1), output, model, output == 0, models)
 

@@ -74,7 +74,7 @@ def test_fixture_in_the_real_format_parses_exactly(tmp_path: Path) -> None:
         ),
         (
             [_record([{"role": "assistant", "content": "a", "tool_calls": [_call("bash", {}, -1.0)]}])],
-            "execution_time_seconds must be >= 0",
+            "execution_time_seconds' = -1 is outside",
         ),
         ([_record([{"role": "user", "content": "only a user"}])], "no assistant message"),
     ],

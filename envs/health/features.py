@@ -15,16 +15,20 @@ from infragym.envs.health.simulator import CATEGORICAL_FEATURES, NUMERIC_FEATURE
 INTEGER_FEATURES = frozenset(
     {"heartbeat_lost", "error_count_1h", "error_count_24h", "prior_incidents_30d", "num_vms", "hour_of_day"}
 )
-# Bounds checked on input (inclusive); None = unbounded.
+# Bounds checked on input (inclusive). Upper bounds are plausibility limits, far beyond any
+# real fleet, so that a corrupt value (1e300, a wrapped counter) is refused rather than fitted:
+# servers are retired within ~7 years (30 allowed); 10^6 errors an hour is ~280 a second, beyond
+# what any node's log rate limit lets through; a server hosts at most a few hundred VMs
+# (1,024 allowed) of at most ~900 vCPUs (the largest cloud VM sizes; 1,024 allowed).
 FEATURE_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "node_age_days": (0.0, None),
+    "node_age_days": (0.0, 30 * 365.0),
     "heartbeat_lost": (0, 1),
-    "error_count_1h": (0, None),
-    "error_count_24h": (0, None),
-    "prior_incidents_30d": (0, None),
-    "num_vms": (0, None),
+    "error_count_1h": (0, 1_000_000),
+    "error_count_24h": (0, 24_000_000),
+    "prior_incidents_30d": (0, 30 * 24 * 60),  # one a minute
+    "num_vms": (0, 1024),
     "live_migratable_share": (0.0, 1.0),
-    "mean_vm_cores": (0.0, None),
+    "mean_vm_cores": (0.0, 1024.0),
     "large_vm_share": (0.0, 1.0),
     "cpu_utilisation": (0.0, 1.0),
     "memory_utilisation": (0.0, 1.0),

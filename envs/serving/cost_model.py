@@ -163,20 +163,46 @@ class Calibration:
     per_tp_mape: dict[int, float]
 
 
+# A per-operator time of one layer above a minute (in ms) cannot be a measurement: the slowest
+# operator of the shared profiles takes ~35 ms at 32k tokens.
+MAX_OPERATOR_MS = 60_000.0
+
+
 def read_profile(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a vidur-format MLP profile; refuse missing columns or non-positive times."""
+    """Read a vidur-format MLP profile; refuse a missing or empty file, missing columns,
+    non-finite, non-positive or implausible times, and rows of another model than row 0."""
     path = Path(path)
-    frame = pd.read_csv(path)
+    if not path.is_file():
+        raise ProfileError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+        raise ProfileError(f"{path}: not a readable CSV profile ({err})") from err
     needed = [f"time_stats.{op}.mean" for op in PROFILE_LAYER_OPS]
     needed += [*PROFILE_ARCH_COLUMNS, "num_tensor_parallel_workers"]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ProfileError(f"{path}: missing column(s) {missing}")
-    values = frame[needed].apply(pd.to_numeric, errors="coerce")
-    bad = values.isna() | (values[needed] <= 0)
-    if bad.any().any():
-        row, column = np.argwhere(bad.to_numpy())[0]
-        raise ProfileError(f"{path}: line {row + 2}, column {needed[column]!r}: expected a positive number")
+    if frame.empty:
+        raise ProfileError(f"{path}: a header and no measurements")
+    values = frame[needed].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    times = np.arange(len(needed)) < len(PROFILE_LAYER_OPS)
+    bad = ~np.isfinite(values) | (values <= 0) | (times & (values > MAX_OPERATOR_MS))
+    whole = ~times & np.isfinite(values) & (values != np.round(values))
+    if (bad | whole).any():
+        row, column = np.argwhere(bad | whole)[0]
+        expected = f"a positive time up to {MAX_OPERATOR_MS:g} ms" if times[column] else "a positive whole number"
+        given = frame[needed[column]].iloc[row]
+        raise ProfileError(f"{path}: line {row + 2}, column {needed[column]!r}: {given!r}; expected {expected}")
+    arch = values[:, len(PROFILE_LAYER_OPS) : len(PROFILE_LAYER_OPS) + len(PROFILE_ARCH_COLUMNS) - 1]
+    other = np.flatnonzero((arch != arch[0]).any(axis=1))
+    if other.size:
+        row = int(other[0])
+        column = PROFILE_ARCH_COLUMNS[int(np.flatnonzero(arch[row] != arch[0])[0])]
+        raise ProfileError(
+            f"{path}: line {row + 2}, column {column!r}: {arch[row][PROFILE_ARCH_COLUMNS.index(column)]:g} differs "
+            f"from line 2's {arch[0][PROFILE_ARCH_COLUMNS.index(column)]:g} (one profile holds one model)"
+        )
     return frame
 
 
@@ -197,8 +223,15 @@ def model_from_profile(frame: pd.DataFrame, name: str) -> ModelSpec:
 
 def calibrate(path: str | os.PathLike[str], gpu: str) -> Calibration:
     """Fit the efficiencies of ``gpu`` to a measured per-operator profile."""
+    if gpu not in GPUS:
+        raise ProfileError(f"unknown GPU {gpu!r}; known: {sorted(GPUS)}")
     frame = read_profile(path)
     model = model_from_profile(frame, Path(path).stem)
+    try:
+        for tp in np.unique(frame["num_tensor_parallel_workers"].to_numpy(np.int64)):
+            CostModel(gpu, model, int(tp))
+    except ValueError as err:
+        raise ProfileError(f"{path}: column 'num_tensor_parallel_workers': {err}") from err
     measured = frame[[f"time_stats.{op}.mean" for op in PROFILE_LAYER_OPS]].sum(axis=1).to_numpy() * 1e-3  # ms -> s
     tokens = frame["num_tokens"].to_numpy(np.float64)
     tps = frame["num_tensor_parallel_workers"].to_numpy(np.int64)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from infragym.datasets.health_log import HealthLogDataset, LoggedEvents, simulate_events
+from infragym.datasets.health_log import HealthLogDataset, LoggedEvents, check_trainable, simulate_events
 from infragym.envs.health.env import UnhealthyNodeMitigationEnv
 from infragym.envs.health.simulator import ACTIONS, OUTCOMES
 from infragym.evaluation import method_metrics, relative_change, results_table
@@ -98,6 +98,8 @@ class DeoxysTask:
     def _fit_models(self, logger: RunLogger, *, include_deoxys: bool) -> None:
         # Re-evaluating an export regenerates the same log without writing it again.
         logged = self.dataset.logged_events(self.simulator, np.random.default_rng(self._log_seed), save=include_deoxys)
+        # A log too small to fit on fails here, naming its source, not deep inside econml.
+        check_trainable(logged.log, self.dataset.path or "the generated log", cv=self.model.cv)
         self.train_log, self.holdout_log = self.dataset.split(logged, np.random.default_rng(self._split_seed))
         log = self.train_log.log
         actions = action_indices(log["action"])
