@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -247,5 +248,8 @@ def test_env_waiting_always_moves_time_and_ends() -> None:
     assert done
     assert np.all(np.diff(clocks) >= 0) and clocks[-1] > clocks[0]
     assert env.table is not None and (env.table.state == TIMED_OUT).sum() > 0
+    with pytest.raises(ResetNeeded, match="terminated"):  # no steps past the end
+        env.step(env.window)
+    env.reset(seed=0)
     with pytest.raises(ValueError):
         env.step(env.window + 1)

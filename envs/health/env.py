@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from infragym.envs.actions import discrete_action
 from infragym.envs.health.features import encode_features, encoded_feature_names
 from infragym.envs.health.objective import MitigationObjective
 from infragym.envs.health.simulator import ACTIONS, OUTCOMES, EventBatch, UnhealthyNodeSimulator
@@ -83,9 +84,7 @@ class UnhealthyNodeMitigationEnv(gym.Env[np.ndarray, np.int64]):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._awaiting_action:
             raise RuntimeError("step() called without reset(): each episode is one event")
-        if not self.action_space.contains(np.int64(action)):
-            raise ValueError(f"action must be an int in [0, {len(ACTIONS)}), got {action!r}")
-        a = int(action)
+        a = discrete_action(action, len(ACTIONS), "UnhealthyNodeMitigation-v0")
         i = self._cursor
         realised = {k: self._realised[k][i] for k in OUTCOMES}
         expected = {k: self._expected[k][i] for k in OUTCOMES}

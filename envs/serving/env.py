@@ -14,8 +14,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.error import ResetNeeded
 
 from infragym.datasets.llm_traces import RequestTrace, burstgpt_like, poisson_trace
+from infragym.envs.actions import discrete_action
 from infragym.envs.serving.simulator import (
     FAILED,
     FINISHED,
@@ -158,10 +160,10 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self.replica is None:
-            raise RuntimeError("call reset() first")
-        a = int(action)
-        if not 0 <= a <= self.window:
-            raise ValueError(f"action must be in [0, {self.window}], got {action!r}")
+            raise ResetNeeded("LLMServing-v0: call reset() before step()")
+        if self._done():
+            raise ResetNeeded("LLMServing-v0: the episode has terminated; call reset() before stepping again")
+        a = discrete_action(action, self.window + 1, "LLMServing-v0")
         if a < self.window:
             candidates = self._candidates()
             if a < len(candidates) and self.replica.admissible(candidates[a]):

@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from infragym.datasets.agent_programs import AgentPrograms, bfcl_like, swe_bench_like
+from infragym.envs.actions import discrete_action
 from infragym.envs.serving.programs import SCHEDULERS, Decision, ProgramSimulation
 from infragym.envs.serving.simulator import ReplicaConfig
 
@@ -167,11 +168,10 @@ class KVCacheTTLEnv(gym.Env[np.ndarray, np.int64]):
     def step(self, action: int | np.integer):
         if self.sim is None or self._decision is None:
             raise RuntimeError("call reset() before step(), and again after the episode ended")
-        if not self.action_space.contains(int(action)):
-            raise ValueError(f"action must be in [0, {self.action_space.n}), got {action!r}")
+        action = discrete_action(action, int(self.action_space.n), "KVCacheTTL-v0")
         d = self._decision
         self._baseline[d.rid] = d.reload_s + d.queue_delay_s
-        self.sim.decide(action_ttl(int(action), self._quantiles[d.rid], self.levels))
+        self.sim.decide(action_ttl(action, self._quantiles[d.rid], self.levels))
         self._decision = self.sim.next_decision()
         resolved = []
         for rid, latency, pin_block_s in self.sim.resolved:

@@ -19,6 +19,7 @@ frame of tool calls (``AgentPrograms.tool_calls()`` columns: ``tool``, ``argumen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,12 +125,14 @@ def _fast_calls(calls: Any) -> _Calls | None:
             if value is None:
                 value = default
             elif type(value) is int:
-                if not -_EXACT_INT <= value <= _EXACT_INT:
-                    return None
+                if not 0 <= value <= _EXACT_INT:
+                    return None  # negative: the pandas path refuses it, naming the column
                 value = float(value)
             elif type(value) is float:
                 if value != value:  # NaN, like a missing value
                     value = default
+                elif not 0.0 <= value < math.inf:
+                    return None  # negative or infinite: refused on the pandas path
             else:
                 return None  # strings, bools, numpy scalars: pandas coerces (or refuses) them
             values.append(value)
@@ -156,6 +159,12 @@ def prepare_calls(calls: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataF
         if bad.any():
             row = frame.index[bad.to_numpy()][0]
             raise PredictorError(f"tool calls column {column!r}, row {row}: {frame[column][row]!r} is not a number")
+        invalid = (values < 0) | np.isinf(values)
+        if invalid.any():
+            row = frame.index[invalid.to_numpy()][0]
+            raise PredictorError(
+                f"tool calls column {column!r}, row {row}: {frame[column][row]!r} must be a finite number >= 0"
+            )
         frame[column] = values.fillna(default)
     return frame
 
