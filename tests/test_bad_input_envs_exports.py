@@ -26,9 +26,9 @@ BAD_ACTIONS = [1.0, 1.7, True, np.bool_(True), "1", np.float32(1.0), np.array([1
 
 def test_llm_serving_refuses_steps_after_termination() -> None:
     env = LLMServingEnv(n_requests=10, rate=5.0)
-    _, info = env.reset(seed=0)
+    env.reset(seed=0)
     for _ in range(1000):
-        _, _, terminated, _, info = env.step(env.window)
+        _, _, terminated, _, _ = env.step(env.window)
         if terminated:
             break
     assert terminated
