@@ -474,6 +474,23 @@ class CloudPerfDataset:
         batch_size: int = 256,
         num_workers: int = 0,
     ) -> None:
+        for key, value, least in (
+            ("window", window, 1),
+            ("horizon", horizon, 0),
+            ("stride", stride, 1),
+            ("eval_stride", eval_stride, 1),
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise CloudPerfError(f"dataset.{key} must be a whole number >= {least}, got {value!r}")
+        for key, value in (("val_fraction", val_fraction), ("seen_test_fraction", seen_test_fraction)):
+            if not 0.0 < value < 1.0:
+                raise CloudPerfError(f"dataset.{key} must be in (0, 1), got {value}")
+        if val_fraction + seen_test_fraction >= 1.0:
+            raise CloudPerfError("dataset.val_fraction + dataset.seen_test_fraction must leave tasks to train on")
+        if not len(unseen_workloads):
+            raise CloudPerfError("dataset.unseen_workloads is empty: the unseen-application test needs at least one")
         self.path = path
         self.save_dir = save_dir
         self.window, self.horizon, self.stride, self.eval_stride = window, horizon, stride, eval_stride

@@ -261,6 +261,9 @@ class HealthLogDataset:
         path: str | None = None,
         save_dir: str | None = None,
     ) -> None:
+        for key, value in (("n_events", n_events), ("n_test_events", n_test_events)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ValueError(f"dataset.{key} must be a whole number of events, got {value!r}")
         if n_events < 100:
             raise ValueError(f"dataset.n_events must be >= 100, got {n_events}")
         if not 0.05 <= holdout_fraction <= 0.8:

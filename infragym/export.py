@@ -29,11 +29,16 @@ import hmac
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
+import socket
+import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -176,6 +181,55 @@ def _exchange_dirs(a: Path, b: Path) -> bool:
     return result == 0
 
 
+# Staging and backup folders of an export are named after their writer (host and process), so
+# that the next export can tell a killed writer's leftovers from a concurrent writer's work.
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?:(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-)?[0-9a-f]{8}$")
+# A leftover whose writer cannot be checked (another host, or the older unnamed form) is removed
+# once it is this old: no export takes a day to write.
+STALE_AFTER_S = 24 * 3600.0
+
+
+def _writer_tag() -> str:
+    return f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale_staging(directory: str | os.PathLike[str]) -> list[Path]:
+    """Remove what killed exports of ``directory`` left beside it (hidden staging and backup
+    folders): those of dead processes on this host, and any older than ``STALE_AFTER_S``.
+    Returns the removed paths."""
+    directory = Path(directory)
+    if not directory.parent.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for path in directory.parent.iterdir():
+        match = _LEFTOVER.match(path.name)
+        if match is None or match["name"] != directory.name or not path.is_dir() or path.is_symlink():
+            continue
+        if match["host"] == _HOST and match["pid"] is not None:
+            stale = int(match["pid"]) != os.getpid() and not _alive(int(match["pid"]))
+        else:
+            try:
+                stale = now - path.stat().st_mtime > STALE_AFTER_S
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def _replace_dir(new: Path, target: Path) -> None:
     if not target.exists():
         os.rename(new, target)
@@ -183,10 +237,51 @@ def _replace_dir(new: Path, target: Path) -> None:
     if _exchange_dirs(new, target):
         shutil.rmtree(new)  # ``new`` now holds the previous export
         return
-    backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    backup = target.with_name(f".{target.name}.old-{_writer_tag()}")
     os.rename(target, backup)
     os.rename(new, target)
     shutil.rmtree(backup)
+
+
+_RUN_ID: ContextVar[str | None] = ContextVar("infragym_export_run_id", default=None)
+
+
+@contextmanager
+def export_run(run_id: str) -> Iterator[None]:
+    """Exports written inside this block record ``run_id`` (field ``run_id`` of the manifest,
+    covered by the signature): ``infragym train`` sets it to the run's id, so an export that
+    another run's metrics sit next to can be told apart (``export_run_mismatch``)."""
+    token = _RUN_ID.set(run_id)
+    try:
+        yield
+    finally:
+        _RUN_ID.reset(token)
+
+
+RUN_RECORD = "run.json"
+
+
+def export_run_mismatch(directory: str | os.PathLike[str]) -> str | None:
+    """A sentence saying that the run folder around export ``directory`` holds another run's
+    metrics than the export's (an export that failed after the metrics were written leaves the
+    previous export in place), or None when they belong together or nothing says otherwise."""
+    directory = Path(directory)
+    record_path = directory.parent / RUN_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+        manifest = json.loads((directory / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(manifest, dict) or "run_id" not in record:
+        return None
+    exported = manifest.get("run_id")
+    if exported == record["run_id"]:
+        return None
+    return (
+        f"{directory} was exported by run {exported or '(unrecorded)'}, but {record_path.parent}'s metrics.json "
+        f"and results are run {record['run_id']}'s (status: {record.get('status', 'unknown')}): the run folder's "
+        "metrics do not describe this export"
+    )
 
 
 def write_export(
@@ -214,7 +309,8 @@ def write_export(
         if name == MANIFEST_NAME or Path(name).name != name or name.startswith("."):
             raise ExportError(f"export file name {name!r} must be a plain file name, not the manifest")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
+    clean_stale_staging(directory)
+    staging = directory.with_name(f".{directory.name}.tmp-{_writer_tag()}")
     staging.mkdir()
     try:
         checksums: dict[str, dict[str, Any]] = {}
@@ -238,6 +334,8 @@ def write_export(
             "files": checksums,
             "requires_trust": bool(requires_trust or record.code_bearing),
         }
+        if _RUN_ID.get() is not None:
+            manifest["run_id"] = _RUN_ID.get()  # which training run made it (``export_run``)
         manifest["signature"] = _sign(manifest)
         atomic_write_bytes(staging / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
         _replace_dir(staging, directory)

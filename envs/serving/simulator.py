@@ -30,7 +30,7 @@ import numpy as np
 
 from infragym.datasets.llm_traces import RequestTrace
 from infragym.envs.serving.cost_model import CostModel
-from infragym.envs.serving.hardware import BYTES_BF16
+from infragym.envs.serving.hardware import BYTES_BF16, GPUS, MODELS
 
 # Request states.
 PENDING, WAITING, RUNNING, SWAPPED, FINISHED, FAILED, TIMED_OUT = range(7)
@@ -61,6 +61,15 @@ class ReplicaConfig:
             raise ValueError("block_size, max_batched_tokens and max_running must be positive")
         if not 0 < self.gpu_memory_utilisation <= 1:
             raise ValueError("gpu_memory_utilisation must be in (0, 1]")
+        if isinstance(self.gpu, str) and self.gpu not in GPUS:
+            raise ValueError(f"gpu: unknown GPU {self.gpu!r}; known: {sorted(GPUS)}")
+        if isinstance(self.model, str) and self.model not in MODELS:
+            raise ValueError(f"model: unknown model {self.model!r}; known: {sorted(MODELS)}")
+        if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp < 1:
+            raise ValueError(f"tp: the tensor-parallel degree must be a whole number >= 1, got {self.tp!r}")
+
+
+_SLO_KEYS = {"ttft_s": "ttft_slo_s", "tbt_s": "tbt_slo_s", "queue_timeout_s": "queue_timeout_s"}  # env config keys
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,13 @@ class SLO:
     ttft_s: float = 2.0
     tbt_s: float = 0.1
     queue_timeout_s: float = 60.0  # a request not started within this is dropped
+
+    def __post_init__(self) -> None:
+        for key, value in (("ttft_s", self.ttft_s), ("tbt_s", self.tbt_s), ("queue_timeout_s", self.queue_timeout_s)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ValueError(
+                    f"SLO {key} (env.{_SLO_KEYS[key]}) must be a positive number of seconds, got {value!r}"
+                )
 
 
 class RequestTable:

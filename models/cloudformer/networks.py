@@ -45,6 +45,16 @@ class NetworkSpec:
     skip_tail: int = 0
 
     def __post_init__(self) -> None:
+        for key in ("d_model", "n_heads", "n_layers"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{key} must be a whole number >= 1, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.lr < float("inf"):
+            raise ValueError(f"model.lr must be a positive number, got {self.lr}")
+        if not 0.0 <= self.weight_decay < float("inf"):
+            raise ValueError(f"model.weight_decay must be >= 0, got {self.weight_decay}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"model.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if self.skip_tail < 0:

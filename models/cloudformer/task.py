@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ from infragym.models.cloudformer import export as cf_export
 from infragym.models.cloudformer.baselines import TABULAR_BASELINES, WindowRegressor
 from infragym.models.cloudformer.module import InterferenceRegressor, predict_windows
 from infragym.models.cloudformer.networks import NetworkSpec
+from infragym.models.cloudformer.resume import (
+    RESUMABLE_TRAINER_KEYS,
+    RunState,
+    check_resumable,
+    data_digest,
+    fingerprint,
+    set_aside,
+)
 from infragym.results import ResultsTable
 from infragym.seeding import child_seeds
 from infragym.task import EvaluationReport
@@ -80,6 +89,25 @@ def split_metrics(name: str, split: str, pred: np.ndarray, windows: WindowSet) -
     return out
 
 
+class UntrainedModelError(RuntimeError):
+    """A network that took no optimiser step: its weights are the initial ones, never exported."""
+
+
+def _check_training_budget(trainer: Mapping[str, Any]) -> None:
+    """Refuse at start a Trainer config that trains nothing (the export would hold initial
+    weights): ``trainer.max_epochs`` < 1 (-1 means unlimited in Lightning, allowed only with
+    ``max_steps``), ``max_steps`` 0, ``limit_train_batches`` 0."""
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
+        raise ValueError(f"trainer.max_epochs must be a whole number, got {epochs!r}")
+    if epochs is not None and epochs < 1 and not (epochs == -1 and isinstance(steps, int) and steps > 0):
+        raise ValueError(f"trainer.max_epochs must be >= 1, got {epochs} (the networks would not train)")
+    if steps == 0:
+        raise ValueError("trainer.max_steps is 0: the networks would not train (-1: no step limit)")
+    if trainer.get("limit_train_batches") in (0, 0.0):
+        raise ValueError("trainer.limit_train_batches is 0: the networks would not train")
+
+
 class CloudFormerTask:
     """Supervised task (Lightning) for interference prediction.
 
@@ -121,6 +149,7 @@ class CloudFormerTask:
         model = model if isinstance(model, NetworkSpec) else NetworkSpec(**_plain(model))
         self.env, self.dataset, self.spec, self.seed = env, dataset, model, seed
         self.trainer_cfg = dict(_plain(trainer) or {})
+        _check_training_budget(self.trainer_cfg)
         self.callbacks_cfg = dict(_plain(callbacks) or {})
         self.neural_specs: dict[str, NetworkSpec] = {MODEL_NAME: model}
         neural = {k: dict(_plain(v)) for k, v in (_plain(neural_baselines) or {}).items()}
@@ -174,8 +203,10 @@ class CloudFormerTask:
         base = (self.callbacks_cfg.get("model_checkpoint") or {}).get("dirpath") or self._root() / "checkpoints"
         return Path(base) / name
 
-    def build_trainer(self, name: str, logger: RunLogger | None = None) -> pl.Trainer:
-        callbacks = []
+    def build_trainer(
+        self, name: str, logger: RunLogger | None = None, run_state: RunState | None = None
+    ) -> pl.Trainer:
+        callbacks: list[Any] = [] if run_state is None else [run_state]
         for key, cfg in self.callbacks_cfg.items():
             if cfg is None:  # a callback removed on the command line (callbacks.<name>=null)
                 continue
@@ -193,6 +224,31 @@ class CloudFormerTask:
         lightning_logger = logger.lightning_logger() if logger is not None else False
         return instantiate(cfg, callbacks=callbacks, logger=lightning_logger, enable_checkpointing=True)
 
+    def run_fingerprint(self, name: str, seed: int) -> dict[str, Any]:
+        """What network ``name``'s weights depend on: stored with its checkpoints, compared
+        before resuming from them (``resume.check_resumable``)."""
+        splits = self.prepare_data()
+        trainer = {k: v for k, v in self.trainer_cfg.items() if k not in RESUMABLE_TRAINER_KEYS}
+        return fingerprint(
+            {
+                "network": asdict(self.neural_specs[name]),
+                "network_seed": seed,
+                "dataset": {
+                    "window": self.dataset.window,
+                    "horizon": self.dataset.horizon,
+                    "stride": self.dataset.stride,
+                    "batch_size": self.dataset.batch_size,
+                },
+                # the training and validation windows themselves: any change of the simulator,
+                # the data file, the split or the normalisation changes them
+                "data": {
+                    "train": data_digest(splits.train.metrics, splits.train.perf, splits.train.starts),
+                    "val": data_digest(splits.val.metrics, splits.val.perf, splits.val.starts),
+                },
+                "trainer": trainer,
+            }
+        )
+
     def fit_network(self, name: str, logger: RunLogger | None = None) -> torch.nn.Module:
         """Train one network through Lightning; keep the best checkpoint's weights."""
         splits = self.prepare_data()
@@ -204,12 +260,23 @@ class CloudFormerTask:
             window=self.dataset.window,
             name=name,
         )
-        trainer = self.trainers[name] = self.build_trainer(name, logger)
+        current = self.run_fingerprint(name, seed)
         last = self.checkpoint_dir(name) / "last.ckpt"
-        ckpt_path = str(last) if self.resume and last.is_file() else None
+        ckpt_path = None
+        if self.resume and last.is_file():
+            check_resumable(last, current)  # another run's weights are never continued
+            ckpt_path = str(last)
+        elif not self.resume:
+            set_aside(self.checkpoint_dir(name))  # a fresh start never picks an old run's best file
+        trainer = self.trainers[name] = self.build_trainer(name, logger, RunState(current))
         started = time.perf_counter()
         trainer.fit(module, datamodule=self.datamodule(), ckpt_path=ckpt_path)
         self.fit_seconds[name] = time.perf_counter() - started
+        if trainer.global_step == 0:
+            raise UntrainedModelError(
+                f"network {name!r} took no optimiser step (no training batches?); its initial weights are not a "
+                "trained model and are not evaluated or exported"
+            )
         epochs = max(1, trainer.current_epoch)  # epochs run (validation time included in the rate)
         self.throughput[name] = epochs * len(splits.train) / max(self.fit_seconds[name], 1e-9)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

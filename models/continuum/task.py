@@ -169,8 +169,18 @@ class ContinuumTask:
         headline: str = "swe_like",
         eval_seeds: int = 2,
     ) -> None:
-        if eval_seeds < 1:
-            raise ValueError("task.eval_seeds must be >= 1")
+        if isinstance(eval_seeds, bool) or not isinstance(eval_seeds, int) or eval_seeds < 1:
+            raise ValueError(f"task.eval_seeds must be a whole number >= 1, got {eval_seeds!r}")
+        if not len(policies):
+            raise ValueError(f"task.policies is empty: name at least one of {sorted(POLICIES)}")
+        if loads is not None and not len(loads):
+            raise ValueError("task.loads is empty: give at least one workload and its loads")
+        for workload, rates in (loads or {}).items():
+            bad = [
+                r for r in rates if isinstance(r, bool) or not isinstance(r, int | float) or not 0 < r < float("inf")
+            ]
+            if not len(rates) or bad:
+                raise ValueError(f"task.loads.{workload} must be a non-empty list of positive loads, got {list(rates)}")
         self.eval_seeds = eval_seeds
         unknown = [p for p in policies if p not in POLICIES]
         if unknown:

@@ -99,9 +99,20 @@ class ServingBaselinesTask:
         routers: Sequence[str] = ROUTERS,
         rate_factors: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0),
     ) -> None:
+        if not len(routers):
+            raise ValueError(f"task.routers is empty: name at least one of {ROUTERS}")
         unknown = [r for r in routers if r not in ROUTERS]
         if unknown:
             raise ValueError(f"task.routers: unknown {unknown}; choose from {ROUTERS}")
+        if not len(rate_factors):
+            raise ValueError("task.rate_factors is empty: give at least one replay speed (1 = the trace's own rate)")
+        bad = [
+            f for f in rate_factors if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < float("inf")
+        ]
+        if bad:
+            raise ValueError(f"task.rate_factors must be positive numbers, got {bad}")
+        if isinstance(n_replicas, bool) or not isinstance(n_replicas, int) or n_replicas < 1:
+            raise ValueError(f"task.n_replicas must be a whole number >= 1, got {n_replicas!r}")
         self.env = env
         self.dataset = dataset
         self.scheduler = model
