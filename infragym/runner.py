@@ -3,9 +3,17 @@ composed config. Components are found through the registry (``infragym.component
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import fnmatch
 import io
+import json
 import logging
+import os
+import socket
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +25,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not locked
+    fcntl = None  # type: ignore[assignment]
+
 from infragym import components
 from infragym.components import Component
 from infragym.config import compose_run_config
-from infragym.export import ExportError, load_export
+from infragym.export import RUN_RECORD, ExportError, export_run, export_run_mismatch, load_export
 from infragym.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from infragym.logging import RunLogger
 from infragym.portable import ExportConfigError, merge_plain_values, portable_config
@@ -96,29 +109,120 @@ def write_report(report: EvaluationReport, run_dir: Path, logger: RunLogger) -> 
         logger.log_image(f"plots/{name}", path)
 
 
+class RunConfigError(ValueError):
+    """A run config that cannot produce what it asks for, refused before any training."""
+
+
+# Metrics every run adds besides its task's own.
+RUNNER_METRICS = ("time/fit_s",)
+
+
+def check_optimized_metric(cfg: DictConfig, task: Any) -> None:
+    """Refuse, before training, an ``optimized_metric`` the task will not produce. A task that
+    lists its metrics (``metric_patterns()``: names or ``fnmatch`` patterns) is checked; one
+    that does not is checked after its evaluation, as before."""
+    metric = cfg.get("optimized_metric")
+    patterns = getattr(task, "metric_patterns", None)
+    if not metric or patterns is None:
+        return
+    known = [*patterns(), *RUNNER_METRICS]
+    if not any(fnmatch.fnmatchcase(str(metric), pattern) for pattern in known):
+        close = difflib.get_close_matches(str(metric), known, n=3, cutoff=0.5)
+        raise RunConfigError(
+            f"optimized_metric {metric!r} is not a metric this experiment produces"
+            + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
+            + f"; it produces: {', '.join(known[:30])}{' ...' if len(known) > 30 else ''}"
+        )
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` for the run: a second run started in the same folder is refused
+    (two runs would interleave checkpoints, metrics and exports). The lock is the OS's
+    (``flock``), released when the process ends, killed or not. Lightning's DDP workers
+    (``LOCAL_RANK``/``RANK`` > 0) re-enter the same folder and share rank 0's lock."""
+    if fcntl is None or int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 or int(os.environ.get("RANK", "0") or 0) > 0:
+        yield
+        return
+    path = run_dir / ".lock"
+    handle = open(path, "a+")  # held for the whole run
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunConfigError(
+                f"{run_dir} is in use by a running experiment ({holder}); wait for it or choose another "
+                "folder (hydra.run.dir=...)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _write_run_record(run_dir: Path, record: dict[str, Any], **changes: Any) -> None:
+    record.update(changes)
+    atomic_write_json(run_dir / RUN_RECORD, record)
+
+
 def run_train(cfg: DictConfig) -> float | None:
-    """Fit, evaluate and export one experiment; return ``cfg.optimized_metric`` for sweepers."""
+    """Fit, evaluate and export one experiment; return ``cfg.optimized_metric`` for sweepers.
+
+    The run folder is locked for the run (``run_folder_lock``) and gets ``run.json``: the run's
+    id and how far it got. The export records the same id, so an export that a later run's
+    metrics sit next to (that run's export failed) says so (``export_run_mismatch``)."""
     seed_everything(cfg.seed)
     component = component_of(cfg)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_folder_lock(run_dir):
+        return _run_train_locked(cfg, component, run_dir)
+
+
+def _run_train_locked(cfg: DictConfig, component: Component, run_dir: Path) -> float | None:
     config = run_config(cfg, component)
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    record: dict[str, Any] = {"run_id": run_id, "seed": cfg.seed, "status": "running"}
+    previous = export_run_mismatch_before(run_dir / "export", run_id)
+    if previous:
+        log.warning("%s", previous)
+    _write_run_record(run_dir, record)
     logger: RunLogger = instantiate(cfg.logger)
     logger.start(run_dir, config, run_name=f"{cfg.task_name}-{run_dir.name}")
     try:
         task = build_task(cfg)
+        check_optimized_metric(cfg, task)
         started = time.perf_counter()
         task.fit(logger)
         fit_seconds = time.perf_counter() - started
         report = task.evaluate()
         report.metrics["time/fit_s"] = fit_seconds
         write_report(report, run_dir, logger)
+        _write_run_record(run_dir, record, status="evaluated")
         if cfg.export:
             exported = portable_config({k: v for k, v in config.items() if k not in RUN_LOCAL_KEYS}, config["paths"])
             exported["experiment"] = _experiment_choice(component)
-            export_dir = task.export(run_dir / "export", metrics=report.metrics, config=exported)
+            try:
+                with export_run(run_id):
+                    export_dir = task.export(run_dir / "export", metrics=report.metrics, config=exported)
+            except BaseException as err:
+                _write_run_record(run_dir, record, status="export_failed", error=f"{type(err).__name__}: {err}")
+                stale = export_run_mismatch(run_dir / "export")
+                if stale:
+                    log.error("the export failed; %s", stale)
+                raise
+            _write_run_record(run_dir, record, status="exported")
             logger.log_artifact(export_dir, name=f"{cfg.task_name}-model", type="model")
             log.info("export written to %s", export_dir)
+    except BaseException as err:
+        if record["status"] in ("running", "evaluated"):
+            _write_run_record(run_dir, record, status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+        raise
     finally:
         logger.finish()
     if cfg.optimized_metric:
@@ -128,6 +232,20 @@ def run_train(cfg: DictConfig) -> float | None:
             )
         return report.metrics[cfg.optimized_metric]
     return None
+
+
+def export_run_mismatch_before(export_dir: Path, run_id: str) -> str | None:
+    """At the start of run ``run_id``: a note that ``export_dir`` holds an earlier run's export
+    until this run writes its own."""
+    try:
+        manifest = json.loads((export_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    owner = manifest.get("run_id") if isinstance(manifest, dict) else None
+    return (
+        f"{export_dir} holds the export of an earlier run ({owner or 'unrecorded'}); run {run_id} replaces it "
+        "when it exports. Until then the folder's metrics and its export differ."
+    )
 
 
 def _experiment_choice(component: Component) -> str:
@@ -183,6 +301,9 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     """Load an export, rebuild its experiment from its registered component, evaluate it
     against the baselines. Nothing in the manifest chooses code: see ``rebuild_train_config``."""
     predictor, manifest = load_export(cfg.checkpoint, trust=cfg.trust)
+    mismatch = export_run_mismatch(cfg.checkpoint)
+    if mismatch:
+        log.warning("%s", mismatch)
     component = components.get(manifest["component"])
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -309,6 +309,15 @@ class CloudFormerTask:
     def model_names(self) -> list[str]:
         return list(self.neural_specs) + list(self.tabular)
 
+    def metric_patterns(self) -> list[str]:
+        """The metrics ``evaluate`` produces (``fnmatch`` patterns), known before training."""
+        names = self.model_names
+        if self.blend_with is not None:
+            names += [f"{n}+{self.blend_with}" for n in self.neural_specs]
+        splits = ["val", *SPLITS, *(f"{s}_{scenario}" for s in SPLITS for scenario in SCENARIOS)]
+        out = [f"{split}/{name}/{m}" for split in splits for name in names for m in ("mae", "p95_abs_error")]
+        return [*out, "test_unseen/cloudformer/margin_vs_best_baseline_pct", "chosen/*", "time/*"]
+
     def evaluate(self) -> EvaluationReport:
         splits = self.prepare_data()
         metrics: dict[str, float] = {}

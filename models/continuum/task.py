@@ -205,6 +205,16 @@ class ContinuumTask:
         self.learned: LearnedTTL | None = None
         self.fit_metrics: dict[str, float] = {}
 
+    def metric_patterns(self) -> list[str]:
+        """The metrics ``evaluate`` produces (``fnmatch`` patterns), known before training."""
+        out = ["train/*", "test/best_predictor_pinball_gain_vs_running_mean"]
+        for name in self.model.predictors:
+            out += [f"val/{name}/*", f"test/{name}/*", f"test_real/{name}/*"]  # test_real: the real sample
+        for policy in self.policies:
+            out.append(f"test/{policy}/*")
+            out += [f"test/{workload}@*/{policy}/*" for workload in self.loads]
+        return out
+
     # ------------------------------------------------------------------ data
     def _generate(self, kind: str, n: int, seed: int, rate: float = 1.0) -> AgentPrograms:
         generator = swe_bench_like if kind == "swe_like" else bfcl_like

@@ -91,6 +91,11 @@ class DeoxysTask:
         self.holdout_log: LoggedEvents | None = None
         self.fit_seconds: dict[str, float] = {}
 
+    def metric_patterns(self) -> list[str]:
+        """The metrics ``evaluate`` produces (``fnmatch`` patterns), known before training."""
+        policies = ["legacy", "deoxys", "deoxys_no_fallback", *self.baselines, "oracle", "hindsight"]
+        return [pattern for p in dict.fromkeys(policies) for pattern in (f"test/{p}/*", f"val/{p}/*")] + ["time/*"]
+
     # ------------------------------------------------------------------ fit
     def fit(self, logger: RunLogger) -> None:
         self._fit_models(logger, include_deoxys=True)

@@ -122,6 +122,10 @@ class ServingBaselinesTask:
         self.rate_factors = [float(f) for f in rate_factors]
         self._trace_seed = child_seeds(seed, 1)[0]
 
+    def metric_patterns(self) -> list[str]:
+        """The metrics ``evaluate`` produces (``fnmatch`` patterns), known before it runs."""
+        return [f"test/{self.scheduler.name}_{router}/*" for router in self.routers]
+
     def fit(self, logger: RunLogger) -> None:
         """Nothing to learn: the baselines are fixed policies."""
 
