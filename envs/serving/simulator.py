@@ -82,7 +82,8 @@ class SLO:
 
     def __post_init__(self) -> None:
         for key, value in (("ttft_s", self.ttft_s), ("tbt_s", self.tbt_s), ("queue_timeout_s", self.queue_timeout_s)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+            # inf: no limit (a queue that never times out); NaN, zero and negatives are refused
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(
                     f"SLO {key} (env.{_SLO_KEYS[key]}) must be a positive number of seconds, got {value!r}"
                 )

@@ -99,7 +99,8 @@ def check_resumable(checkpoint: Path, current: Mapping[str, Any]) -> None:
         "checkpoints are then moved aside)"
     )
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        # weights_only, as Lightning loads it: reading a checkpoint runs no pickled code
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: torch raises many types
         raise ResumeError(f"{checkpoint}: not a readable Lightning checkpoint ({err}); {hint}") from err
     stored = state.get(CHECKPOINT_KEY, {}).get("fingerprint") if isinstance(state, dict) else None

@@ -249,6 +249,16 @@ class CloudFormerTask:
             }
         )
 
+    @staticmethod
+    def _optimiser_steps(trainer: pl.Trainer, last: Path) -> int | None:
+        """Optimiser steps the network took; None when this process cannot tell (spawned DDP
+        workers trained it, and no checkpoint records their step count)."""
+        if trainer.global_step:
+            return trainer.global_step
+        if last.is_file():  # spawned workers (ddp_spawn) leave the main process's count at 0
+            return int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0))
+        return None if hasattr(getattr(trainer.strategy, "launcher", None), "_start_method") else 0
+
     def fit_network(self, name: str, logger: RunLogger | None = None) -> torch.nn.Module:
         """Train one network through Lightning; keep the best checkpoint's weights."""
         splits = self.prepare_data()
@@ -272,7 +282,7 @@ class CloudFormerTask:
         started = time.perf_counter()
         trainer.fit(module, datamodule=self.datamodule(), ckpt_path=ckpt_path)
         self.fit_seconds[name] = time.perf_counter() - started
-        if trainer.global_step == 0:
+        if self._optimiser_steps(trainer, last) == 0:
             raise UntrainedModelError(
                 f"network {name!r} took no optimiser step (no training batches?); its initial weights are not a "
                 "trained model and are not evaluated or exported"
