@@ -8,8 +8,8 @@ the differing keys named, instead of silently continuing another run's weights (
 then report one learning rate while its weights were trained with another).
 
 The generators' states make a resume exact: Lightning restores weights, optimiser, scheduler,
-loops and callbacks, but not the global RNGs, so the epochs after a resume shuffled and dropped
-out differently from an uninterrupted run. ``RunState`` saves them with every checkpoint and
+loops and callbacks, but not the global RNGs, without which the epochs after a resume would
+shuffle and drop out differently from an uninterrupted run. ``RunState`` saves them with every checkpoint and
 restores them on load (Lightning runs its sanity check inside ``isolate_rng``, so the restored
 state is the one the next training epoch starts from, as in the uninterrupted run).
 """
