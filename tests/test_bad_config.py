@@ -6,6 +6,7 @@ export records the run it belongs to; killed exports' staging folders are cleane
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -121,7 +122,7 @@ def test_a_killed_runs_lock_is_released(tmp_path: Path) -> None:
         pass
 
 
-def test_an_export_records_its_run_and_a_failed_export_says_so(tmp_path: Path, monkeypatch) -> None:
+def test_an_export_records_its_run_and_a_failed_export_says_so(tmp_path: Path, monkeypatch, caplog) -> None:
     overrides = ["logger=none", "export=true", *SERVED_RUN_OVERRIDES["deoxys"]]
     cfg = compose_config("train", smoke("deoxys", *overrides), tmp_path)
     run_train(cfg)
@@ -143,6 +144,13 @@ def test_an_export_records_its_run_and_a_failed_export_says_so(tmp_path: Path, m
     message = export_run_mismatch(tmp_path / "export")
     assert message is not None and record["run_id"] in message and second["run_id"] in message
     assert "metrics do not describe this export" in message
+    # evaluating that export says so too
+    from infragym.runner import run_evaluate
+
+    evaluate_cfg = compose_config("evaluate", [f"checkpoint={tmp_path / 'export'}", "logger=none"], tmp_path / "eval")
+    with caplog.at_level(logging.WARNING, logger="infragym"):
+        run_evaluate(evaluate_cfg)
+    assert any("metrics do not describe this export" in r.getMessage() for r in caplog.records)
 
 
 def _dead_pid() -> int:
