@@ -6,7 +6,7 @@ cannot map several roots to sub-packages with automatic discovery, so this file 
 sub-package below each root: adding a component never means listing its package by hand.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 # import name -> folder in the repository
 ROOTS = {
@@ -21,11 +21,15 @@ packages: list[str] = []
 for package, folder in ROOTS.items():
     packages.append(package)
     packages += [f"{package}.{sub}" for sub in find_packages(folder)]
+# The config groups are folders of YAML files without __init__.py: listed as (namespace)
+# packages so that setuptools ships them as such instead of warning about each one; the
+# user's git-ignored conf/local/ is not shipped.
+config_groups = [f"infragym.conf.{sub}" for sub in find_namespace_packages("conf", exclude=["local", "local.*"])]
+packages += [p for p in config_groups if p not in packages and "__pycache__" not in p]
 
 setup(
     packages=packages,
     package_dir=ROOTS,
     # the Hydra configs travel inside the wheel: pkg://infragym.conf
-    package_data={"infragym": ["py.typed"], "infragym.conf": ["*.yaml", "**/*.yaml"]},
-    exclude_package_data={"infragym.conf": ["local/*"]},
+    package_data={"infragym": ["py.typed"], "infragym.conf": ["*.yaml"], **{p: ["*.yaml"] for p in config_groups}},
 )

@@ -327,3 +327,41 @@ def test_evaluate_py_reproduces_the_run_from_its_export(continuum_run: Path, tmp
     trained = json.loads((continuum_run / "metrics.json").read_text())
     for key in ("test/continuum/mean_jct_s", "test/learned/mean_jct_s", "test/quantile_gbm/pinball"):
         assert reproduced[key] == pytest.approx(trained[key], rel=1e-9), key
+
+
+def test_single_row_predictions_are_the_boosters_own_bit_for_bit_in_every_thread() -> None:
+    import threading
+
+    import lightgbm as lgb
+
+    from infragym.models.continuum import single_row
+
+    if not single_row.available():
+        pytest.skip("this lightgbm has no fast single-row C API")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 6))
+    x[rng.random(x.shape) < 0.1] = np.nan  # the missing-value branches too
+    boosters = [
+        lgb.train(
+            {"objective": "quantile", "alpha": a, "num_leaves": 7, "verbose": -1, "num_threads": 1},
+            lgb.Dataset(x, x[:, 0] * 2 + rng.normal(size=400)),
+            num_boost_round=15,
+        )
+        for a in (0.1, 0.5, 0.9)
+    ]
+    expected = np.column_stack([b.predict(x, num_threads=1) for b in boosters])
+    fast = single_row.SingleRowPredictor(boosters)
+    results: list[bool] = []
+
+    def check() -> None:
+        results.append(np.array_equal(np.array([fast.predict(row) for row in x]), expected))
+
+    threads = [threading.Thread(target=check) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    check()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 4
+    with pytest.raises(ValueError, match="one row of 6 features"):
+        fast.predict(x[:2])

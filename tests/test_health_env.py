@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -110,3 +112,44 @@ def test_legacy_policy_keeps_every_propensity_positive() -> None:
     agreement = (actions == sim.legacy_rule(batch.features)).mean()
     assert agreement == pytest.approx(1 - 0.15 + 0.15 / len(ACTIONS), abs=0.02)
     assert len(np.unique(actions)) == len(ACTIONS)
+
+
+def test_records_validate_and_encode_as_the_frame_does() -> None:
+    from infragym.envs.health.features import (
+        FeatureError,
+        encode_feature_columns,
+        validate_feature_records,
+        validate_features,
+    )
+    from infragym.envs.health.simulator import CATEGORICAL_FEATURES, legacy_rule, legacy_rule_arrays
+
+    frame = UnhealthyNodeSimulator().sample_events(300, np.random.default_rng(1)).features
+    records = frame.astype(object).to_dict("records")
+    for record in records:
+        for column in CATEGORICAL_FEATURES:
+            record[column] = str(record[column])
+    columns = validate_feature_records(records)
+    assert np.array_equal(encode_feature_columns(columns), encode_features(validate_features(frame)))
+    signals = np.asarray(CATEGORICAL_FEATURES["fault_signal"])[columns["fault_signal"]]
+    legacy = legacy_rule_arrays(
+        signals,
+        columns["heartbeat_lost"],
+        columns["error_count_1h"],
+        columns["error_count_24h"],
+        columns["live_migratable_share"],
+    )
+    assert np.array_equal(legacy, legacy_rule(frame))
+    # the same refusals, naming the column and the row
+    for change, message in (
+        ({"fault_signal": "cosmic_ray"}, "'fault_signal' has unknown value 'cosmic_ray' at row 7"),
+        ({"cpu_utilisation": 1.5}, "'cpu_utilisation' = 1.5 at row 7 is outside"),
+        ({"num_vms": 2.5}, "'num_vms' must be whole numbers (row 7)"),
+        ({"node_age_days": float("nan")}, "'node_age_days' is NaN or infinite at row 7"),
+        ({"error_count_1h": "3"}, "'error_count_1h' must be numeric (row 7"),
+    ):
+        bad = [dict(r) for r in records]
+        bad[7].update(change)
+        with pytest.raises(FeatureError, match=re.escape(message)):
+            validate_feature_records(bad)
+    with pytest.raises(FeatureError, match="missing column"):
+        validate_feature_records([{k: v for k, v in records[0].items() if k != "num_vms"}])

@@ -233,7 +233,12 @@ def test_sigterm_during_load_finishes_in_flight_requests_within_the_grace_period
     assert returncode == 0, server.output()[-3000:]
     assert elapsed < GRACE_S + 5, elapsed
     assert len(outcomes) == len(callers)
-    assert all(status == 200 or isinstance(status, str) for status, _ in outcomes), outcomes
+    # 200, or the connection closed; a request still computing when the grace period ran out
+    # (a slow machine) is told 503, never 500
+    cut = signalled + GRACE_S
+    assert all(
+        status == 200 or isinstance(status, str) or (status == 503 and ended > cut) for status, ended in outcomes
+    ), (signalled, outcomes)
     # requests in flight at SIGTERM were finished, not dropped
     assert any(status == 200 and ended > signalled for status, ended in outcomes), (signalled, outcomes)
     assert "Traceback" not in server.output()

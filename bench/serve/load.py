@@ -1,5 +1,5 @@
 """Load test of the decision service: one ``infragym serve`` process serving four models at once
-(Deoxys, Continuum, CloudFormer, VM2RL), loaded on loopback by closed-loop asyncio/httpx clients.
+(Deoxys, Continuum, CloudFormer, VM2RL), loaded on loopback by closed-loop asyncio/aiohttp clients.
 
 Per model and operation: single-item requests at each concurrency (1, 8, 32; 30 s each by
 default), then a batch (32 items) at concurrency 8. Reported: req/s, p50/p99 latency (client

@@ -30,7 +30,7 @@ def render() -> str:
         [
             "`python bench/serve/load.py`: one `infragym serve` process "
             f"({server['workers']} worker, {server['threads']} inference threads) serving "
-            f"{', '.join(result['exports'])} on loopback, loaded by closed-loop asyncio/httpx clients "
+            f"{', '.join(result['exports'])} on loopback, loaded by closed-loop asyncio/aiohttp clients "
             f"for {result['seconds_per_level']:g} s per level. Latency is measured by the client (send to last "
             "byte); *server ms* is the service's own mean time per request, from its arrival to its answer "
             "(waiting for an inference thread included), from its latency histogram; the rest is the load "

@@ -7,6 +7,9 @@ model trained on one is served on the other without drift.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -79,7 +82,7 @@ def encoded_feature_names() -> list[str]:
     return names + list(NUMERIC_FEATURES)
 
 
-def _first_bad_row(index: pd.Index, mask: np.ndarray) -> object:
+def _first_bad_row(index: Sequence[object], mask: np.ndarray) -> object:
     return index[np.flatnonzero(mask)[0]]
 
 
@@ -136,47 +139,87 @@ def validate_features(frame: pd.DataFrame, source: str = "features", *, strict_d
             raise FeatureError(f"{source}: column {column!r} must be numeric, got dtype {values.dtype}")
         if strict_dtypes and column in INTEGER_FEATURES and not pd.api.types.is_integer_dtype(values.dtype):
             raise FeatureError(f"{source}: column {column!r} must be an integer column, got dtype {values.dtype}")
-        array = values.to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(array)
-        if bad.any():
-            raise FeatureError(
-                f"{source}: column {column!r} is NaN or infinite at row {_first_bad_row(frame.index, bad)}"
-            )
-        low, high = FEATURE_BOUNDS[column]
-        out_of_range = np.zeros(len(array), dtype=bool)
-        if low is not None:
-            out_of_range |= array < low
-        if high is not None:
-            out_of_range |= array > high
-        if out_of_range.any():
-            row = _first_bad_row(frame.index, out_of_range)
-            raise FeatureError(
-                f"{source}: column {column!r} = {values.loc[row]} at row {row} is outside [{low}, {high}]"
-            )
-        if column in INTEGER_FEATURES:
-            if not np.all(array == np.round(array)):
-                row = _first_bad_row(frame.index, array != np.round(array))
-                raise FeatureError(f"{source}: column {column!r} must be whole numbers (row {row})")
-            out[column] = array.astype(np.int64)
-        else:
-            out[column] = array
+        out[column] = _checked_numeric(column, values.to_numpy(dtype=np.float64), source, frame.index, values.loc)
     return pd.DataFrame(out, index=frame.index)
 
 
 def encode_features(frame: pd.DataFrame, *, scaled: bool = False) -> np.ndarray:
     """Encode a validated feature table as a float matrix in ``encoded_feature_names()`` order."""
-    blocks = []
+    columns: dict[str, np.ndarray] = {}
     for column, categories in CATEGORICAL_FEATURES.items():
         values = frame[column]
         if _canonical(values, column):
-            codes = values.array.codes  # validated: no re-coding (a service encodes one event at a time)
+            columns[column] = values.array.codes  # validated: no re-coding (a service encodes one event at a time)
         else:
-            codes = pd.Categorical(values, categories=categories).codes
-        blocks.append(np.eye(len(categories))[codes])
+            columns[column] = pd.Categorical(values, categories=categories).codes
     # column by column: selecting a sub-frame costs more than the copies for a few rows
-    numeric = np.column_stack([frame[c].to_numpy(dtype=np.float64) for c in NUMERIC_FEATURES])
+    for column in NUMERIC_FEATURES:
+        columns[column] = frame[column].to_numpy(dtype=np.float64)
+    return encode_feature_columns(columns, scaled=scaled)
+
+
+def _checked_numeric(column: str, array: np.ndarray, source: str, rows: Sequence[object], given: Any) -> np.ndarray:
+    """A numeric feature column checked (finite, within FEATURE_BOUNDS, whole where it counts);
+    returned as int64 for the integer features. ``rows`` labels the rows in messages and
+    ``given[row]`` is the value as the caller gave it."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise FeatureError(f"{source}: column {column!r} is NaN or infinite at row {_first_bad_row(rows, bad)}")
+    low, high = FEATURE_BOUNDS[column]
+    out_of_range = np.zeros(len(array), dtype=bool)
+    if low is not None:
+        out_of_range |= array < low
+    if high is not None:
+        out_of_range |= array > high
+    if out_of_range.any():
+        row = _first_bad_row(rows, out_of_range)
+        raise FeatureError(f"{source}: column {column!r} = {given[row]} at row {row} is outside [{low}, {high}]")
+    if column in INTEGER_FEATURES:
+        if not np.all(array == np.round(array)):
+            row = _first_bad_row(rows, array != np.round(array))
+            raise FeatureError(f"{source}: column {column!r} must be whole numbers (row {row})")
+        return array.astype(np.int64)
+    return array
+
+
+def validate_feature_records(records: Sequence[Mapping[str, Any]], source: str = "events") -> dict[str, np.ndarray]:
+    """:func:`validate_features` for a list of records (a service's JSON events), without
+    building a data frame: the same checks, rows named by position. Returns each feature column
+    as an array: categories as codes into ``CATEGORICAL_FEATURES[column]``, integer features as
+    int64, the others as float64 (what :func:`encode_feature_columns` takes)."""
+    if not records:
+        raise FeatureError(f"{source}: no events")
+    missing = [c for c in (*CATEGORICAL_FEATURES, *NUMERIC_FEATURES) if any(c not in r for r in records)]
+    if missing:
+        raise FeatureError(f"{source}: missing column(s) {missing}")
+    rows = range(len(records))
+    out: dict[str, np.ndarray] = {}
+    for column, categories in CATEGORICAL_FEATURES.items():
+        lookup = _CATEGORY_CODES[column]
+        values = [r[column] for r in records]
+        codes = np.array([lookup.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.intp)
+        unknown = codes < 0
+        if unknown.any():
+            row = _first_bad_row(rows, unknown)
+            raise FeatureError(
+                f"{source}: column {column!r} has unknown value {values[row]!r} at row {row} "
+                f"(expected one of {list(categories)})"
+            )
+        out[column] = codes
+    for column in NUMERIC_FEATURES:
+        values = [r[column] for r in records]
+        if not all(isinstance(v, int | float) for v in values):
+            row = next(i for i, v in enumerate(values) if not isinstance(v, int | float))
+            raise FeatureError(f"{source}: column {column!r} must be numeric (row {row}: {values[row]!r})")
+        out[column] = _checked_numeric(column, np.asarray(values, dtype=np.float64), source, rows, values)
+    return out
+
+
+def encode_feature_columns(columns: Mapping[str, np.ndarray], *, scaled: bool = False) -> np.ndarray:
+    """The encoding of :func:`encode_features` from validated columns (categories as codes)."""
+    blocks = [np.eye(len(categories))[columns[column]] for column, categories in CATEGORICAL_FEATURES.items()]
+    numeric = np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in NUMERIC_FEATURES])
     if scaled:
-        scale = np.array([FEATURE_SCALE.get(c, 1.0) for c in NUMERIC_FEATURES])
-        numeric = numeric / scale
+        numeric = numeric / np.array([FEATURE_SCALE.get(c, 1.0) for c in NUMERIC_FEATURES])
     blocks.append(numeric)
     return np.concatenate(blocks, axis=1)

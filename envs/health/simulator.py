@@ -125,11 +125,20 @@ def legacy_rule(features: pd.DataFrame) -> np.ndarray:
     NIC/power faults are power-cycled; quiet degraded hosts are observed; degraded hosts
     with mostly migratable VMs are drained by live migration; everything else is healed.
     """
-    signal = features["fault_signal"].astype(str).to_numpy()
-    hb = features["heartbeat_lost"].to_numpy() == 1
-    err1 = features["error_count_1h"].to_numpy()
-    err24 = features["error_count_24h"].to_numpy()
-    lm_share = features["live_migratable_share"].to_numpy()
+    return legacy_rule_arrays(
+        features["fault_signal"].astype(str).to_numpy(),
+        features["heartbeat_lost"].to_numpy(),
+        features["error_count_1h"].to_numpy(),
+        features["error_count_24h"].to_numpy(),
+        features["live_migratable_share"].to_numpy(),
+    )
+
+
+def legacy_rule_arrays(
+    signal: np.ndarray, heartbeat_lost: np.ndarray, err1: np.ndarray, err24: np.ndarray, lm_share: np.ndarray
+) -> np.ndarray:
+    """:func:`legacy_rule` on the columns it reads (``signal``: fault-signal names)."""
+    hb = np.asarray(heartbeat_lost) == 1
     storage_or_memory = np.isin(signal, ["disk", "memory_ecc"])
     conditions = [
         storage_or_memory & (err24 >= 10),

@@ -3,16 +3,17 @@
 Exports are verified and loaded once, before the application exists (a code-bearing export that
 is neither signed nor trusted stops the start-up, naming it); afterwards nothing is read from
 disk. Each model's operations become typed routes ``POST /v1/models/{model}/{operation}`` whose
-request bodies are validated against the export's own schema (422 naming the field), inference
-runs in a bounded thread pool off the event loop, and every request is counted and timed in
-Prometheus metrics. Bodies over a limit get 413 (FastAPI's own limit). An optional bearer token
-guards the model endpoints; health, readiness and metrics stay open for probes and scrapers.
+request bodies are validated against the export's own schema (422 naming the field); parsing,
+inference and serialisation run in a bounded thread pool off the event loop, answered by the
+lean ASGI layer of :mod:`infragym.serve.dispatch` in front of FastAPI (which documents them and
+serves everything else). Every request is counted and timed in Prometheus metrics. Bodies over a
+limit get 413. An optional bearer token guards the model endpoints; health, readiness and metrics
+stay open for probes and scrapers.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import secrets
 import time
@@ -22,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from infragym import __version__, components
 from infragym.export import ExportError, load_export
-from infragym.serve.operations import Operation, RequestError
+from infragym.serve.dispatch import OperationAnswer, OperationDispatcher, Rejected, validation_detail
+from infragym.serve.operations import Operation
 
 log = logging.getLogger("infragym.serve")
 
@@ -198,7 +201,7 @@ def create_app(
     served = {m.name: m for m in models}
     limiter = anyio.CapacityLimiter(threads)
     registry = CollectorRegistry()
-    app = FastAPI(
+    app = DecisionServiceApp(
         title="InfraGym decision service",
         version=__version__,
         description="Exported InfraGym models: " + ", ".join(f"{m.name} ({m.component})" for m in models),
@@ -206,6 +209,9 @@ def create_app(
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.state.ready = True
+    app.state.request_models = []
+    app.state.answers = {}
+    app.openapi = _openapi_with_request_models(app)  # type: ignore[method-assign]
     bearer = HTTPBearer(auto_error=False)
 
     def authorise(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -263,63 +269,88 @@ def create_app(
             404, f"model {name!r} has no operation {operation!r} (it has: {', '.join(sorted(model.operations))})"
         )
 
+    # In front of FastAPI's own middleware stack, outermost first: metrics (401s and 413s are
+    # counted too), the bearer token, then the operations' hot path.
+    front: Any = OperationDispatcher(app.fastapi, app.state.answers, limiter, max_body_bytes)
     if token is not None:
-        app.add_middleware(BearerTokenGuard, token=token)
-    app.add_middleware(RequestMetrics, registry=registry)  # outermost: 401s and 413s are counted too
+        front = BearerTokenGuard(front, token=token)
+    app.front = RequestMetrics(front, registry=registry)
     return app
 
 
-def _jsonable(value: Any) -> Any:
-    """A validation error's input or context as JSON: non-finite numbers as text."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+class DecisionServiceApp(FastAPI):
+    """FastAPI with the service's ASGI layers (:attr:`front`) in front of its middleware stack:
+    a request passes FastAPI's layers only when the operations' hot path does not answer it."""
+
+    front: Any = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        await (self.front or self.fastapi)(scope, receive, send)
+
+    async def fastapi(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        """The application as FastAPI serves it."""
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
 
 async def _validation_error(request: Any, exc: Exception) -> JSONResponse:
-    """422 naming each field and what was expected. The offending input is echoed only when it is
-    small (a NaN, a wrong category): a whole rejected window is not sent back."""
-    errors = []
-    for error in exc.errors():  # type: ignore[attr-defined]
-        item = {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
-        given = error.get("input")
-        if given is None or isinstance(given, bool | int | float | str):
-            item["input"] = _jsonable(given) if not isinstance(given, str) else given[:200]
-        if error.get("ctx"):
-            item["ctx"] = _jsonable(error["ctx"])
-        errors.append(item)
-    return JSONResponse({"detail": errors}, status_code=422)
+    """422 naming each field and what was expected (FastAPI's own validation: path parameters)."""
+    return JSONResponse({"detail": validation_detail(exc.errors(), prefix=())}, status_code=422)  # type: ignore[attr-defined]
 
 
 def _add_operation(
     app: FastAPI, model: ServedModel, operation: Operation, limiter: anyio.CapacityLimiter, authorise: Callable
 ) -> None:
-    request_model, response_model, handle = operation.request, operation.response, operation.handle
-    label = f"{model.name}/{operation.name}"
+    request_model, response_model = operation.request, operation.response
+    answer = OperationAnswer(f"{model.name}/{operation.name}", operation)
+    path = f"/v1/models/{model.name}/{operation.name}"
+    app.state.answers[path] = answer  # served by OperationDispatcher in front of FastAPI
 
-    async def endpoint(body):  # typed below, from the export schema
+    async def endpoint(request: Request) -> Response:
+        # The same answer when the application is used without the dispatcher in front.
         try:
-            return await anyio.to_thread.run_sync(handle, body, limiter=limiter)
-        except (RequestError, ValueError, KeyError, ExportError) as err:
-            raise HTTPException(422, f"{label}: {err}") from err
-        except Exception as err:  # a bug, never the client's input: logged, answered 500, process stays up
-            log.exception("%s failed", label)
-            raise HTTPException(500, f"{label}: internal error ({type(err).__name__})") from err
+            content = await anyio.to_thread.run_sync(answer, await request.body(), limiter=limiter)
+        except Rejected as rejected:
+            return JSONResponse({"detail": rejected.detail}, status_code=rejected.status)
+        return Response(content, media_type="application/json")
 
-    # FastAPI reads the body and response models from the annotations: they are built at run time.
-    endpoint.__annotations__ = {"body": request_model, "return": response_model}
     endpoint.__name__ = f"{model.name}_{operation.name}".replace("-", "_").replace(".", "_")
     app.post(
-        f"/v1/models/{model.name}/{operation.name}",
+        path,
         tags=[model.name],
         summary=f"{model.name} ({model.component}): {operation.summary}",
-        response_model=response_model,
+        response_model=response_model,  # documented; the answer itself is serialised above
         dependencies=[Depends(authorise)],
-        responses={401: {"description": "missing or wrong bearer token"}, 413: {"description": "body too large"}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"{_SCHEMA_REF}{request_model.__name__}"}}},
+            }
+        },
+        responses={
+            401: {"description": "missing or wrong bearer token"},
+            413: {"description": "body too large"},
+            422: {"description": "the body does not match the model's schema (each field named)"},
+        },
     )(endpoint)
+    app.state.request_models.append(request_model)
+
+
+_SCHEMA_REF = "#/components/schemas/"
+
+
+def _openapi_with_request_models(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's OpenAPI document plus the operations' request models: the endpoints read their
+    bodies themselves (parsed and validated off the event loop), so FastAPI does not see them."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for request_model in app.state.request_models:
+                schema = request_model.model_json_schema(ref_template=_SCHEMA_REF + "{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[request_model.__name__] = schema
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    return openapi

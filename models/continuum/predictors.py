@@ -20,6 +20,7 @@ frame of tool calls (``AgentPrograms.tool_calls()`` columns: ``tool``, ``argumen
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from infragym.datasets.agent_programs import pair_tool_key, tool_key
+from infragym.models.continuum import single_row
 
 LEVELS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 PRIOR_MEAN_S = 1.0  # the paper's Exp(1 s) prior
@@ -324,6 +326,10 @@ class EmpiricalPerTool(DurationPredictor):
 _ARG_PATTERNS = ("::", " -x", "-k ", "/tests", "tests/", "-c ", "install", "view", "-rn", ".py")
 
 
+# QuantileGBM -> its single-row predictor (ctypes state: kept out of the predictor itself)
+_SINGLE_ROW: weakref.WeakKeyDictionary[QuantileGBM, single_row.SingleRowPredictor] = weakref.WeakKeyDictionary()
+
+
 class QuantileGBM(DurationPredictor):
     """Gradient boosting (LightGBM, one thread) with the pinball loss per quantile level.
 
@@ -420,9 +426,16 @@ class QuantileGBM(DurationPredictor):
         return self._from_features(self._features_fast(calls))
 
     def _from_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Large batches use every core; small ones (a decision at a time) stay on one thread.
-        threads = 0 if len(x) >= 20_000 else 1
-        logq = np.column_stack([m.predict(x, num_threads=threads) for m in self.models_])
+        if len(x) == 1 and single_row.available():
+            # a service's one decision: LightGBM's single-row path (same numbers, a third of the time)
+            fast = _SINGLE_ROW.get(self)
+            if fast is None or fast.boosters != self.models_:
+                fast = _SINGLE_ROW[self] = single_row.SingleRowPredictor(self.models_)
+            logq = fast.predict(x[0])[None, :]
+        else:
+            # Large batches use every core; small ones stay on one thread.
+            threads = 0 if len(x) >= 20_000 else 1
+            logq = np.column_stack([m.predict(x, num_threads=threads) for m in self.models_])
         q = np.maximum(np.exp(np.sort(logq, axis=1)) - _LOG_FLOOR, 0.0)
         return q, quantile_mean(q, self.levels)
 

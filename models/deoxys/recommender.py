@@ -130,6 +130,10 @@ class ActionOverride:
         return result
 
 
+# The columns of a decision table that hold actions.
+ACTION_COLUMNS = ("action", "model_action", "legacy_action")
+
+
 @dataclass
 class Decisions:
     """The decisions for a batch of events, with what produced them."""
@@ -143,14 +147,14 @@ class Decisions:
     objective_change_lower: np.ndarray  # interval of the objective change, model vs legacy
     objective_change_upper: np.ndarray
 
-    def to_frame(self) -> pd.DataFrame:
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The decision table's columns as arrays (actions as indices into ``ACTIONS``): what
+        :meth:`to_frame` holds, for callers that need no data frame."""
         rows = np.arange(len(self.action))
-        # Columns collected first and the frame built once (inserting columns one by one costs
-        # more than the rest of a one-event decision).
-        columns: dict[str, object] = {
-            "action": pd.Categorical.from_codes(self.action, dtype=_ACTION_DTYPE),
-            "model_action": pd.Categorical.from_codes(self.model_action, dtype=_ACTION_DTYPE),
-            "legacy_action": pd.Categorical.from_codes(self.legacy_action, dtype=_ACTION_DTYPE),
+        columns = {
+            "action": self.action,
+            "model_action": self.model_action,
+            "legacy_action": self.legacy_action,
             "fallback": self.fallback,
             "overridden": self.overridden,
         }
@@ -159,6 +163,14 @@ class Decisions:
             columns[f"effect_{name}"] = self.effects[rows, k, self.action] - self.effects[rows, k, self.legacy_action]
         columns["objective_change_lower"] = self.objective_change_lower
         columns["objective_change_upper"] = self.objective_change_upper
+        return columns
+
+    def to_frame(self) -> pd.DataFrame:
+        # Columns collected first and the frame built once (inserting columns one by one costs
+        # more than the rest of a one-event decision).
+        columns: dict[str, object] = self.outputs()
+        for name in ACTION_COLUMNS:
+            columns[name] = pd.Categorical.from_codes(columns[name], dtype=_ACTION_DTYPE)
         return pd.DataFrame(columns)
 
 
@@ -560,6 +572,24 @@ class Deoxys:
             effects = np.zeros((0, len(EFFECT_OUTCOMES), len(ACTIONS)))
             return Decisions(empty, empty, empty, flags, flags, effects, none, none)
         x = encode_features(features) if effects is None or intervals is None else None
+        return self.decide_encoded(
+            x, legacy, fallback=fallback, override=override, effects=effects, intervals=intervals
+        )
+
+    def decide_encoded(
+        self,
+        x: np.ndarray | None,
+        legacy: np.ndarray,
+        *,
+        fallback: bool | None = None,
+        override: ActionOverride | None = None,
+        effects: np.ndarray | None = None,
+        intervals: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Decisions:
+        """:meth:`decide` on features already validated and encoded (``encode_features`` or
+        ``encode_feature_columns``) and legacy action indices: a service's path, with no data
+        frame. ``x`` may be None only when both ``effects`` and ``intervals`` are given."""
+        self._require_fitted()
         if effects is None and intervals is None and self._arrays() is not None:
             # effects and the interval of the recommendation in one pass over the forests
             effects, lower, upper = self._forest_predict(x, legacy, effects=True, interval=True)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import pandas as pd
+import numpy as np
 from pydantic import Field, create_model
 
+from infragym.envs.health.features import encode_feature_columns, validate_feature_records
+from infragym.envs.health.simulator import ACTIONS, CATEGORICAL_FEATURES, legacy_rule_arrays
+from infragym.models.deoxys.recommender import ACTION_COLUMNS, action_indices
 from infragym.serve.operations import FiniteFloat, Operation, StrictModel
 
 
@@ -53,15 +56,32 @@ def operations(predictor: Any, manifest: dict[str, Any]) -> list[Operation]:
     )
     response = create_model("DeoxysPredictResponse", __base__=StrictModel, decisions=(list[decision], ...))  # type: ignore[valid-type]
 
+    model = predictor.model
+    signals = np.asarray(CATEGORICAL_FEATURES["fault_signal"])
+
     def predict(body: Any) -> Any:
-        frame = pd.DataFrame([e.model_dump() for e in body.events])
-        if "legacy_action" in frame and frame["legacy_action"].isna().any():
-            if not frame["legacy_action"].isna().all():
+        # Arrays all the way: the same checks (validate_feature_records), encoding and decision
+        # as DeoxysPredictor.predict, without its data frames (most of a one-event answer's cost).
+        records = [event.__dict__ for event in body.events]
+        columns = validate_feature_records(records, source="events")
+        given = [r.get("legacy_action") for r in records]
+        if any(g is None for g in given):
+            if not all(g is None for g in given):
                 raise ValueError("events: give legacy_action for every event or for none")
-            frame = frame.drop(columns="legacy_action")
-        decisions = predictor.predict(frame, fallback=body.fallback)
-        records = decisions.astype({c: str for c in ("action", "model_action", "legacy_action")}).to_dict("records")
-        return response(decisions=records)
+            legacy = legacy_rule_arrays(
+                signals[columns["fault_signal"]],
+                columns["heartbeat_lost"],
+                columns["error_count_1h"],
+                columns["error_count_24h"],
+                columns["live_migratable_share"],
+            )
+        else:
+            legacy = action_indices(given)
+        outputs = model.decide_encoded(encode_feature_columns(columns), legacy, fallback=body.fallback).outputs()
+        names = np.asarray(ACTIONS, dtype=object)
+        values = {k: (names[v] if k in ACTION_COLUMNS else v).tolist() for k, v in outputs.items()}
+        keys = tuple(values)
+        return response(decisions=[dict(zip(keys, row, strict=True)) for row in zip(*values.values(), strict=True)])
 
     def example() -> dict[str, Any]:
         row: dict[str, Any] = {}
