@@ -565,12 +565,6 @@ class Deoxys:
         legacy = legacy_rule(features) if legacy_actions is None else action_indices(legacy_actions)
         if len(legacy) != len(features):
             raise ValueError(f"legacy_actions has {len(legacy)} entries for {len(features)} events")
-        if not len(features):  # no events, no decisions (the forests refuse an empty matrix)
-            empty = np.zeros(0, dtype=np.int64)
-            flags = np.zeros(0, dtype=bool)
-            none = np.zeros(0, dtype=np.float64)
-            effects = np.zeros((0, len(EFFECT_OUTCOMES), len(ACTIONS)))
-            return Decisions(empty, empty, empty, flags, flags, effects, none, none)
         x = encode_features(features) if effects is None or intervals is None else None
         return self.decide_encoded(
             x, legacy, fallback=fallback, override=override, effects=effects, intervals=intervals
@@ -590,6 +584,12 @@ class Deoxys:
         ``encode_feature_columns``) and legacy action indices: a service's path, with no data
         frame. ``x`` may be None only when both ``effects`` and ``intervals`` are given."""
         self._require_fitted()
+        if not len(legacy):  # no events, no decisions (the forests refuse an empty matrix)
+            empty = np.zeros(0, dtype=np.int64)
+            flags = np.zeros(0, dtype=bool)
+            none = np.zeros(0, dtype=np.float64)
+            no_effects = np.zeros((0, len(EFFECT_OUTCOMES), len(ACTIONS)))
+            return Decisions(empty, empty, empty, flags, flags, no_effects, none, none)
         if effects is None and intervals is None and self._arrays() is not None:
             # effects and the interval of the recommendation in one pass over the forests
             effects, lower, upper = self._forest_predict(x, legacy, effects=True, interval=True)
