@@ -62,7 +62,9 @@ def weibull_shape_for_cv(cv: float) -> float:
 
 
 WEIBULL_SHAPE = weibull_shape_for_cv(COLD_START_IAT_SD_S / COLD_START_IAT_MEAN_S)
-TIMER_PERIODS_MIN = np.array([1, 5, 10, 15, 30, 60])  # common cron periods ([S] Sec. 3.3: timers fire periodically)
+# common cron periods ([S] Sec. 3.3: timers fire periodically); a timer takes the one nearest its
+# drawn mean rate (in log scale), so timers follow the same popularity distribution
+TIMER_PERIODS_MIN = np.array([1, 5, 10, 15, 30, 60, 120, 360, 720, 1440])
 BURST_PROBABILITY = 0.02  # a request opens a burst of concurrent requests (assumption; [H] Sec. 5 names bursts)
 BURST_MEAN_EXTRA = 4.0  # extra requests per burst, geometric (assumption)
 
@@ -131,9 +133,10 @@ def cold_start_times(
         raise ValueError(f"unknown region {region!r}; choose from {sorted(REGIONS)}")
     profile = REGIONS[region]
     n = len(trace)
-    factor_by_function = np.array(
-        [RUNTIME_COLD_START_FACTOR.get(r, 1.0) for r in trace.runtime], dtype=np.float64
-    ) * (trace.memory_mb / 128.0) ** POOL_SIZE_EXPONENT
+    factor_by_function = (
+        np.array([RUNTIME_COLD_START_FACTOR.get(r, 1.0) for r in trace.runtime], dtype=np.float64)
+        * (trace.memory_mb / 128.0) ** POOL_SIZE_EXPONENT
+    )
     total = rng.lognormal(profile.mu, COLD_START_SIGMA, n) * factor_by_function[trace.function]
     shares = rng.dirichlet(np.asarray(profile.part_shares) * profile.concentration, n)
     return total, shares * total[:, None]
@@ -165,7 +168,8 @@ def generate_region(
     per_day = 10 ** rng.normal(POPULARITY_LOG10_MEDIAN, POPULARITY_LOG10_SD, n_functions)
     rate = np.minimum(per_day / SECONDS_PER_DAY, max_rate_per_s)
     is_timer = np.array([names[t] == "timer" for t in trigger])
-    period = 60.0 * rng.choice(TIMER_PERIODS_MIN, size=n_functions)
+    nearest = np.abs(np.log(TIMER_PERIODS_MIN[None, :] * 60.0 * per_day[:, None] / SECONDS_PER_DAY)).argmin(axis=1)
+    period = 60.0 * TIMER_PERIODS_MIN[nearest]
 
     counts = np.where(is_timer, np.floor(horizon / period), 0).astype(np.int64)
     # renewal process: draw enough Weibull gaps (mean 1/rate) for the horizon, vectorised over functions
@@ -195,7 +199,7 @@ def generate_region(
     arrival = np.concatenate(arrival_parts)
     function = np.concatenate(function_parts)
     # bursts: a few requests open a run of near-simultaneous ones (concurrent pods)
-    opens = rng.random(arrival.size) < BURST_PROBABILITY
+    opens = (rng.random(arrival.size) < BURST_PROBABILITY) & ~is_timer[function]
     extra = rng.geometric(1.0 / (1.0 + BURST_MEAN_EXTRA), int(opens.sum())) - 1
     burst_owner = np.repeat(np.flatnonzero(opens), extra)
     if burst_owner.size:
@@ -212,8 +216,7 @@ def generate_region(
     order = np.argsort(arrival, kind="stable")
     width = len(str(n_functions))
     functions = tuple(
-        f"f{i:0{width}d}-pool-{POOL_CPU_MILLICORES[pool[i]]}-{int(POOL_MEMORY_MB[pool[i]])}"
-        for i in range(n_functions)
+        f"f{i:0{width}d}-pool-{POOL_CPU_MILLICORES[pool[i]]}-{int(POOL_MEMORY_MB[pool[i]])}" for i in range(n_functions)
     )
     return InvocationTrace(
         arrival_s=arrival[order],

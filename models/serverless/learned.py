@@ -1,0 +1,159 @@
+"""The learned keep-alive policy: a per-function idle-time predictor and a decision rule.
+
+The predictor (LightGBM quantile regression on log idle time) sees, when an invocation ends, its
+function's recent idle times and context (``policies.FEATURES``) and predicts quantiles of the
+idle time that follows. The rule turns two of them into windows, like the hybrid histogram turns
+its percentiles into windows: pre-warm at the low quantile minus a margin, keep alive to the high
+quantile plus a margin. Which quantiles and margin is chosen on the training functions' last
+training day (validation), never on test: the fewest cold starts among the rules that waste no
+more idle memory than the hybrid-histogram policy there (the comparison at equal memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from infragym.datasets.serverless import InvocationTrace
+from infragym.envs.serverless.policies import FEATURES, idle_times, trace_features
+
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+MIN_PREWARM_S = 60.0  # a pre-warm shorter than a histogram bin (1 min) only risks cold starts
+MAX_WINDOW_S = 4 * 3600.0  # the hybrid histogram's range (Shahrad et al. Sec. 4.2)
+
+
+class PredictorError(ValueError):
+    """A predictor state or input that is not valid."""
+
+
+class IdleTimePredictor:
+    """Quantiles of the idle time after an invocation (seconds), one LightGBM model per level."""
+
+    def __init__(
+        self,
+        *,
+        levels: Sequence[float] = LEVELS,
+        n_estimators: int = 80,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
+        max_rows: int = 200_000,
+        seed: int = 0,
+    ) -> None:
+        if not levels or any(not 0 < lv < 1 for lv in levels) or list(levels) != sorted(levels):
+            raise PredictorError(f"levels must be increasing in (0, 1), got {levels}")
+        self.levels = tuple(float(lv) for lv in levels)
+        self.params = {
+            "n_estimators": n_estimators,
+            "learning_rate": learning_rate,
+            "num_leaves": num_leaves,
+            "min_child_samples": 50,
+            "verbose": -1,
+            "n_jobs": 1,
+            "random_state": seed,
+        }
+        self.max_rows = max_rows
+        self.seed = seed
+        self.boosters: list[lgb.Booster] = []
+
+    def fit(self, features: np.ndarray, idle_after_s: np.ndarray) -> IdleTimePredictor:
+        """Fit on rows with a known following idle time (a function's last invocation has none)."""
+        known = np.isfinite(idle_after_s)
+        x, y = features[known], np.log1p(idle_after_s[known])
+        if len(y) < 100:
+            raise PredictorError(f"need at least 100 invocations with a following idle time, got {len(y)}")
+        if len(y) > self.max_rows:
+            pick = np.random.default_rng(self.seed).choice(len(y), self.max_rows, replace=False)
+            x, y = x[pick], y[pick]
+        self.boosters = [
+            lgb.LGBMRegressor(objective="quantile", alpha=level, **self.params).fit(x, y).booster_
+            for level in self.levels
+        ]
+        return self
+
+    def quantiles(self, features: np.ndarray) -> np.ndarray:
+        """(n, levels) predicted idle-time quantiles in seconds, non-decreasing across levels."""
+        if not self.boosters:
+            raise PredictorError("the predictor is not fitted")
+        if features.ndim != 2 or features.shape[1] != len(FEATURES):
+            raise PredictorError(f"features must be (n, {len(FEATURES)}), got {features.shape}")
+        logs = np.column_stack([b.predict(features) for b in self.boosters])
+        return np.expm1(np.maximum.accumulate(logs, axis=1)).clip(min=0.0)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """JSON-able description and the LightGBM text models (no pickle)."""
+        files = {f"idle_q{lv:g}.txt": b.model_to_string().encode() for lv, b in zip(self.levels, self.boosters)}
+        return {"levels": list(self.levels), "features": list(FEATURES), "model_files": list(files)}, files
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], read: Callable[[str], bytes]) -> IdleTimePredictor:
+        if list(state.get("features", [])) != list(FEATURES):
+            raise PredictorError("the export's feature list differs from this version's")
+        predictor = cls(levels=state["levels"])
+        if len(state["model_files"]) != len(predictor.levels):
+            raise PredictorError("one model file per level expected")
+        predictor.boosters = [lgb.Booster(model_str=read(name).decode()) for name in state["model_files"]]
+        return predictor
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """Pre-warm at quantile ``low`` x (1 - margin) (none when below a minute or when ``low`` is
+    None), keep alive to quantile ``high`` x (1 + margin), capped at 4 hours."""
+
+    low: float | None
+    high: float
+    margin: float = 0.1
+
+    def windows(self, quantiles: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        levels = list(levels)
+        until = np.minimum(quantiles[:, levels.index(self.high)] * (1 + self.margin), MAX_WINDOW_S)
+        if self.low is None:
+            prewarm = np.zeros(len(quantiles))
+        else:
+            prewarm = quantiles[:, levels.index(self.low)] * (1 - self.margin)
+            prewarm = np.where(prewarm < MIN_PREWARM_S, 0.0, np.minimum(prewarm, until))
+        return prewarm, np.maximum(until - prewarm, 0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "margin": self.margin}
+
+
+def candidate_rules(levels: Sequence[float]) -> list[WindowRule]:
+    """The rules the validation search compares."""
+    highs = [lv for lv in levels if lv >= 0.5]
+    lows: list[float | None] = [None, *[lv for lv in levels if lv <= 0.25]]
+    return [WindowRule(lo, hi, m) for lo in lows for hi in highs for m in (0.1, 0.5, 1.0)]
+
+
+@dataclass
+class LearnedKeepAlive:
+    """The learned policy: predictor quantiles through the selected rule."""
+
+    predictor: IdleTimePredictor
+    rule: WindowRule
+    name: str = "learned"
+    oracle: bool = False
+
+    def windows(self, trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
+        return self.rule.windows(self.predictor.quantiles(trace_features(trace)), self.predictor.levels)
+
+
+def training_rows(trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
+    """Features and the following idle time of every invocation of ``trace``."""
+    _, after = idle_times(trace)
+    return trace_features(trace), after
+
+
+__all__ = [
+    "LEVELS",
+    "IdleTimePredictor",
+    "LearnedKeepAlive",
+    "PredictorError",
+    "WindowRule",
+    "candidate_rules",
+    "training_rows",
+]
