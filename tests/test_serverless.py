@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -267,7 +268,7 @@ def test_simulator_matches_the_reference_and_keeps_its_invariants(case) -> None:
         busy.setdefault(int(result.pod[i]), []).append((trace.arrival_s[i], result.start_s[i] + trace.duration_s[i]))
     for spans in busy.values():  # concurrency 1: a pod's requests never overlap
         spans.sort()
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
     # idle memory accounted exactly: the recorded idle intervals, never while the pod is busy
     idle = result.idle_intervals
     memory_gb = trace.memory_mb[trace.function[[np.flatnonzero(result.pod == p)[0] for p in idle[:, 0].astype(int)]]]

@@ -234,7 +234,7 @@ class HybridHistogram:
     def windows(self, trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
         before, _ = idle_times(trace)
         order, bounds = function_segments(trace)
-        n_bins = int(round(self.range_s / self.bin_s))
+        n_bins = round(self.range_s / self.bin_s)
         return _hybrid_windows(before, order, bounds, n_bins, float(self.bin_s), float(self.range_s))
 
 

@@ -145,7 +145,8 @@ def _simulate(
                 elif t > pod_wu[p]:
                     _settle(
                         p, t, pod_end, pod_wf, pod_wu, pod_settled, pod_inst_open, pod_inst_cold,
-                        pod_inst_ready, mem, waste, f, records, counts, utility_cold, utility_busy, recording, True, measure_from,
+                        pod_inst_ready, mem, waste, f, records, counts,
+                        utility_cold, utility_busy, recording, True, measure_from,
                     )  # fmt: skip
                     if kind == 0 or kind == 4:
                         chosen, kind = p, 3
@@ -171,14 +172,16 @@ def _simulate(
                 pod_wu[chosen] = min(pod_wu[chosen], t)
                 _settle(
                     chosen, t, pod_end, pod_wf, pod_wu, pod_settled, pod_inst_open, pod_inst_cold,
-                    pod_inst_ready, mem, waste, f, records, counts, utility_cold, utility_busy, recording, False, measure_from,
+                    pod_inst_ready, mem, waste, f, records, counts,
+                    utility_cold, utility_busy, recording, False, measure_from,
                 )  # fmt: skip
             elif kind == 4:
                 # the pending pre-warm is cancelled: no idle memory since the unload
                 pod_wu[chosen] = pod_wf[chosen]
                 _settle(
                     chosen, t, pod_end, pod_wf, pod_wu, pod_settled, pod_inst_open, pod_inst_cold,
-                    pod_inst_ready, mem, waste, f, records, counts, utility_cold, utility_busy, recording, True, measure_from,
+                    pod_inst_ready, mem, waste, f, records, counts,
+                    utility_cold, utility_busy, recording, True, measure_from,
                 )  # fmt: skip
             if is_cold:
                 cold[i] = True
@@ -208,7 +211,8 @@ def _simulate(
             if pod_end[p] < horizon:
                 _settle(
                     p, horizon, pod_end, pod_wf, pod_wu, pod_settled, pod_inst_open, pod_inst_cold,
-                    pod_inst_ready, mem, waste, f, records, counts, utility_cold, utility_busy, recording, True, measure_from,
+                    pod_inst_ready, mem, waste, f, records, counts,
+                    utility_cold, utility_busy, recording, True, measure_from,
                 )  # fmt: skip
             elif pod_inst_open[p]:
                 k = counts[0]

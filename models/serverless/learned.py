@@ -85,7 +85,9 @@ class IdleTimePredictor:
 
     def state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
         """JSON-able description and the LightGBM text models (no pickle)."""
-        files = {f"idle_q{lv:g}.txt": b.model_to_string().encode() for lv, b in zip(self.levels, self.boosters)}
+        files = {
+            f"idle_q{lv:g}.txt": b.model_to_string().encode() for lv, b in zip(self.levels, self.boosters, strict=True)
+        }
         return {"levels": list(self.levels), "features": list(FEATURES), "model_files": list(files)}, files
 
     @classmethod

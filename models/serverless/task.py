@@ -91,7 +91,7 @@ class ServerlessRegion:
         trace = generate_region(self.n_functions, self.days, rng, trigger_mix=self.trigger_mix)
         cold, _ = cold_start_times(trace, rng, self.region)
         functions = rng.permutation(trace.n_functions)
-        n_test = max(1, int(round(self.test_function_share * trace.n_functions)))
+        n_test = max(1, round(self.test_function_share * trace.n_functions))
         return trace, cold, np.sort(functions[n_test:]), np.sort(functions[:n_test])
 
     @property
@@ -213,7 +213,7 @@ class ServerlessTask:
                 "val/learned/wasted_gb_s": val_waste,
                 "train/rows": float(fit_rows.sum()),
                 "train/functions": float(len(train_functions)),
-            }  # fmt: skip
+            }
         )
         if "ppo" in self.policies:
             self.ppo = self._train_ppo(train, train_cold)
