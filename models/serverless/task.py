@@ -258,7 +258,9 @@ class ServerlessTask:
             return self.ppo
         return POLICIES[name]
 
-    def _test_trace(self, k: int) -> tuple[InvocationTrace, np.ndarray]:
+    def test_trace(self, k: int) -> tuple[InvocationTrace, np.ndarray]:
+        """Test region ``k``'s held-out functions (all days; measure from ``dataset.test_start_s``)
+        and their cold-start times."""
         trace, cold, _, test_functions = self.dataset.generate(self._seeds[0] if k == 0 else self._seeds[4 + k])
         rows = _function_mask(trace, test_functions)
         return trace.select(rows), cold[rows]
@@ -270,7 +272,7 @@ class ServerlessTask:
         runs: dict[str, list[dict[str, float]]] = {p: [] for p in self.policies}
         analysis: dict[str, float] = {}
         for k in range(self.eval_seeds):
-            test, cold = self._test_trace(k)
+            test, cold = self.test_trace(k)
             for name in self.policies:
                 result = run_policy(self._policy(name), test, cold, concurrency=conc, measure_from_s=start)
                 runs[name].append(result.metrics())
