@@ -97,12 +97,14 @@ def main() -> int:
         if task.ppo is not None:
             record("ppo", run_policy(task.ppo, trace, cold, measure_from_s=start))
         quantiles = predictor.quantiles(trace_features(trace))
+        memory_gb = trace.memory_mb[trace.function] / 1024.0
         learned_points = []
         for rule in candidate_rules(predictor.levels):
-            prewarm, keep = rule.windows(quantiles, predictor.levels)
+            prewarm, keep = rule.windows(quantiles, predictor.levels, memory_gb)
             r = simulate(trace, cold, prewarm_s=prewarm, keep_alive_s=keep, measure_from_s=start)
             learned_points.append((r.wasted_gb_s, r.cold_start_rate))
-            points[f"learned[{rule.low},{rule.high},{rule.margin}]"] = {
+            label = ",".join(f"{v}" for k, v in rule.as_dict().items() if k != "kind")
+            points[f"learned[{label}]"] = {
                 "cold_start_rate": r.cold_start_rate,
                 "wasted_gb_s": r.wasted_gb_s,
             }

@@ -18,7 +18,7 @@ import numpy as np
 
 from infragym.envs.serverless.policies import N_LAGS, feature_matrix, trigger_codes
 from infragym.export import ExportError, export_file
-from infragym.models.serverless.learned import IdleTimePredictor, PredictorError, WindowRule
+from infragym.models.serverless.learned import CostRule, IdleTimePredictor, WindowRule, rule_from_dict
 
 
 def input_schema() -> dict[str, Any]:
@@ -64,11 +64,17 @@ def event_features(events: Sequence[Mapping[str, Any]]) -> np.ndarray:
     )
 
 
+def _memory_gb(events: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    return np.array([float(e.get("memory_mb", 128.0)) for e in events]) / 1024.0
+
+
 class KeepAlivePredictor:
     """A loaded export: ``quantiles`` of the idle time after an invocation and the ``windows``
     (pre-warm, keep-alive) the learned rule gives it."""
 
-    def __init__(self, predictor: IdleTimePredictor, rule: WindowRule, manifest: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, predictor: IdleTimePredictor, rule: WindowRule | CostRule, manifest: dict[str, Any] | None = None
+    ) -> None:
         self.predictor = predictor
         self.rule = rule
         self.manifest = manifest or {}
@@ -80,12 +86,7 @@ class KeepAlivePredictor:
             predictor = IdleTimePredictor.from_state(
                 spec["predictor"], lambda name: export_file(directory, manifest, name).read_bytes()
             )
-            r = spec["rule"]
-            low = None if r["low"] is None else float(r["low"])
-            rule = WindowRule(low, float(r["high"]), float(r["margin"]))
-            for level in (rule.low, rule.high):
-                if level is not None and level not in predictor.levels:
-                    raise PredictorError(f"rule level {level} is not a predicted level")
+            rule = rule_from_dict(spec["rule"], predictor.levels)
             return cls(predictor, rule, manifest)
         except ExportError:
             raise
@@ -98,12 +99,12 @@ class KeepAlivePredictor:
 
     def windows(self, events: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """Pre-warm and keep-alive windows (s) for each idle event."""
-        return self.rule.windows(self.quantiles(events), self.predictor.levels)
+        return self.rule.windows(self.quantiles(events), self.predictor.levels, _memory_gb(events))
 
     def predict(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
         """Windows and quantiles per event, as rows."""
         q = self.quantiles(events)
-        prewarm, keep = self.rule.windows(q, self.predictor.levels)
+        prewarm, keep = self.rule.windows(q, self.predictor.levels, _memory_gb(events))
         return [
             {
                 "prewarm_s": float(p),

@@ -2,9 +2,10 @@
 
 The predictor (LightGBM quantile regression on log idle time) sees, when an invocation ends, its
 function's recent idle times and context (``policies.FEATURES``) and predicts quantiles of the
-idle time that follows. The rule turns two of them into windows, like the hybrid histogram turns
-its percentiles into windows: pre-warm at the low quantile minus a margin, keep alive to the high
-quantile plus a margin. Which quantiles and margin is chosen on the training functions' last
+idle time that follows. A rule turns them into windows: either like the hybrid histogram turns its
+percentiles into windows (pre-warm at a low quantile minus a margin, keep alive to a high
+quantile plus a margin), or the keep-alive that minimises the expected cold starts plus weighted
+idle memory under the predicted distribution. Which rule is chosen on the training functions' last
 training day (validation), never on test: the fewest cold starts among the rules that waste no
 more idle memory than the hybrid-histogram policy there (the comparison at equal memory).
 """
@@ -110,7 +111,9 @@ class WindowRule:
     high: float
     margin: float = 0.1
 
-    def windows(self, quantiles: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    def windows(
+        self, quantiles: np.ndarray, levels: Sequence[float], memory_gb: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         levels = list(levels)
         until = np.minimum(quantiles[:, levels.index(self.high)] * (1 + self.margin), MAX_WINDOW_S)
         if self.low is None:
@@ -121,14 +124,63 @@ class WindowRule:
         return prewarm, np.maximum(until - prewarm, 0.0)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high, "margin": self.margin}
+        return {"kind": "quantile_window", "low": self.low, "high": self.high, "margin": self.margin}
 
 
-def candidate_rules(levels: Sequence[float]) -> list[WindowRule]:
-    """The rules the validation search compares."""
-    highs = [lv for lv in levels if lv >= 0.5]
-    lows: list[float | None] = [None, *[lv for lv in levels if lv <= 0.25]]
-    return [WindowRule(lo, hi, m) for lo in lows for hi in highs for m in (0.1, 0.5, 1.0)]
+@dataclass(frozen=True)
+class CostRule:
+    """Keep alive for the window that minimises the expected cost under the predicted idle-time
+    distribution: P(idle > tau) cold starts + ``weight`` x memory (GB) x E[min(idle, tau)]
+    (ski rental with a forecast), over tau in {0} and the predicted quantiles; never pre-warms.
+    ``weight`` is cold starts per idle GB-second: one parameter sweeps the frontier."""
+
+    weight: float
+
+    def windows(
+        self, quantiles: np.ndarray, levels: Sequence[float], memory_gb: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(quantiles)
+        memory = np.full(n, 0.125) if memory_gb is None else np.asarray(memory_gb, dtype=np.float64)
+        lv = np.r_[0.0, np.asarray(levels, dtype=np.float64)]
+        q = np.column_stack([np.zeros(n), np.minimum(quantiles, MAX_WINDOW_S)])
+        # E[min(idle, q_j)]: the mass between levels at the mid-point, the rest at q_j
+        slab = np.diff(lv)[None, :] * (q[:, 1:] + q[:, :-1]) / 2
+        expected = np.column_stack([np.zeros(n), np.cumsum(slab, axis=1)]) + (1 - lv)[None, :] * q
+        cost = (1 - lv)[None, :] + self.weight * memory[:, None] * expected
+        best = np.argmin(cost, axis=1)
+        return np.zeros(n), q[np.arange(n), best]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": "expected_cost", "weight": self.weight}
+
+
+COST_WEIGHTS = tuple(float(w) for w in np.logspace(-5, -1, 9))
+
+
+def candidate_rules(levels: Sequence[float]) -> list[WindowRule | CostRule]:
+    """The rules the validation search compares: quantile windows and expected-cost rules."""
+    highs = [lv for lv in levels if lv >= 0.75]
+    lows: list[float | None] = [None, *[lv for lv in levels if lv <= 0.05]]
+    windows = [WindowRule(lo, hi, m) for lo in lows for hi in highs for m in (0.1, 1.0)]
+    return [*windows, *(CostRule(w) for w in COST_WEIGHTS)]
+
+
+def rule_from_dict(spec: dict[str, Any], levels: Sequence[float]) -> WindowRule | CostRule:
+    """A rule from its ``as_dict`` (an export's ``policy.json``), checked against the levels."""
+    kind = spec.get("kind", "quantile_window")
+    if kind == "expected_cost":
+        weight = float(spec["weight"])
+        if not weight >= 0:
+            raise PredictorError(f"expected-cost rule: weight must be >= 0, got {weight}")
+        return CostRule(weight)
+    if kind != "quantile_window":
+        raise PredictorError(f"unknown rule kind {kind!r}")
+    low = None if spec["low"] is None else float(spec["low"])
+    rule = WindowRule(low, float(spec["high"]), float(spec["margin"]))
+    for level in (rule.low, rule.high):
+        if level is not None and level not in levels:
+            raise PredictorError(f"rule level {level} is not a predicted level")
+    return rule
 
 
 @dataclass
@@ -136,12 +188,13 @@ class LearnedKeepAlive:
     """The learned policy: predictor quantiles through the selected rule."""
 
     predictor: IdleTimePredictor
-    rule: WindowRule
+    rule: WindowRule | CostRule
     name: str = "learned"
     oracle: bool = False
 
     def windows(self, trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
-        return self.rule.windows(self.predictor.quantiles(trace_features(trace)), self.predictor.levels)
+        quantiles = self.predictor.quantiles(trace_features(trace))
+        return self.rule.windows(quantiles, self.predictor.levels, trace.memory_mb[trace.function] / 1024.0)
 
 
 def training_rows(trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
@@ -152,10 +205,12 @@ def training_rows(trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
 
 __all__ = [
     "LEVELS",
+    "CostRule",
     "IdleTimePredictor",
     "LearnedKeepAlive",
     "PredictorError",
     "WindowRule",
     "candidate_rules",
+    "rule_from_dict",
     "training_rows",
 ]

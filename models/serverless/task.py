@@ -35,6 +35,7 @@ from infragym.evaluation import add_method_rows, average_over_seeds, method_metr
 from infragym.export import write_export
 from infragym.logging import RunLogger
 from infragym.models.serverless.learned import (
+    CostRule,
     IdleTimePredictor,
     LearnedKeepAlive,
     WindowRule,
@@ -191,25 +192,30 @@ class ServerlessTask:
             max_rows=self.model.max_rows,
             seed=self._seeds[1],
         ).fit(features[fit_rows], after[fit_rows])
-        quantiles = predictor.quantiles(features)
+        # validation: the last training day, after one day that warms the policies' histories up
+        recent = train.arrival_s >= val_start - SECONDS_PER_DAY
+        val, val_cold = train.select(recent), train_cold[recent]
+        quantiles = predictor.quantiles(features[recent])
+        memory_gb = val.memory_mb[val.function] / 1024.0
         conc = self.env.concurrency
-        hybrid = run_policy(POLICIES["hybrid_histogram"], train, train_cold, concurrency=conc, measure_from_s=val_start)
+        hybrid = run_policy(POLICIES["hybrid_histogram"], val, val_cold, concurrency=conc, measure_from_s=val_start)
         budget = hybrid.wasted_gb_s
         self.fit_metrics.update(method_metrics("val", "hybrid_histogram", hybrid.metrics()))
-        scored: list[tuple[WindowRule, float, float]] = []
+        scored: list[tuple[WindowRule | CostRule, float, float]] = []
         for rule in candidate_rules(predictor.levels):
-            prewarm, keep = rule.windows(quantiles, predictor.levels)
-            r = simulate(train, train_cold, prewarm_s=prewarm, keep_alive_s=keep, concurrency=conc,
-                         measure_from_s=val_start)  # fmt: skip
+            prewarm, keep = rule.windows(quantiles, predictor.levels, memory_gb)
+            r = simulate(
+                val, val_cold, prewarm_s=prewarm, keep_alive_s=keep, concurrency=conc, measure_from_s=val_start
+            )
             scored.append((rule, r.cold_start_rate, r.wasted_gb_s))
         within = [s for s in scored if s[2] <= budget]
-        rule, val_cold, val_waste = min(within, key=lambda s: s[1]) if within else min(scored, key=lambda s: s[2])
+        rule, val_rate, val_waste = min(within, key=lambda s: s[1]) if within else min(scored, key=lambda s: s[2])
         log.info("learned rule %s: validation cold-start rate %.4f at %.0f GB-s (hybrid: %.4f at %.0f GB-s)",
-                 rule, val_cold, val_waste, hybrid.cold_start_rate, budget)  # fmt: skip
+                 rule, val_rate, val_waste, hybrid.cold_start_rate, budget)  # fmt: skip
         self.learned = LearnedKeepAlive(predictor, rule)
         self.fit_metrics.update(
             {
-                "val/learned/cold_start_rate": val_cold,
+                "val/learned/cold_start_rate": val_rate,
                 "val/learned/wasted_gb_s": val_waste,
                 "train/rows": float(fit_rows.sum()),
                 "train/functions": float(len(train_functions)),
