@@ -29,7 +29,7 @@ from infragym.envs.serverless.generator import (
     cold_start_times,
     generate_region,
 )
-from infragym.envs.serverless.policies import POLICIES, FixedKeepAlive, HybridHistogram, run_policy
+from infragym.envs.serverless.policies import POLICIES, FixedKeepAlive, HybridHistogram, pod_idle_times, run_policy
 from infragym.envs.serverless.simulator import simulate
 from infragym.runner import run_train
 
@@ -299,6 +299,10 @@ def test_baselines_order_and_the_oracle_bound(region) -> None:
     assert waste["fixed_1min"] < waste["fixed_10min"] < waste["fixed_20min"]
     assert waste["oracle"] == 0.0 and all(rates["oracle"] <= r for r in rates.values())
     assert 0.0 < rates["oracle"] < 0.01  # only concurrency growth and first invocations
+    # keeping each pod exactly as long as it then idles (the learned policy's target) matches the oracle
+    exact = pod_idle_times(trace, cold)
+    kept = simulate(trace, cold, keep_alive_s=np.nan_to_num(exact, nan=0.0) + 1e-6, measure_from_s=86_400.0)
+    assert kept.cold.sum() == results["oracle"].cold.sum()
 
 
 def test_hybrid_histogram_learns_a_timer_and_prewarms() -> None:
@@ -371,3 +375,13 @@ def test_experiment_end_to_end_and_its_export(tmp_path: Path) -> None:
     (op,) = operations(policy, {})
     answer = op.handle(op.request(events=events))
     assert [w.prewarm_s for w in answer.windows] == pytest.approx(prewarm.tolist())
+    # infragym evaluate rebuilds the experiment from the export and reproduces the learned numbers
+    from infragym.runner import run_evaluate
+
+    evaluated = tmp_path / "evaluate"
+    reproduced = run_evaluate(
+        compose_config("evaluate", [f"checkpoint={tmp_path / 'export'}", "logger=none"], evaluated)
+    )
+    for key in ("test/learned/cold_start_rate", "test/learned/wasted_gb_s", "test/hybrid_histogram/wasted_gb_s"):
+        assert reproduced[key] == pytest.approx(metrics[key], rel=1e-9), key
+    assert "test/ppo/cold_start_rate" not in reproduced  # PPO is not exported

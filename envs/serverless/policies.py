@@ -65,6 +65,22 @@ def idle_times(trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
     return before, after
 
 
+def pod_idle_times(trace: InvocationTrace, cold_start_s: np.ndarray, *, concurrency: int = 1) -> np.ndarray:
+    """Per invocation, how long the pod that served it then idles until it serves again (NaN:
+    never), in the reference run where pods are never evicted (``simulate(oracle=True)``: every
+    pod a function ever needed stays available, the most recently idle one first). With
+    concurrency, the next invocation of a function often lands on another pod: this, not the
+    app-level idle time, is what a pod's keep-alive window has to cover."""
+    result = simulate(trace, cold_start_s, oracle=True, concurrency=concurrency)
+    end = result.start_s + trace.duration_s
+    order = np.lexsort((trace.arrival_s, result.pod))
+    idle = np.full(len(trace), np.nan)
+    same_pod = result.pod[order][1:] == result.pod[order][:-1]
+    gaps = np.maximum(trace.arrival_s[order][1:] - end[order][:-1], 0.0)
+    idle[order[:-1][same_pod]] = gaps[same_pod]
+    return idle
+
+
 def lagged_idle_times(trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
     """(n, N_LAGS) idle times seen at each invocation's end, most recent first (the one that
     ended at this invocation's arrival is lag 1), NaN where there is no history; and how many
@@ -291,6 +307,7 @@ __all__ = [
     "feature_matrix",
     "idle_times",
     "lagged_idle_times",
+    "pod_idle_times",
     "run_policy",
     "trace_features",
     "trigger_codes",

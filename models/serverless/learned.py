@@ -1,8 +1,10 @@
 """The learned keep-alive policy: a per-function idle-time predictor and a decision rule.
 
 The predictor (LightGBM quantile regression on log idle time) sees, when an invocation ends, its
-function's recent idle times and context (``policies.FEATURES``) and predicts quantiles of the
-idle time that follows. A rule turns them into windows: either like the hybrid histogram turns its
+function's recent idle times and context (``policies.FEATURES``) and predicts quantiles of how
+long the pod that served it then idles (in a reference run that never evicts: with concurrency
+the function's next invocation often lands on another pod, so the app-level idle time is the
+wrong target for a pod's window). A rule turns them into windows: either like the hybrid histogram turns its
 percentiles into windows (pre-warm at a low quantile minus a margin, keep alive to a high
 quantile plus a margin), or the keep-alive that minimises the expected cold starts plus weighted
 idle memory under the predicted distribution. Which rule is chosen on the training functions' last
@@ -20,7 +22,7 @@ import lightgbm as lgb
 import numpy as np
 
 from infragym.datasets.serverless import InvocationTrace
-from infragym.envs.serverless.policies import FEATURES, idle_times, trace_features
+from infragym.envs.serverless.policies import FEATURES, pod_idle_times, trace_features
 
 LEVELS = (0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 MIN_PREWARM_S = 60.0  # a pre-warm shorter than a histogram bin (1 min) only risks cold starts
@@ -197,10 +199,16 @@ class LearnedKeepAlive:
         return self.rule.windows(quantiles, self.predictor.levels, trace.memory_mb[trace.function] / 1024.0)
 
 
-def training_rows(trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
-    """Features and the following idle time of every invocation of ``trace``."""
-    _, after = idle_times(trace)
-    return trace_features(trace), after
+CENSORED_IDLE_S = 2 * MAX_WINDOW_S  # a pod never used again: beyond any window
+
+
+def training_rows(
+    trace: InvocationTrace, cold_start_s: np.ndarray, *, concurrency: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every invocation of ``trace`` and the target: how long its pod then idles
+    (``policies.pod_idle_times``; a pod never used again counts as ``CENSORED_IDLE_S``)."""
+    after = pod_idle_times(trace, cold_start_s, concurrency=concurrency)
+    return trace_features(trace), np.where(np.isfinite(after), after, CENSORED_IDLE_S)
 
 
 __all__ = [

@@ -182,9 +182,9 @@ class ServerlessTask:
         train = trace.select(_function_mask(trace, train_functions) & (trace.arrival_s < d.test_start_s))
         train_cold = cold[_function_mask(trace, train_functions) & (trace.arrival_s < d.test_start_s)]
         val_start = (d.train_days - 1) * SECONDS_PER_DAY
-        features, after = training_rows(train)
-        # fit on the invocations whose following idle time ends before validation starts
-        fit_rows = np.isfinite(after) & (train.arrival_s + train.duration_s + np.nan_to_num(after) < val_start)
+        features, after = training_rows(train, train_cold, concurrency=self.env.concurrency)
+        # fit on the invocations whose following pod idle time ends before validation starts
+        fit_rows = train.arrival_s + train.duration_s + after < val_start
         predictor = IdleTimePredictor(
             n_estimators=self.model.n_estimators,
             learning_rate=self.model.learning_rate,
