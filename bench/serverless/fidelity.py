@@ -22,7 +22,7 @@ TARGETS = {
     "region1_p90_s": (7.0, 0.05, "EuroSys'25: Region 1 up to ~7 s (read as the 90th percentile)"),
     "region2_p90_s": (3.0, 0.05, "EuroSys'25: Region 2 up to ~3 s"),
     "region1_dependency_plus_scheduling_share": (
-        0.75,
+        0.5,
         None,
         "EuroSys'25: Region 1 dominated by dependency deployment and scheduling (> half)",
     ),

@@ -19,7 +19,8 @@ def _frontier(result: dict) -> list[str]:
         "",
     ]
     first = result["regions"][0]["points"]
-    names = [n for n in first if not n.startswith("learned[")]
+    fixed = sorted((n for n in first if n.startswith("fixed_")), key=lambda n: int(n[6:].removesuffix("min")))
+    names = [*fixed, *(n for n in ("hybrid_histogram", "learned", "ppo", "oracle") if n in first)]
     out += ["| policy | cold-start rate (region 0) | wasted GB-s (region 0) |", "|---|---|---|"]
     for name in names:
         p = first[name]
@@ -86,7 +87,9 @@ def render() -> str:
             "|---|---|---|---|",
         ]
         for key, value in fidelity["measured"].items():
-            out.append(f"| {key} | {value:.3g} | {fidelity['paper'][key]:.3g} | {fidelity['sources'][key]} |")
+            paper = fidelity["paper"][key]
+            paper_text = f"dominant (> {paper:g})" if key.endswith("_share") else f"{paper:.3g}"
+            out.append(f"| {key} | {value:.3g} | {paper_text} | {fidelity['sources'][key]} |")
     speed = load_result("serverless_speed")
     if speed:
         out += [
