@@ -112,6 +112,7 @@ class ServerlessModel:
     ppo_n_steps: int = 1024
     ppo_batch_size: int = 256
     ppo_learning_rate: float = 3e-4
+    ppo_gamma: float = 0.9
 
 
 class PPOKeepAlive:
@@ -121,11 +122,14 @@ class PPOKeepAlive:
     name = "ppo"
     oracle = False
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, normalizer: Any = None) -> None:
         self.model = model
+        self.normalizer = normalizer  # the training VecNormalize (its observation statistics)
 
     def windows(self, trace: InvocationTrace) -> tuple[np.ndarray, np.ndarray]:
         obs = observations(trace_features(trace))
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
         actions, _ = self.model.predict(obs, deterministic=True)
         grid = np.asarray(WINDOWS)[np.asarray(actions, dtype=np.int64)]
         return grid[:, 0].copy(), grid[:, 1].copy()
@@ -228,6 +232,7 @@ class ServerlessTask:
 
     def _train_ppo(self, train: InvocationTrace, train_cold: np.ndarray) -> PPOKeepAlive:
         from stable_baselines3 import PPO
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
         env = ServerlessKeepAliveEnv(
             trace=train,
@@ -239,18 +244,23 @@ class ServerlessTask:
             max_function_requests=self.env.max_function_requests,
         )
         env.reset(seed=self._seeds[2])
+        # rewards are heavy-tailed (a cold start costs seconds, a long idle window many GB-s):
+        # normalise observations and returns; a window's cost lands within the next few steps
+        vec = VecNormalize(DummyVecEnv([lambda: env]), norm_obs=True, norm_reward=True, gamma=self.model.ppo_gamma)
         model = PPO(
             "MlpPolicy",
-            env,
+            vec,
             n_steps=self.model.ppo_n_steps,
             batch_size=self.model.ppo_batch_size,
             learning_rate=self.model.ppo_learning_rate,
+            gamma=self.model.ppo_gamma,
             seed=self._seeds[2],
             device="cpu",
             verbose=0,
         )
         model.learn(total_timesteps=self.model.ppo_timesteps)
-        return PPOKeepAlive(model)
+        vec.training = False
+        return PPOKeepAlive(model, vec)
 
     # ------------------------------------------------------------------ evaluate
     def _policy(self, name: str) -> Any:
