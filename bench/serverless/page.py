@@ -29,8 +29,9 @@ def _frontier(result: dict) -> list[str]:
     best = sorted(learned, key=lambda kv: kv[1]["wasted_gb_s"])
     out += [
         "",
-        f"The learned predictor through each of its {len(learned)} candidate rules (quantile windows: low, high, margin; "
-        f"expected-cost rules: weight) traces its own frontier; the experiment's rule, chosen on validation, is {result['rule']}. "
+        f"The learned predictor through each of its {len(learned)} candidate rules (quantile windows: low, "
+        "high, margin; expected-cost rules: weight) traces its own frontier; the experiment's rule, chosen on "
+        f"validation, is {result['rule']}. "
         f"Region 0's learned frontier spans {best[0][1]['wasted_gb_s']:.3g} to {best[-1][1]['wasted_gb_s']:.3g} GB-s.",
         "",
         "| at the hybrid histogram's wasted memory | cold-start rate / hybrid's (mean [95% CI] over regions) |",
