@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,6 @@ class InvocationTrace:
     cold_start_s: np.ndarray | None = None  # float64 per invocation (cold-start tables only)
     cold_start_parts_s: np.ndarray | None = None  # (n, 4) in COLD_START_PARTS order
     source: str = ""
-    meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         n, m = len(self.arrival_s), len(self.functions)

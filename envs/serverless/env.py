@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from infragym.datasets.serverless import SECONDS_PER_DAY, InvocationTrace
+from infragym.datasets.serverless import InvocationTrace
 from infragym.envs.serverless.generator import cold_start_times, generate_region
 from infragym.envs.serverless.policies import FEATURES, trace_features
 from infragym.envs.serverless.simulator import simulate
@@ -188,11 +188,6 @@ class ServerlessKeepAliveEnv(gym.Env):
         terminated = nxt >= n
         obs = self.obs[self.order[nxt]] if not terminated else np.zeros(len(FEATURES), dtype=np.float32)
         return obs, float(reward), terminated, False, self._info()
-
-
-def episode_days(trace: InvocationTrace) -> float:
-    """Days a trace spans (for sizing episodes)."""
-    return trace.horizon_s / SECONDS_PER_DAY if len(trace) else 0.0
 
 
 __all__ = ["WINDOWS", "ServerlessKeepAliveEnv", "observations"]
