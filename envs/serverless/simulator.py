@@ -143,11 +143,12 @@ def _simulate(
                     if kind != 2 or pod_end[p] > chosen_end:
                         chosen, kind, chosen_end = p, 2, pod_end[p]
                 elif t > pod_wu[p]:
-                    _settle(
-                        p, t, pod_end, pod_wf, pod_wu, pod_settled, pod_inst_open, pod_inst_cold,
-                        pod_inst_ready, mem, waste, f, records, counts,
-                        utility_cold, utility_busy, recording, True, measure_from,
-                    )  # fmt: skip
+                    if not pod_settled[p]:  # (checked here: a call with this many arrays is not free)
+                        _settle(
+                            p, t, pod_end, pod_wf, pod_wu, pod_settled, pod_inst_open, pod_inst_cold,
+                            pod_inst_ready, mem, waste, f, records, counts,
+                            utility_cold, utility_busy, recording, True, measure_from,
+                        )  # fmt: skip
                     if kind == 0 or kind == 4:
                         chosen, kind = p, 3
                 elif kind == 0:
