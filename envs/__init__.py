@@ -22,6 +22,11 @@ _ENVS = {
         # a TTL decision per tool call: 200 SWE-like programs make ~4,600 steps
         200_000,
     ),
+    "infragym/ServerlessKeepAlive-v0": (
+        "infragym.envs.serverless.env:ServerlessKeepAliveEnv",
+        # a window decision per invocation: 8 functions x 6 h make up to 12,000 steps
+        20_000,
+    ),
     "infragym/VMReschedule-v0": (
         "infragym.envs.cluster.env:VMRescheduleEnv",
         # the env terminates itself after MNL migrations (default 50); this only guards misuse
