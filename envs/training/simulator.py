@@ -109,6 +109,7 @@ class RunLog:
     rebuilds: list[float] = field(default_factory=list)
     lost_by_failure_cause: dict[str, float] = field(default_factory=dict)
     recoveries: dict[str, int] = field(default_factory=dict)
+    restores: dict[str, int] = field(default_factory=dict)  # rollbacks per level restored from
 
 
 class TrainingJobSimulator:
@@ -412,6 +413,7 @@ class TrainingJobSimulator:
             ]
             restore_p, neg_level = max(usable)
             restore_level = -neg_level
+            self.log.restores[LEVELS[restore_level]] = self.log.restores.get(LEVELS[restore_level], 0) + 1
             allowed = self.progress_s - restore_p
             self.lost["rollback"] += allowed
             self.log.rollbacks.append((self.t, self.progress_s, restore_p))
