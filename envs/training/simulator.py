@@ -195,29 +195,32 @@ class TrainingJobSimulator:
         """Run until the next decision point and return it (None: the horizon is reached)."""
         if self._pending_failure is not None:
             raise RuntimeError("a failure awaits its recovery decision: call decide(...) first")
+        collective_alarms = self.infra.detection == "collective" and not self.infra.oracle
         while not self.done:
             t_fail, slot = self.nodes.peek()
-            t_ckpt = self._next_checkpoint_time(t_fail, slot)
-            t_seg = self.segments[0][1] if self.segments else math.inf
             t_maint = self._stream_next(self.streams.maintenance, self._maint_i)
             t_strag = self._stream_next(self.streams.stragglers, self._strag_i)
-            t_alarm = (
-                self._stream_next(self.streams.false_alarms, self._alarm_i)
-                if self.infra.detection == "collective" and not self.infra.oracle
-                else math.inf
-            )
+            t_alarm = self._stream_next(self.streams.false_alarms, self._alarm_i) if collective_alarms else math.inf
             t_found = self.straggler_found_at
-            t_next = min(t_fail, t_ckpt, t_seg, t_maint, t_strag, t_alarm, t_found, self.next_tick, self.horizon_s)
-            self._run_to(t_next)
+            t_other = min(t_fail, t_maint, t_strag, t_alarm, t_found, self.next_tick, self.horizon_s)
+            # Checkpoints and segment ends change none of the other events' times: run them in a
+            # tight loop until the next other event.
+            while True:
+                t_ckpt = self._next_checkpoint_time(t_fail, slot)
+                t_seg = self.segments[0][1] if self.segments else math.inf
+                t_next = min(t_other, t_ckpt, t_seg)
+                self._run_to(t_next)
+                if t_next >= t_other and t_next < t_seg and t_next < t_ckpt:
+                    break
+                if t_next == t_seg:
+                    self._end_segment()
+                else:
+                    self._start_checkpoint(self.tier)
             if t_next >= self.horizon_s:
                 self.done = True
                 return None
-            if t_next == t_seg:
-                self._end_segment()
-            elif t_next == t_fail:
+            if t_next == t_fail:
                 return self._failure(slot)
-            elif t_next == t_ckpt:
-                self._start_checkpoint(self.tier)
             elif t_next == t_maint:
                 self._maint_i += 1
                 if not self.busy:
@@ -278,11 +281,13 @@ class TrainingJobSimulator:
         if self.segments:
             self.lost[self.segments[0][0]] += dt
         elif dt > 0:
-            straggle = cal.STRAGGLER_SPEED if self.straggling else 1.0
-            self.progress_s += dt * self.speed
-            self.since_ckpt_s += dt * self.speed
-            self.lost["straggler"] += dt * (1 - straggle)
-            self.lost["shrink"] += dt * straggle * (1 - self.shrink_speed)
+            if self.straggling or self.shrunk_nodes:
+                straggle = cal.STRAGGLER_SPEED if self.straggling else 1.0
+                self.lost["straggler"] += dt * (1 - straggle)
+                self.lost["shrink"] += dt * straggle * (1 - self.shrink_speed)
+                dt *= self.speed
+            self.progress_s += dt
+            self.since_ckpt_s += dt
         self.t = t_next
 
     def _next_checkpoint_time(self, t_fail: float, slot: int) -> float:
