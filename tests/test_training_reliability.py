@@ -285,9 +285,10 @@ def test_env_passes_checkers_and_return_is_productive_time() -> None:
 # ---------------------------------------------------------------- end to end
 def test_experiment_end_to_end(tmp_path: Path) -> None:
     from infragym import load
-    from infragym.runner import run_train
+    from infragym.runner import run_evaluate, run_train
 
-    run_train(compose_config("train", smoke("training_reliability", "logger=none"), tmp_path))
+    run_train(compose_config("train", smoke("training_reliability", "logger=none"), tmp_path / "run"))
+    tmp_path = tmp_path / "run"
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for scenario in ("llama3", "weibull_hetero"):
         for policy in (
@@ -315,3 +316,9 @@ def test_experiment_end_to_end(tmp_path: Path) -> None:
     assert predictor.act(obs, mask)[2] == 0
     with pytest.raises(ValueError, match="obs must have shape"):
         predictor.act(np.zeros(3))
+    # ``evaluate`` rebuilds the experiment from the export and reproduces the held-out numbers.
+    reproduced = run_evaluate(
+        compose_config("evaluate", [f"checkpoint={tmp_path / 'export'}", "logger=none"], tmp_path.parent / "eval")
+    )
+    for key in ("test/weibull_hetero/learned/ettr", "test/llama3/c4/ettr"):
+        assert reproduced[key] == pytest.approx(metrics[key], rel=1e-9)
