@@ -21,6 +21,7 @@ from infragym.envs.training.checkfree import (
     FailureSchedule,
     ScheduleFormatError,
     compare_strategies,
+    generate_schedule,
     load_failure_schedule,
     time_to_target,
 )
@@ -219,14 +220,20 @@ def test_checkfree_time_to_target() -> None:
         tuple(np.array([399]) if s == 3 else np.empty(0, dtype=np.int64) for s in range(7)), 500, "m"
     )
     plain = time_to_target(none, "checkfree", checkpoint_every=50)
-    step = 1 + 0.5 / 50  # the checkpoint cost spread over its 50 iterations
+    assert plain == pytest.approx(500)
     assert time_to_target(middle, "checkfree", checkpoint_every=50) == pytest.approx(
-        plain + cal.CHECKFREE_PENALTY_ITERATIONS * step
+        plain + cal.CHECKFREE_PENALTY_ITERATIONS
     )
-    ckpt = time_to_target(middle, "checkpointing", checkpoint_every=50)
-    assert ckpt > time_to_target(middle, "checkfree", checkpoint_every=50)
+    # checkpoints at 350: the 49 iterations since are redone
+    assert time_to_target(middle, "checkpointing", checkpoint_every=50) == pytest.approx(500 + 49)
     result = compare_strategies([middle, none])
-    assert set(result) >= {"checkpointing", "redundant", "checkfree", "checkfree_plus"}
+    assert set(result) == {"checkpointing", "redundant", "checkfree", "checkfree_plus"}
+    # The paper's generator: never stage 0, never at iteration 1 mod 100, about p per iteration.
+    generated = generate_schedule(7, 0.01, 500, np.random.default_rng(0), horizon_factor=20)
+    assert generated.stage_failures[0].size == 0
+    every = np.concatenate(generated.stage_failures)
+    assert not np.any(every % 100 == 1)
+    assert every.size == pytest.approx(0.01 * 0.99 * 10_000, rel=0.25)
 
 
 # ---------------------------------------------------------------- AcmeTrace

@@ -250,7 +250,7 @@ def main() -> int:
     cf: dict = {"generated": {}, "shipped": {}}
     for hourly in (0.05, 0.10):
         per_it = cal.CHECKFREE_HOURLY_TO_ITERATION[hourly]
-        schedules = [generate_schedule(7, per_it, 500, rng) for _ in range(20)]
+        schedules = [generate_schedule(7, per_it, 500, rng) for _ in range(50)]
         times = compare_strategies(schedules)
         best_base = np.minimum(times["checkpointing"], times["redundant"])
         gain = 1 - np.asarray(times["checkfree_plus"]) / best_base
@@ -264,8 +264,7 @@ def main() -> int:
     folder = data_dir() / "training_clusters" / "checkfree_failure_schedules"
     if folder.is_dir():
         for path in sorted(folder.glob("*.json")):
-            s = load_failure_schedule(path)
-            times = compare_strategies([s])
+            times = compare_strategies([load_failure_schedule(path)])
             cf["shipped"][path.name] = {k: float(v[0]) for k, v in times.items()}
     result["checkfree"] = cf
     print("checkfree", cf, flush=True)
