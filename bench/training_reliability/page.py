@@ -42,7 +42,8 @@ def _quality(result: dict) -> list[str]:
             f"| {s['daly_ettr']:.4f} | {s['best_interval_s']:.0f} | {s['best_ettr']:.4f} |"
         )
     curve = result["young_daly_vs_optimum"]["llama3"]["curve"]
-    out += ["", "Sweep (llama3): " + ", ".join(f"{k} s: {v:.4f}" for k, v in curve.items()) + "."]
+    points = sorted(curve.items(), key=lambda kv: float(kv[0]))
+    out += ["", "Sweep (llama3), ETTR per fixed interval: " + ", ".join(f"{k} s: {v:.4f}" for k, v in points) + "."]
     m = result["mechanisms"]
     out += [
         "",
