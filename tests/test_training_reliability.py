@@ -289,6 +289,21 @@ def test_env_passes_checkers_and_return_is_productive_time() -> None:
     del rng
 
 
+def test_decision_cost_reward_adds_back_only_decision_free_losses() -> None:
+    from infragym.envs.training.env import DECISION_FREE_LOSSES, DecisionCostReward
+
+    wrapped = DecisionCostReward(TrainingReliabilityEnv(n_gpus=1024, horizon_days=3.0))
+    wrapped.reset(seed=5)
+    total, done = 0.0, False
+    while not done:
+        _, reward, done, _, _ = wrapped.step(np.array([2, 0, 1]))
+        total += reward
+    sim = wrapped.unwrapped.sim
+    free = sum(sim.lost[k] for k in DECISION_FREE_LOSSES)
+    assert total * sim.decision_period_s == pytest.approx(sim.progress_s + free)
+    assert free > 0
+
+
 # ---------------------------------------------------------------- end to end
 def test_experiment_end_to_end(tmp_path: Path) -> None:
     from infragym import load

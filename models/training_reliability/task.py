@@ -15,11 +15,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
 
 from infragym.envs.training import calibration as cal
-from infragym.envs.training.env import INTERVAL_CHOICES_S, TrainingReliabilityEnv, observation
+from infragym.envs.training.env import (
+    INTERVAL_CHOICES_S,
+    DecisionCostReward,
+    TrainingReliabilityEnv,
+    observation,
+)
 from infragym.envs.training.failures import SCENARIOS
 from infragym.envs.training.simulator import LOSSES
 from infragym.envs.training.strategies import make_simulator, run_rule, strategies
@@ -51,6 +57,8 @@ class TrainingReliabilityTask:
         eval_horizon_days: wall-clock length of an evaluation run (Llama 3: 54 days).
         torch_threads: threads for training.
         progress_bar: SB3's progress bar during training.
+        variance_reduction: train on ``DecisionCostReward`` (the env's reward plus the
+            decision-free losses: same optimum, less variance).
     """
 
     def __init__(
@@ -66,6 +74,7 @@ class TrainingReliabilityTask:
         eval_horizon_days: float = cal.LLAMA3_DAYS,
         torch_threads: int = 1,
         progress_bar: bool = True,
+        variance_reduction: bool = True,
     ) -> None:
         unknown = set(scenarios) - set(SCENARIOS)
         if unknown:
@@ -97,18 +106,22 @@ class TrainingReliabilityTask:
         self.eval_horizon_s = float(eval_horizon_days) * cal.DAY
         self.torch_threads = torch_threads
         self.progress_bar = progress_bar
+        self.variance_reduction = variance_reduction
         self.onnx: bytes | None = None
         self.history: list[tuple[int, float]] = []
 
     # ------------------------------------------------------------------ training
-    def make_env(self) -> TrainingReliabilityEnv:
+    def make_env(self) -> gym.Env:
+        """A training env: the configured env with the decision-cost control variate
+        (``DecisionCostReward``) when ``variance_reduction`` is on."""
         e = self.env
-        return TrainingReliabilityEnv(
+        env = TrainingReliabilityEnv(
             scenario=e.scenario,
             n_gpus=e.job.n_gpus,
             horizon_days=e.horizon_s / cal.DAY,
             decision_period_s=e.decision_period_s,
         )
+        return DecisionCostReward(env) if self.variance_reduction else env
 
     def fit(self, logger: RunLogger) -> None:
         import torch
