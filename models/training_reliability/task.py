@@ -88,14 +88,14 @@ class TrainingReliabilityTask:
         self.env = env
         self.seed = int(seed)
         self.ppo = {
-            "total_steps": 50_000,
+            "total_steps": 100_000,
             "n_envs": 4,
-            "n_steps": 256,
+            "n_steps": 512,
             "batch_size": 256,
             "n_epochs": 5,
             "learning_rate": 3e-4,
             "gamma": 0.995,
-            "ent_coef": 0.01,
+            "ent_coef": 0.001,
             "net_arch": [64, 64],
             **dict(ppo or {}),
         }
