@@ -88,7 +88,7 @@ class TrainingReliabilityTask:
         self.env = env
         self.seed = int(seed)
         self.ppo = {
-            "total_steps": 100_000,
+            "total_steps": 60_000,
             "n_envs": 4,
             "n_steps": 512,
             "batch_size": 256,
@@ -125,7 +125,7 @@ class TrainingReliabilityTask:
 
     def fit(self, logger: RunLogger) -> None:
         import torch
-        from stable_baselines3 import PPO
+        from sb3_contrib import MaskablePPO
         from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.env_util import make_vec_env
 
@@ -142,7 +142,9 @@ class TrainingReliabilityTask:
                         logger.log_metrics({"train/episode_ettr": float(info["ettr"])}, step=self.num_timesteps)
                 return True
 
-        model = PPO(
+        # MaskablePPO: a sub-action that cannot matter (the recovery at a periodic tick, or at a
+        # failure that takes no node) has one allowed value, so it gets no gradient noise.
+        model = MaskablePPO(
             "MlpPolicy",
             vec,
             n_steps=int(args["n_steps"]),
