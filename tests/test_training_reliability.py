@@ -327,6 +327,8 @@ def test_experiment_end_to_end(tmp_path: Path) -> None:
             for name in ("ettr", "goodput", *(f"lost_hours_{k}" for k in LOSSES)):
                 assert f"test/{scenario}/{policy}/{name}" in metrics
             assert 0 < metrics[f"test/{scenario}/{policy}/ettr"] <= 1
+    for strategy in ("checkpointing", "redundant", "checkfree", "checkfree_plus"):
+        assert metrics[f"test/checkfree_10pct/{strategy}/time_to_target_iterations"] >= 500
     predictor = load(tmp_path / "export")
     obs = np.zeros(20, dtype=np.float32)
     action = predictor.act(obs)

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from infragym.envs.training import calibration as cal
+from infragym.envs.training.checkfree import compare_strategies, generate_schedule
 from infragym.envs.training.env import (
     INTERVAL_CHOICES_S,
     DecisionCostReward,
@@ -224,6 +225,7 @@ class TrainingReliabilityTask:
                 averaged = average_over_seeds(runs, ci_for=["ettr", "goodput"])
                 metrics.update(method_metrics(split, method, averaged))
                 log.info("%s %s: ETTR %.4f", scenario, method, averaged["ettr"])
+        metrics.update(self._checkfree_metrics())
         tables = {}
         columns = ["ettr", "goodput", *(f"lost_hours_{k}" for k in LOSSES)]
         for scenario in self.scenarios:
@@ -254,6 +256,21 @@ class TrainingReliabilityTask:
             ax2.set_ylabel("training episode ETTR")
             figures["training_curve"] = fig2
         return EvaluationReport(metrics=metrics, tables=tables, figures=figures)
+
+    def _checkfree_metrics(self) -> dict[str, float]:
+        """CheckFree's own protocol: time to the target loss (in failure-free iterations) of each
+        recovery strategy on schedules generated as the paper's at 5% and 10% stage failures per
+        hour (``test/checkfree_<rate>pct/<strategy>/time_to_target_iterations``)."""
+        out: dict[str, float] = {}
+        rng = np.random.default_rng([self.seed, 17])
+        for hourly in (0.05, 0.10):
+            per_iteration = cal.CHECKFREE_HOURLY_TO_ITERATION[hourly]
+            schedules = [generate_schedule(7, per_iteration, 500, rng) for _ in range(20)]
+            for strategy, times in compare_strategies(schedules).items():
+                out[f"test/checkfree_{round(hourly * 100)}pct/{strategy}/time_to_target_iterations"] = float(
+                    np.mean(times)
+                )
+        return out
 
     # ------------------------------------------------------------------ export
     def export(
