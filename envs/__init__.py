@@ -32,6 +32,11 @@ _ENVS = {
         # the env terminates itself after MNL migrations (default 50); this only guards misuse
         1_000,
     ),
+    "infragym/TrainingReliability-v0": (
+        "infragym.envs.training.env:TrainingReliabilityEnv",
+        # the env terminates itself at its horizon (7 days: ~200 failures + ticks); a guard only
+        1_000_000,
+    ),
 }
 
 for _env_id, (_entry_point, _max_steps) in _ENVS.items():

@@ -90,6 +90,7 @@ def test_every_component_folder_declares_its_benchmarks_and_renders_its_page() -
         "cloudformer",
         "serve",
         "serverless",
+        "training_reliability",
     }
     assert all(b.script.parent.name == b.component and b.module.startswith("bench.") for b in benchmarks)
     assert next(b for b in benchmarks if b.name == "train_wallclock").component == "deoxys"

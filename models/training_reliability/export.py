@@ -1,0 +1,114 @@
+"""ONNX export of the learned reliability policy and its deployable predictor:
+``infragym.load(path).act(obs)`` -> ``[interval index, tier, recovery]``.
+
+The graph maps a batch of observations (``OBS_NAMES``) to the concatenated logits of the three
+sub-actions; the predictor takes the most likely allowed value of each. Needs numpy and
+onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infragym.envs.training.env import INTERVAL_CHOICES_S, OBS_NAMES, OBS_SIZE
+from infragym.envs.training.simulator import RECOVERIES
+from infragym.envs.training.tiers import TIER_NAMES
+from infragym.export import export_file
+
+POLICY_FILE = "policy.onnx"
+OPSET = 18
+NVEC = (len(INTERVAL_CHOICES_S), len(TIER_NAMES), len(RECOVERIES))
+
+
+def export_onnx(policy: Any) -> bytes:
+    """An SB3 ``ActorCriticPolicy`` (MLP, MultiDiscrete actions) as ONNX bytes with a dynamic batch axis."""
+    import torch
+    from torch import nn
+
+    class Logits(nn.Module):
+        def __init__(self, policy: Any) -> None:
+            super().__init__()
+            self.policy = policy
+
+        def forward(self, obs):  # type: ignore[no-untyped-def]
+            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+            latent = self.policy.mlp_extractor.forward_actor(features)
+            return self.policy.action_net(latent)
+
+    module = Logits(policy).cpu().eval()
+    example = (torch.rand(2, OBS_SIZE, generator=torch.Generator().manual_seed(0)),)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        path = Path(tmp) / POLICY_FILE
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=["obs"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+        )
+        return path.read_bytes()
+
+
+def input_schema() -> dict[str, Any]:
+    return {
+        "obs": f"float32 ({OBS_SIZE},) or (B, {OBS_SIZE}): " + ", ".join(OBS_NAMES),
+        "mask": "optional bool (B, 16)",
+    }
+
+
+def output_schema() -> dict[str, Any]:
+    return {
+        "action": "int64 [interval, tier, recovery]",
+        "interval_s": list(INTERVAL_CHOICES_S),
+        "tier": list(TIER_NAMES),
+        "recovery": list(RECOVERIES),
+    }
+
+
+class ReliabilityPolicy:
+    """A loaded training-reliability export."""
+
+    def __init__(self, onnx: bytes, manifest: dict[str, Any] | None = None, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        self.onnx = onnx
+        self.manifest = manifest or {}
+
+    @classmethod
+    def from_export(cls, directory: Path, manifest: dict[str, Any]) -> ReliabilityPolicy:
+        return cls(export_file(directory, manifest, POLICY_FILE).read_bytes(), manifest)
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        batch = np.asarray(obs, dtype=np.float32)
+        if batch.ndim == 1:
+            batch = batch[None]
+        if batch.ndim != 2 or batch.shape[1] != OBS_SIZE:
+            raise ValueError(f"obs must have shape ({OBS_SIZE},) or (B, {OBS_SIZE}), got {np.shape(obs)}")
+        return self.session.run(None, {"obs": batch})[0]
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The most likely allowed action: ``[interval, tier, recovery]`` (a batch: shape (B, 3))."""
+        single = np.asarray(obs).ndim == 1
+        logits = self.logits(obs)
+        if mask is not None:
+            m = np.asarray(mask, dtype=bool).reshape(logits.shape)
+            logits = np.where(m, logits, -np.inf)
+        out, start = [], 0
+        for n in NVEC:
+            out.append(np.argmax(logits[:, start : start + n], axis=1))
+            start += n
+        action = np.stack(out, axis=1).astype(np.int64)
+        return action[0] if single else action
