@@ -52,6 +52,7 @@ SERVED_RUN_OVERRIDES = {
     ),
     "continuum": ("task.policies=[vllm,continuum]",),
     "cloudformer": ("task.baselines=[mean,ridge]", "trainer.max_epochs=1"),
+    "serverless": (),
 }
 SHIPPED_VM2RL = ROOT / "checkpoints" / "vm2rl"
 

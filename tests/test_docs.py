@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[dev]')")
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPONENTS = ("deoxys", "cloudformer", "vm2rl", "serving", "continuum")
+COMPONENTS = ("deoxys", "cloudformer", "vm2rl", "serving", "continuum", "serverless", "training_reliability")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The service's hot path: ``POST /v1/models/{model}/{operation}`` answered in front of FastAPI.
 
-Profiled under load (py-spy, one worker, Continuum's TTL: 1.0 ms of server CPU per request), the
-model itself took 15% of a request and FastAPI's and Starlette's layers (exception and body-limit
+Profiled under load (py-spy, one worker, a small LightGBM model: 1.0 ms of server CPU per
+request), the model itself took 15% of a request and FastAPI's and Starlette's layers (exception and body-limit
 middlewares, the router, dependency solving, the async exit stack) most of the rest. This ASGI
 layer answers the operations' requests directly: the body is read under the size limit (413), and
 parsing, validation, inference and serialisation run together in the worker threads

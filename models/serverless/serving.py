@@ -18,7 +18,8 @@ class IdleEvent(StrictModel):
     idle_times_s: list[FiniteFloat] = Field(
         default_factory=list, max_length=1000, description=f"recent idle times, most recent first (s; {N_LAGS} used)"
     )
-    invocations_so_far: int = Field(0, ge=0, description="invocations of the function before this one")
+    # bounded: the feature is a float64 (and no function has been called 2**53 times)
+    invocations_so_far: int = Field(0, ge=0, le=2**53, description="invocations of the function before this one")
     trigger: str = Field("unknown", max_length=50, description="http, timer, queue, event, orchestration, ...")
     memory_mb: FiniteFloat = Field(128.0, gt=0, description="the pod's memory (MB)")
     duration_s: FiniteFloat = Field(0.0, ge=0, description="execution time of the invocation that just ended")
