@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from infragym.envs.cluster.generator import generate_snapshot
+from infragym.envs.cluster.reset import reset_snapshot
 from infragym.envs.cluster.snapshot import N_PLACEMENTS, ClusterSnapshot, load_vmr2l_snapshot
 from infragym.envs.cluster.state import PM_FEATURES, VM_FEATURES, ClusterState
 
@@ -36,7 +37,10 @@ class VMRescheduleEnv(gym.Env):
         snapshot_path: a VMR2L snapshot JSON file; else ``preset`` is generated.
         preset: generator preset (``tiny``, ``small``, ``medium``, ``large``) when no file is given.
         snapshot: an already built ``ClusterSnapshot`` (takes precedence).
-        resample_on_reset: draw a fresh generated snapshot (same preset, same sizes) on each reset.
+        resample_on_reset: a fresh cluster on each reset: with a snapshot (file or object), a
+            *reset* of it (the same hosts and VMs placed anew, ``envs.cluster.reset``; VMR2L's
+            training protocol); without, a fresh generated snapshot of ``preset``. Reset seeds
+            drawn here are even (``reset_seeds(..., split="test")`` gives the odd, held-out ones).
         max_migrations: MNL, the migration budget of an episode.
         action_mode: ``two_stage`` or ``flat``.
         strict: raise on an infeasible action; otherwise it leaves the cluster unchanged, earns 0,
@@ -63,7 +67,7 @@ class VMRescheduleEnv(gym.Env):
             raise ValueError(f"max_migrations must be positive, got {max_migrations}")
         self.snapshot_path = snapshot_path
         self.preset = preset
-        self.resample_on_reset = resample_on_reset and snapshot is None and snapshot_path is None
+        self.resample_on_reset = bool(resample_on_reset)
         self.max_migrations = int(max_migrations)
         self.action_mode = action_mode
         self.strict = strict
@@ -72,7 +76,10 @@ class VMRescheduleEnv(gym.Env):
                 snapshot = load_vmr2l_snapshot(snapshot_path)
             else:
                 snapshot = generate_snapshot(preset, np.random.default_rng(0))
+        self.base_snapshot = snapshot
+        self.from_snapshot = snapshot_path is not None or snapshot is not None
         self.state = ClusterState(snapshot)
+        self.pending_vm = -1  # set per sub-env (``AsyncVectorEnv.set_attr``), read by pending_placement_mask
         V, P = self.state.n_vms, self.state.n_pms
         self.n_destinations = P * N_PLACEMENTS
         self.observation_space = spaces.Dict(
@@ -108,6 +115,12 @@ class VMRescheduleEnv(gym.Env):
         self._last_placement = (int(vm), mask)  # step() validates against it without recomputing
         return mask
 
+    def pending_placement_mask(self) -> np.ndarray:
+        """``placement_mask(self.pending_vm)``: the destination mask of a vector env's sub-env,
+        asked for with ``set_attr("pending_vm", vms)`` then ``call("pending_placement_mask")``
+        (an ``AsyncVectorEnv`` passes the same arguments to every sub-env)."""
+        return self.placement_mask(self.pending_vm)
+
     def action_masks(self) -> np.ndarray:
         """The mask of the action space: the VM mask (two-stage) or the full flat mask."""
         if self.action_mode == "flat":
@@ -131,7 +144,12 @@ class VMRescheduleEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         if self.resample_on_reset:
-            fresh = generate_snapshot(self.preset, self.np_random)
+            if self.from_snapshot:
+                # even seeds only: the odd ones are the held-out test resets
+                reset_seed = 2 * int(self.np_random.integers(1 << 61))
+                fresh = reset_snapshot(self.base_snapshot, np.random.default_rng(reset_seed))
+            else:
+                fresh = generate_snapshot(self.preset, self.np_random)
             self.state = ClusterState(fresh)
         else:
             self.state.reset()
