@@ -10,7 +10,7 @@ Two action modes over the same simulator (``ClusterState``):
   space of the medium one has 1.75M actions).
 
 Reward: the exact decrease of the fragment rate. The episode terminates after MNL migrations or
-when no VM can move (the budget is part of the task, and the remaining budget is observed).
+when no VM can move (the budget is part of the task, and the remaining budget is observed). A step after the end is refused: reset() first.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ from infragym.envs.cluster.snapshot import N_PLACEMENTS, ClusterSnapshot, load_v
 from infragym.envs.cluster.state import PM_FEATURES, VM_FEATURES, ClusterState
 
 ACTION_MODES = ("two_stage", "flat")
+
+
+def _is_integer(x: Any) -> bool:
+    """A Python or numpy integer (not a bool, float or string)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 class VMRescheduleEnv(gym.Env):
@@ -96,6 +101,7 @@ class VMRescheduleEnv(gym.Env):
             self.action_space = spaces.Discrete(V * self.n_destinations)
         self._vm_mask: np.ndarray | None = None
         self._last_placement: tuple[int, np.ndarray] | None = None
+        self._episode_over = False
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -155,17 +161,30 @@ class VMRescheduleEnv(gym.Env):
             self.state.reset()
         self._vm_mask = None
         self._last_placement = None
+        self._episode_over = False
         return self._obs(), self._info()
 
     def decode(self, action: Any) -> tuple[int, int]:
+        """``(vm, destination)`` of an action. Integers only: a float, bool or string action is
+        refused (truncating 1.7 to 1 would move another VM than the one meant)."""
         if self.action_mode == "flat":
+            if not _is_integer(action):
+                raise ValueError(f"action {action!r} must be an integer of Discrete({self.action_space.n})")
             return divmod(int(action), self.n_destinations)
-        if isinstance(action, (tuple, list)) or (isinstance(action, np.ndarray) and action.ndim == 1):
-            return int(action[0]), int(action[1])
-        vm, dest = np.asarray(action).reshape(-1)[:2]
-        return int(vm), int(dest)
+        items = list(action) if isinstance(action, (tuple, list)) else None
+        if items is None:
+            array = np.asarray(action)
+            items = list(array.reshape(-1)) if array.size == 2 else None
+        if items is None or len(items) != 2 or not all(_is_integer(x) for x in items):
+            raise ValueError(f"action {action!r} must be integers [vm, destination] of {self.action_space}")
+        return int(items[0]), int(items[1])
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if self._episode_over:
+            raise ValueError(
+                f"the episode is over ({self.state.n_migrations} of {self.max_migrations} migrations made, "
+                "or no VM can move): call reset() before step()"
+            )
         vm, dest = self.decode(action)
         if not (0 <= vm < self.state.n_vms and 0 <= dest < self.n_destinations):
             raise ValueError(
@@ -176,7 +195,8 @@ class VMRescheduleEnv(gym.Env):
         if not feasible:
             if not self.strict:
                 info = {**self._info(), "invalid_action": True}
-                return self._obs(), 0.0, not info["action_mask"].any(), False, info
+                self._episode_over = not info["action_mask"].any()
+                return self._obs(), 0.0, self._episode_over, False, info
             raise ValueError(
                 f"infeasible migration: VM {self.snapshot.vm_ids[vm]} to PM "
                 f"{self.snapshot.pm_ids[dest // N_PLACEMENTS]}"
@@ -187,4 +207,5 @@ class VMRescheduleEnv(gym.Env):
         self._last_placement = None
         info = self._info()
         done = self.state.n_migrations >= self.max_migrations or not info["action_mask"].any()
+        self._episode_over = bool(done)
         return self._obs(), float(reward), bool(done), False, info
