@@ -450,3 +450,28 @@ def test_async_training_on_resets_checkpoints_and_resumes(tmp_path: Path) -> Non
     history = train_ppo(resumed_agent, fns, longer, asynchronous=False, checkpoint_dir=tmp_path)
     assert len(history) == 3 and history[:2] == first  # resumed at update 2, the first two kept
     assert any(not torch.equal(trained[k], v) for k, v in resumed_agent.state_dict().items())
+
+
+def test_vm2rl_real_experiment_end_to_end_resumes_and_evaluate_reproduces(tmp_path: Path) -> None:
+    """experiment=vm2rl_real at its smoke scale on a generated cluster written as a VMR2L file:
+    trains on its resets, checkpoints, tests on a held-out reset; run again, it resumes."""
+    from infragym.runner import run_evaluate, run_train
+
+    from .conftest import compose_config, smoke
+
+    snapshot = tmp_path / "cluster.json"
+    snapshot.write_text(json.dumps(snapshot_to_vmr2l(generate_snapshot("small", np.random.default_rng(0)))))
+    overrides = smoke(
+        "vm2rl_real", "logger=none", f"task.train_snapshot_path={snapshot}", f"dataset.test_paths=[{snapshot}]"
+    )
+    cfg = compose_config("train", overrides, tmp_path / "run")
+    run_train(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    name = "cluster_reset0"
+    assert set(metrics) >= {f"test/{m}/{name}/fragment_rate@10" for m in ("greedy", "vm2rl", "vm2rl_best_of_k")}
+    assert metrics[f"test/greedy/{name}/fragment_rate@10"] <= metrics["test/initial/fragment_rate"]
+    checkpoint = torch.load(tmp_path / "run" / "ppo_checkpoints" / "last.pt", weights_only=False)
+    assert checkpoint["update"] == 1 and "eval/fragment_rate" in checkpoint["history"][-1]
+    ecfg = compose_config("evaluate", [f"checkpoint={tmp_path / 'run' / 'export'}", "logger=none"], tmp_path / "eval")
+    again = run_evaluate(ecfg)
+    assert again["test/vm2rl_best_of_k/fragment_rate"] == metrics["test/vm2rl_best_of_k/fragment_rate"]
