@@ -10,7 +10,8 @@ Two action modes over the same simulator (``ClusterState``):
   space of the medium one has 1.75M actions).
 
 Reward: the exact decrease of the fragment rate. The episode terminates after MNL migrations or
-when no VM can move (the budget is part of the task, and the remaining budget is observed). A step after the end is refused: reset() first.
+when no VM can move (the budget is part of the task, and the remaining budget is observed). A
+step after the end is refused: reset() first.
 """
 
 from __future__ import annotations
