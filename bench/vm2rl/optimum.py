@@ -40,16 +40,25 @@ MNL_GRID = (10, 20, 30, 40, 50)
 # Issue 19: on held-out resets of the medium cluster at MNL 50, best of 8 in <= 3 s: FR <= 0.30.
 GOAL_FR = 0.30
 GOAL_LATENCY_S = 3.0
+ISSUE = 19  # the goal's issue, open while a goal is missed
 
 
 def check(result: dict) -> list[Check]:
     s = result["summary"]
     return [
         Check(
-            f"VM2RL best of {s['k']}, held-out resets of the medium cluster, MNL {s['mnl']}",
-            f"FR {s['vm2rl_best_of_k']:.3f} in {s['vm2rl_best_of_k_latency_s']:.2f} s",
-            f"FR <= {GOAL_FR} in <= {GOAL_LATENCY_S:g} s",
-            s["vm2rl_best_of_k"] <= GOAL_FR and s["vm2rl_best_of_k_latency_s"] <= GOAL_LATENCY_S,
+            f"VM2RL best of {s['k']}, held-out resets of the medium cluster, MNL {s['mnl']}: FR",
+            f"{s['vm2rl_best_of_k']:.3f}",
+            f"<= {GOAL_FR}",
+            s["vm2rl_best_of_k"] <= GOAL_FR,
+            open_issue=ISSUE,
+        ),
+        Check(
+            f"VM2RL best of {s['k']}, MNL {s['mnl']}: whole trajectory (machine load {result['loadavg'][0]:.1f})",
+            f"{s['vm2rl_best_of_k_latency_s']:.2f} s",
+            f"<= {GOAL_LATENCY_S:g} s on 2 cores",
+            s["vm2rl_best_of_k_latency_s"] <= GOAL_LATENCY_S,
+            open_issue=ISSUE,
         ),
         Check(
             "gap of VM2RL best of K to the proven lower bound (FR points)",
