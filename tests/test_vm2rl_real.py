@@ -475,3 +475,19 @@ def test_vm2rl_real_experiment_end_to_end_resumes_and_evaluate_reproduces(tmp_pa
     ecfg = compose_config("evaluate", [f"checkpoint={tmp_path / 'run' / 'export'}", "logger=none"], tmp_path / "eval")
     again = run_evaluate(ecfg)
     assert again["test/vm2rl_best_of_k/fragment_rate"] == metrics["test/vm2rl_best_of_k/fragment_rate"]
+
+
+@pytest.mark.skipif(not (SHIPPED / "encoder.onnx").is_file(), reason="no shipped VM2RL checkpoint")
+def test_warm_start_reads_an_exports_weights_back_exactly() -> None:
+    from infragym.models.vm2rl.policy import OnnxPolicyNet, rollout
+    from infragym.models.vm2rl.task import TorchPolicyNet
+    from infragym.models.vm2rl.warm_start import agent_from_onnx
+
+    graphs = ((SHIPPED / "encoder.onnx").read_bytes(), (SHIPPED / "destination.onnx").read_bytes())
+    config = json.loads((SHIPPED / "manifest.json").read_text())["config"]["model"]
+    agent = agent_from_onnx(*graphs, **{k: v for k, v in config.items() if k != "_target_"})
+    snap = generate_snapshot("small", np.random.default_rng(11))
+    onnx_run, torch_run = rollout(OnnxPolicyNet(*graphs), snap, 10), rollout(TorchPolicyNet(agent), snap, 10)
+    assert onnx_run.moves == torch_run.moves  # the same decisions, step by step
+    with pytest.raises(ValueError, match="do not hold a VM2RLAgent"):
+        agent_from_onnx(*graphs, d_model=16)
