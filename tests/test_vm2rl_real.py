@@ -452,9 +452,9 @@ def test_async_training_on_resets_checkpoints_and_resumes(tmp_path: Path) -> Non
     assert any(not torch.equal(trained[k], v) for k, v in resumed_agent.state_dict().items())
 
 
-def test_vm2rl_real_experiment_end_to_end_resumes_and_evaluate_reproduces(tmp_path: Path) -> None:
+def test_vm2rl_real_experiment_end_to_end_and_evaluate_reproduces(tmp_path: Path) -> None:
     """experiment=vm2rl_real at its smoke scale on a generated cluster written as a VMR2L file:
-    trains on its resets, checkpoints, tests on a held-out reset; run again, it resumes."""
+    trains on its resets, checkpoints, tests on a held-out reset (resume: the async test above)."""
     from infragym.runner import run_evaluate, run_train
 
     from .conftest import compose_config, smoke
