@@ -1,16 +1,18 @@
 """Resets of a real cluster: the same hosts and the same VMs, placed anew.
 
-VMR2L trains and evaluates on "resets" of its real cluster (VM2RL, EuroSys'25, Sec. 6 and the
-VMR2L repository's data): the physical machines and the multiset of VMs (sizes, NUMA kinds,
+VMR2L trains and evaluates on "resets" of its real cluster (VM2RL, EuroSys'25; its code
+zhykoties/VMR2L_eurosys): the physical machines and the multiset of VMs (sizes, NUMA kinds,
 migratability, anti-affinity groups) of a real snapshot are kept, and the VMs are placed anew at
-the same allocation level. The paper's medium cluster starts its test resets at FR 0.555; the
-resets here start in about the same range (0.5-0.7 on the c1 snapshot, measured in
-``tests/test_vm2rl_real.py``).
+the same allocation level. The paper's medium cluster starts its test reset at FR 0.555 (resets
+at ~0.55-0.6); the resets here start at 0.48-0.67 on the c1 snapshot (mean 0.57 over 20 seeds;
+``tests/test_vm2rl_real.py`` checks 0.5-0.7 on six test seeds). VMR2L's own reset procedure is
+not in the shared data: this one is ours.
 
-Placement: every VM, those of >= 32 cores first (so that every VM finds a host, as the real
-cluster held them all), the rest in random order,, goes to a host chosen by a rule drawn per VM from a per-reset mix of
+Placement: every VM (those of >= 32 cores first, so that every VM finds a host as the real
+cluster held them all; the rest in random order) goes to a host chosen by a rule drawn per VM
+from a per-reset mix of
 
-- best fit: the feasible NUMA node (or host, for a split VM) with the least free CPU left, and
+- best fit: the feasible NUMA node (or host, for a split VM) with the least free CPU left,
 - first fit: the first feasible one in a per-reset random host order,
 - random fit: a uniformly random feasible one (what leaves fragments behind: an online
   scheduler placing VMs as they come),
