@@ -162,7 +162,9 @@ def _host_fast(host: Any) -> _Host | None:
         if upper not in HOST_STATUSES:
             return None
         rack = host.get("rack_id", "")
-        if type(rack) is not str:
+        if type(rack) is int:  # real files: integer rack ids
+            rack = str(rack)
+        elif type(rack) is not str:
             return None
         free_cpu = [_free(n0.get("free_cpu")), _free(n1.get("free_cpu"))]
         free_mem = [_free(n0.get("memory_huge_free_mb")), _free(n1.get("memory_huge_free_mb"))]
@@ -204,7 +206,9 @@ def _vm_fast(vm: Any) -> _Vm | None:
         return None
     try:
         vid, host, numa, mig = vm["instance_id"], vm["host_id"], vm["numa"], vm["allow_migration"]
-        if type(vid) is not str or type(host) is not str or type(numa) is not list or type(mig) is not bool:
+        if type(vid) is not str or type(host) is not str or type(numa) is not list:
+            return None
+        if type(mig) is not bool and not (type(mig) is int and (mig == 0 or mig == 1)):  # real files: 0/1
             return None
         if len(numa) == 1:
             (n0,) = numa
@@ -234,7 +238,7 @@ def _vm_fast(vm: Any) -> _Vm | None:
             return None
     except (KeyError, TypeError):
         return None
-    return vid, host, cpu, float(mem), double, place, mig
+    return vid, host, cpu, float(mem), double, place, bool(mig)
 
 
 def _vm_checked(vm: Any, where: str) -> _Vm:
