@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from infragym.envs.cluster.generator import PRESETS, generate_snapshot
+from infragym.envs.cluster.reset import reset_seeds, reset_snapshot
 from infragym.envs.cluster.snapshot import ClusterSnapshot, load_vmr2l_snapshot
 from infragym.seeding import child_seeds
 
@@ -29,10 +30,20 @@ class VMSnapshots:
             experiment runs without the shared data; a malformed one is an error).
         test_preset: generator preset of the held-out generated snapshots.
         n_test_generated: how many of them.
+        n_test_resets: per file of ``test_paths``, how many held-out *resets* of it to test on
+            too (VMR2L's protocol: the same hosts and VMs placed anew, ``envs.cluster.reset``,
+            odd seeds from the run seed; training resets are even). 0: the files only.
+        test_files: test on the files' own placements too (VMR2L's test set is resets only).
     """
 
     def __init__(
-        self, *, test_paths: Sequence[str] = (), test_preset: str = "medium", n_test_generated: int = 1
+        self,
+        *,
+        test_paths: Sequence[str] = (),
+        test_preset: str = "medium",
+        n_test_generated: int = 1,
+        n_test_resets: int = 0,
+        test_files: bool = True,
     ) -> None:
         if test_preset not in PRESETS:
             raise ValueError(f"dataset.test_preset {test_preset!r}: choose from {sorted(PRESETS)}")
@@ -41,6 +52,10 @@ class VMSnapshots:
         self.test_paths = [str(p) for p in test_paths]
         self.test_preset = test_preset
         self.n_test_generated = int(n_test_generated)
+        if n_test_resets < 0:
+            raise ValueError(f"dataset.n_test_resets must be >= 0, got {n_test_resets}")
+        self.n_test_resets = int(n_test_resets)
+        self.test_files = bool(test_files)
 
     def test_snapshots(self, seed: int) -> dict[str, ClusterSnapshot]:
         snapshots: dict[str, ClusterSnapshot] = {}
@@ -51,7 +66,12 @@ class VMSnapshots:
             if not Path(path).is_file():
                 log.warning("skipping test snapshot %s: no such file", path)
                 continue
-            snapshots[Path(path).stem] = load_vmr2l_snapshot(path)
+            snapshot = load_vmr2l_snapshot(path)
+            if self.test_files:
+                snapshots[Path(path).stem] = snapshot
+            for i, s in enumerate(reset_seeds(seed, self.n_test_resets, split="test")):
+                name = f"{Path(path).stem}_reset{i}"
+                snapshots[name] = reset_snapshot(snapshot, np.random.default_rng(s), name=name)
         # Offset stream: never the training envs' seeds.
         for i, s in enumerate(child_seeds(seed + 7_919, self.n_test_generated)):
             name = f"generated_{self.test_preset}_{i}"

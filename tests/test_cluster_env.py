@@ -83,10 +83,10 @@ def test_tiny_fixture_loads_and_fragment_rate_is_exact(tmp_path: Path) -> None:
     [
         (lambda h, v: v.append(_vm("ghost", "pm_zz", 4)), "VM ghost.*pm_zz"),
         (lambda h, v: v.append(_vm("big", "pm_a", 40)), "PM pm_a NUMA node 0 is over-committed"),
-        (lambda h, v: v[0]["numa"][0].update(cpu=-4), "VM v1.*negative or zero size"),
+        (lambda h, v: v[0]["numa"][0].update(cpu=-4), r"VM v1\) numa\[0\]: field 'cpu' = -4 is out of range"),
         (lambda h, v: v[0].pop("allow_migration"), "VM v1.*missing field 'allow_migration'"),
-        (lambda h, v: h[0]["numa"][0].pop("free_cpu"), "PM pm_a.*missing field 'free_cpu'"),
-        (lambda h, v: h[0]["numa"][0].update(free_cpu=30), "PM pm_a NUMA node 0: free CPU"),
+        (lambda h, v: h[0]["numa"][0].pop("total_cpu"), "PM pm_a.*missing field 'total_cpu'"),
+        (lambda h, v: h[0].update(status="RETIRED"), "PM pm_a.*'status' = 'RETIRED', expected one of ACTIVE"),
     ],
 )
 def test_bad_snapshots_are_refused_naming_the_culprit(tmp_path: Path, mutate, message: str) -> None:
@@ -186,13 +186,13 @@ class _Record(dict):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        # the first failing check wins, as in a record-by-record reading
-        (lambda h, v, s: h.append({**_host("pm_a"), "numa": []}), "PM pm_a: duplicate PM id"),
-        (lambda h, v, s: h[1]["numa"].reverse() or h[1].pop("status"), "PM pm_b: missing field 'status'"),
-        (lambda h, v, s: v.append({**_vm("v1", "pm_zz", 0), "numa": 5}), "VM v1: duplicate VM id"),
-        (lambda h, v, s: v.append({**_vm("v9", "pm_zz", 0), "numa": 5}), "VM v9: host_id 'pm_zz' is not a PM"),
-        (lambda h, v, s: v[0]["numa"][0].update(node=2), "VM v1: NUMA node 2 does not exist"),
-        (lambda h, v, s: v[0]["numa"][0].update(cpu="4x"), r"invalid literal for int\(\) with base 10: '4x'"),
+        # each error names the record (index and id) and the field
+        (lambda h, v, s: h.append(_host("pm_a")), r"host_info\[2\] \(PM pm_a\): duplicate PM id"),
+        (lambda h, v, s: h[1]["numa"].reverse() or h[1].pop("status"), r"\(PM pm_b\): missing field 'status'"),
+        (lambda h, v, s: v.append(_vm("v1", "pm_b", 4)), r"vm_instance\[1\] \(VM v1\): duplicate VM id"),
+        (lambda h, v, s: v.append(_vm("v9", "pm_zz", 4)), r"\(VM v9\): host_id 'pm_zz' is not a PM"),
+        (lambda h, v, s: v[0]["numa"][0].update(node=2), r"\(VM v1\) numa\[0\]: field 'node' = 2 is out of range"),
+        (lambda h, v, s: v[0]["numa"][0].update(cpu="4x"), r"\(VM v1\) numa\[0\]: field 'cpu' must be a whole number"),
         (
             lambda h, v, s: v.append(
                 {
@@ -200,7 +200,7 @@ class _Record(dict):
                     "numa": [{"node": 0, "cpu": 4, "mem_mb": 1.0}, {"node": 1, "cpu": 2, "mem_mb": 1.0}],
                 }
             ),
-            "VM v3: a double-NUMA VM must use equal halves",
+            r"\(VM v3\): a double-NUMA VM must use equal halves",
         ),
         (
             lambda h, v, s: (
@@ -224,7 +224,7 @@ def test_parser_fast_path_keeps_the_first_error(tmp_path: Path, mutate, message:
 
 
 def test_parser_accepts_what_the_fast_path_leaves_to_the_checks(tmp_path: Path) -> None:
-    """Reversed NUMA lists, dict subclasses, float sizes and bool nodes read as before."""
+    """Reversed NUMA lists, dict subclasses, integral float sizes and int ids read as the usual form."""
     hosts = [_host("pm_a", (36, 40)), _host("pm_b")]
     vms = [_vm("v1", "pm_a", 8), _vm("v2", "pm_a", 4, 1)]
     data = json.loads(_write(tmp_path, hosts, vms).read_text())
@@ -232,7 +232,7 @@ def test_parser_accepts_what_the_fast_path_leaves_to_the_checks(tmp_path: Path) 
     cluster = data["cluster_list"][0]
     cluster["host_info"][0]["numa"].reverse()
     cluster["host_info"][1] = _Record(cluster["host_info"][1])
-    cluster["vm_instance"][0]["numa"][0].update(cpu=8.0, node=False)
+    cluster["vm_instance"][0]["numa"][0].update(cpu=8.0, node=0.0)
     cluster["vm_instance"][1] = _Record(cluster["vm_instance"][1])
     snap = parse_vmr2l_snapshot(data)
     for field, value in reference.__dict__.items():

@@ -10,7 +10,8 @@ Two action modes over the same simulator (``ClusterState``):
   space of the medium one has 1.75M actions).
 
 Reward: the exact decrease of the fragment rate. The episode terminates after MNL migrations or
-when no VM can move (the budget is part of the task, and the remaining budget is observed).
+when no VM can move (the budget is part of the task, and the remaining budget is observed). A
+step after the end is refused: reset() first.
 """
 
 from __future__ import annotations
@@ -23,10 +24,16 @@ import numpy as np
 from gymnasium import spaces
 
 from infragym.envs.cluster.generator import generate_snapshot
+from infragym.envs.cluster.reset import reset_snapshot
 from infragym.envs.cluster.snapshot import N_PLACEMENTS, ClusterSnapshot, load_vmr2l_snapshot
 from infragym.envs.cluster.state import PM_FEATURES, VM_FEATURES, ClusterState
 
 ACTION_MODES = ("two_stage", "flat")
+
+
+def _is_integer(x: Any) -> bool:
+    """A Python or numpy integer (not a bool, float or string)."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 class VMRescheduleEnv(gym.Env):
@@ -36,7 +43,10 @@ class VMRescheduleEnv(gym.Env):
         snapshot_path: a VMR2L snapshot JSON file; else ``preset`` is generated.
         preset: generator preset (``tiny``, ``small``, ``medium``, ``large``) when no file is given.
         snapshot: an already built ``ClusterSnapshot`` (takes precedence).
-        resample_on_reset: draw a fresh generated snapshot (same preset, same sizes) on each reset.
+        resample_on_reset: a fresh cluster on each reset: with a snapshot (file or object), a
+            *reset* of it (the same hosts and VMs placed anew, ``envs.cluster.reset``; VMR2L's
+            training protocol); without, a fresh generated snapshot of ``preset``. Reset seeds
+            drawn here are even (``reset_seeds(..., split="test")`` gives the odd, held-out ones).
         max_migrations: MNL, the migration budget of an episode.
         action_mode: ``two_stage`` or ``flat``.
         strict: raise on an infeasible action; otherwise it leaves the cluster unchanged, earns 0,
@@ -63,7 +73,7 @@ class VMRescheduleEnv(gym.Env):
             raise ValueError(f"max_migrations must be positive, got {max_migrations}")
         self.snapshot_path = snapshot_path
         self.preset = preset
-        self.resample_on_reset = resample_on_reset and snapshot is None and snapshot_path is None
+        self.resample_on_reset = bool(resample_on_reset)
         self.max_migrations = int(max_migrations)
         self.action_mode = action_mode
         self.strict = strict
@@ -72,7 +82,10 @@ class VMRescheduleEnv(gym.Env):
                 snapshot = load_vmr2l_snapshot(snapshot_path)
             else:
                 snapshot = generate_snapshot(preset, np.random.default_rng(0))
+        self.base_snapshot = snapshot
+        self.from_snapshot = snapshot_path is not None or snapshot is not None
         self.state = ClusterState(snapshot)
+        self.pending_vm = -1  # set per sub-env (``AsyncVectorEnv.set_attr``), read by pending_placement_mask
         V, P = self.state.n_vms, self.state.n_pms
         self.n_destinations = P * N_PLACEMENTS
         self.observation_space = spaces.Dict(
@@ -89,6 +102,7 @@ class VMRescheduleEnv(gym.Env):
             self.action_space = spaces.Discrete(V * self.n_destinations)
         self._vm_mask: np.ndarray | None = None
         self._last_placement: tuple[int, np.ndarray] | None = None
+        self._episode_over = False
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -107,6 +121,12 @@ class VMRescheduleEnv(gym.Env):
         mask = self.state.placement_mask(int(vm))
         self._last_placement = (int(vm), mask)  # step() validates against it without recomputing
         return mask
+
+    def pending_placement_mask(self) -> np.ndarray:
+        """``placement_mask(self.pending_vm)``: the destination mask of a vector env's sub-env,
+        asked for with ``set_attr("pending_vm", vms)`` then ``call("pending_placement_mask")``
+        (an ``AsyncVectorEnv`` passes the same arguments to every sub-env)."""
+        return self.placement_mask(self.pending_vm)
 
     def action_masks(self) -> np.ndarray:
         """The mask of the action space: the VM mask (two-stage) or the full flat mask."""
@@ -131,23 +151,41 @@ class VMRescheduleEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         if self.resample_on_reset:
-            fresh = generate_snapshot(self.preset, self.np_random)
+            if self.from_snapshot:
+                # even seeds only: the odd ones are the held-out test resets
+                reset_seed = 2 * int(self.np_random.integers(1 << 61))
+                fresh = reset_snapshot(self.base_snapshot, np.random.default_rng(reset_seed))
+            else:
+                fresh = generate_snapshot(self.preset, self.np_random)
             self.state = ClusterState(fresh)
         else:
             self.state.reset()
         self._vm_mask = None
         self._last_placement = None
+        self._episode_over = False
         return self._obs(), self._info()
 
     def decode(self, action: Any) -> tuple[int, int]:
+        """``(vm, destination)`` of an action. Integers only: a float, bool or string action is
+        refused (truncating 1.7 to 1 would move another VM than the one meant)."""
         if self.action_mode == "flat":
+            if not _is_integer(action):
+                raise ValueError(f"action {action!r} must be an integer of Discrete({self.action_space.n})")
             return divmod(int(action), self.n_destinations)
-        if isinstance(action, (tuple, list)) or (isinstance(action, np.ndarray) and action.ndim == 1):
-            return int(action[0]), int(action[1])
-        vm, dest = np.asarray(action).reshape(-1)[:2]
-        return int(vm), int(dest)
+        items = list(action) if isinstance(action, (tuple, list)) else None
+        if items is None:
+            array = np.asarray(action)
+            items = list(array.reshape(-1)) if array.size == 2 else None
+        if items is None or len(items) != 2 or not all(_is_integer(x) for x in items):
+            raise ValueError(f"action {action!r} must be integers [vm, destination] of {self.action_space}")
+        return int(items[0]), int(items[1])
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if self._episode_over:
+            raise ValueError(
+                f"the episode is over ({self.state.n_migrations} of {self.max_migrations} migrations made, "
+                "or no VM can move): call reset() before step()"
+            )
         vm, dest = self.decode(action)
         if not (0 <= vm < self.state.n_vms and 0 <= dest < self.n_destinations):
             raise ValueError(
@@ -158,7 +196,8 @@ class VMRescheduleEnv(gym.Env):
         if not feasible:
             if not self.strict:
                 info = {**self._info(), "invalid_action": True}
-                return self._obs(), 0.0, not info["action_mask"].any(), False, info
+                self._episode_over = not info["action_mask"].any()
+                return self._obs(), 0.0, self._episode_over, False, info
             raise ValueError(
                 f"infeasible migration: VM {self.snapshot.vm_ids[vm]} to PM "
                 f"{self.snapshot.pm_ids[dest // N_PLACEMENTS]}"
@@ -169,4 +208,5 @@ class VMRescheduleEnv(gym.Env):
         self._last_placement = None
         info = self._info()
         done = self.state.n_migrations >= self.max_migrations or not info["action_mask"].any()
+        self._episode_over = bool(done)
         return self._obs(), float(reward), bool(done), False, info

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from infragym.envs.cluster import kernels
 from infragym.envs.cluster.snapshot import (
     GRANULARITY_HOST,
     N_PLACEMENTS,
@@ -106,6 +107,10 @@ class ClusterState:
         # per pair: how many host pairs its constrained VM has (at most that many hosts forbidden)
         self.hpair_k = np.bincount(self.hpair_v, minlength=self.n_vms)[self.hpair_v]
         self.rack_vms = np.unique(pair_v[pair_kind != GRANULARITY_HOST])
+        self.vm_has_rack = np.zeros(self.n_vms, dtype=bool)
+        self.vm_has_rack[self.rack_vms] = True
+        self._pair_ptr = self.pair_ptr.tolist()
+        self._no_hosts = np.zeros(0, dtype=np.int64)
         # Pairs touched when a VM moves: as the forbidden one (u) and as the constrained one (v).
         order_u = np.argsort(self.hpair_u, kind="stable")
         self.hpair_by_u = order_u
@@ -141,7 +146,8 @@ class ClusterState:
         self.free_sum = int((self.free_cpu * active).sum())
         self.n_migrations = 0
         self._obs_ready = False
-        self.feas_pm = self._type_feasible_pms(slice(None))  # (T, P), kept up to date by migrate
+        self.feas_pm = np.ascontiguousarray(self._type_feasible_pms(slice(None)))  # (T, P), kept up to date by migrate
+        self.feas_flat = self.feas_pm.ravel()  # a view: the kernels update feas_pm in place
         self.n_feas = self.feas_pm.sum(1)
         # Flat indices into feas_pm, maintained on each migration (saves gathers in vm_mask).
         self.vm_flat = self.vm_type * self.n_pms + self.vm_pm
@@ -199,18 +205,22 @@ class ClusterState:
         anti-affinity). All False for a VM that may not move."""
         if not self.vm_movable[vm]:
             return np.zeros(self.n_pms * N_PLACEMENTS, dtype=bool)
-        c, m = self.vm_cpu[vm], self.vm_mem[vm]
-        mask = np.zeros((self.n_pms, N_PLACEMENTS), dtype=bool)
-        fit = (self.free_cpu >= c) & (self.free_mem >= m)
-        if self.vm_double[vm]:
-            mask[:, PLACE_BOTH] = fit[:, 0] & fit[:, 1]
-        else:
-            mask[:, :2] = fit
-        mask[self.vm_pm[vm]] = False
-        forbidden = self._forbidden_pms(vm)
-        if forbidden is not None:
-            mask[forbidden] = False
-        return mask.ravel()
+        lo, hi = self._pair_ptr[vm], self._pair_ptr[vm + 1]
+        if lo == hi:
+            hosts = self._no_hosts
+        elif self.vm_has_rack[vm]:
+            hosts = np.flatnonzero(self._forbidden_pms(vm))
+        else:  # host anti-affinity only: the group mates' hosts
+            hosts = self.vm_pm[self.pair_u[lo:hi]]
+        return kernels.placement_mask(
+            self.free_cpu,
+            self.free_mem,
+            int(self.vm_cpu[vm]),
+            float(self.vm_mem[vm]),
+            bool(self.vm_double[vm]),
+            int(self.vm_pm[vm]),
+            hosts,
+        )
 
     def is_feasible(self, vm: int, destination: int) -> bool:
         """One migration's feasibility, without building a mask (scalar checks)."""
@@ -237,18 +247,20 @@ class ClusterState:
 
         Exact and vectorised: destinations per VM type are counted incrementally; hosts
         forbidden by anti-affinity are subtracted once each (distinct (VM, host) pairs)."""
-        P = self.n_pms
-        flat = self.feas_pm.ravel()
-        n_dest = self.n_feas[self.vm_type] - flat[self.vm_flat]
-        if self.hpair_v.size:
-            # Only VMs with no more destinations than group mates can lose them all: count their
-            # distinct forbidden-and-feasible hosts exactly (a small sort), skip everyone else.
-            hit = flat[self.hp_flat] & self.hp_apart & (n_dest[self.hpair_v] <= self.hpair_k)
-            if hit.any():
-                keys = np.sort(self.hpair_v[hit] * P + self.hp_host[hit])
-                keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # distinct (VM, host)
-                np.subtract.at(n_dest, keys // P, 1)
-        mask = self.vm_movable & (n_dest > 0)
+        # Only VMs with no more destinations than group mates can lose them all: their distinct
+        # forbidden-and-feasible hosts are counted exactly; everyone else is decided by counts.
+        mask = kernels.vm_mask(
+            self.n_feas,
+            self.feas_flat,
+            self.vm_type,
+            self.vm_flat,
+            self.vm_movable,
+            self.hpair_v,
+            self.hp_host,
+            self.hp_flat,
+            self.hp_apart,
+            self.hpair_v_ptr,
+        )
         for vm in self.rack_vms[mask[self.rack_vms]]:  # rack anti-affinity: a few VMs, exact check
             mask[vm] = self.placement_mask(vm).any()
         return mask
@@ -292,36 +304,57 @@ class ClusterState:
         The caller guarantees feasibility (the env checks the mask)."""
         new_pm, new_place = divmod(int(destination), N_PLACEMENTS)
         old_pm, old_place = int(self.vm_pm[vm]), int(self.vm_placement[vm])
-        c, m = int(self.vm_cpu[vm]), float(self.vm_mem[vm])
         before = self.fragment_rate()
         free_cpu, free_mem = self.free_cpu, self.free_mem
-        frag = self.fragment_sum
-        for pm, place, sign in ((old_pm, old_place, 1), (new_pm, new_place, -1)):
-            for node in (0, 1) if place == PLACE_BOTH else (place,):
-                f = int(free_cpu[pm, node])
-                frag += (f + sign * c) % FRAGMENT_UNIT - f % FRAGMENT_UNIT
-                free_cpu[pm, node] = f + sign * c
-                free_mem[pm, node] += sign * m
-        self.fragment_sum = frag
+        self.fragment_sum += kernels.move(
+            free_cpu,
+            free_mem,
+            int(self.vm_cpu[vm]),
+            float(self.vm_mem[vm]),
+            old_pm,
+            old_place,
+            new_pm,
+            new_place,
+            self.hpair_by_u,  # pairs where this VM's host is forbidden to a group mate
+            self._u_ptr[vm],
+            self._u_ptr[vm + 1],
+            self._v_ptr[vm],  # pairs constraining this VM
+            self._v_ptr[vm + 1],
+            self.hp_host,
+            self.hp_flat,
+            self.hp_apart,
+            self.hpair_vtype,
+            self.hpair_v,
+            self.vm_pm,
+        )
         self.vm_pm[vm] = new_pm
         self.vm_placement[vm] = new_place
         self.n_migrations += 1
         self.vm_flat[vm] = self.vm_type[vm] * self.n_pms + new_pm
-        # pairs touched by the move (slices of the CSR layout; no per-VM lists to build)
-        as_u = self.hpair_by_u[self._u_ptr[vm] : self._u_ptr[vm + 1]]
-        as_v = slice(self._v_ptr[vm], self._v_ptr[vm + 1])
-        if as_u.size:  # pairs where this VM's host is forbidden to a group mate
-            self.hp_host[as_u] = new_pm
-            self.hp_flat[as_u] = self.hpair_vtype[as_u] + new_pm
-            self.hp_apart[as_u] = self.vm_pm[self.hpair_v[as_u]] != new_pm
-        if as_v.stop > as_v.start:  # pairs constraining this VM
-            self.hp_apart[as_v] = self.hp_host[as_v] != new_pm
         pms = np.array([old_pm, new_pm])
-        fresh = self._type_feasible_pms(pms)
-        self.n_feas += fresh.sum(1) - self.feas_pm[:, pms].sum(1)
-        self.feas_pm[:, pms] = fresh
+        kernels.type_feasible_pms(
+            free_cpu,
+            free_mem,
+            pms,
+            self.type_cpu,
+            self.type_mem,
+            self.type_double,
+            self.pm_active,
+            self.feas_pm,
+            self.n_feas,
+        )
         if self._obs_ready:
-            self._update_obs(vm, old_pm, new_pm)
+            kernels.update_obs(
+                self.pm_obs,
+                self.vm_obs,
+                free_cpu,
+                free_mem,
+                self._mem_total_clip,
+                self._cpu_lut,
+                pms,
+                vm,
+                new_place,
+            )
         return before - self.fragment_rate()
 
     # ------------------------------------------------------------------ observation
@@ -354,21 +387,6 @@ class ClusterState:
             self.vm_obs[np.arange(V), 4 + self.vm_placement] = 1.0
             self._obs_ready = True
         return {"vm": self.vm_obs.copy(), "pm": self.pm_obs.copy(), "vm_host": self.vm_pm.copy()}
-
-    def _update_obs(self, vm: int, old_pm: int, new_pm: int) -> None:
-        pms = np.array([old_pm, new_pm])
-        # CPU-derived columns from a lookup table by free cores (the same values _pm_rows gives).
-        cpu_cols = self._cpu_lut[self.free_cpu[pms]]  # (2, 2, 3)
-        rows = self.pm_obs[pms]
-        rows[:, 0:2] = cpu_cols[..., 0]
-        rows[:, 4:6] = cpu_cols[..., 1]
-        rows[:, 6:8] = cpu_cols[..., 2]
-        rows[:, 2:4] = self.free_mem[pms] / self._mem_total_clip[pms]
-        self.pm_obs[pms] = rows
-        row = self.vm_obs[vm]
-        row[4:7] = 0.0
-        row[4 + self.vm_placement[vm]] = 1.0
-        row[7] = 1.0  # moved in this episode
 
     def check_invariants(self) -> None:
         """Assert conservation and capacity (used by the tests)."""

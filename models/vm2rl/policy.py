@@ -134,8 +134,14 @@ def act(
     ``mask`` is either an object with ``vm_mask()`` and ``placement_mask(vm)`` (the env, or a
     ``ClusterState``), or the full boolean mask of shape (V, 3P) (or flattened)."""
     batch = {k: np.asarray(obs[k])[None] for k in ENCODER_INPUTS}
+    for key in ("vm", "pm", "budget"):
+        if not np.isfinite(batch[key]).all():
+            raise ValueError(f"observation {key!r} holds NaN or infinite values: no action for it")
+    n_vms, n_pms = batch["vm"].shape[1], batch["pm"].shape[1]
+    host = batch["vm_host"]
+    if host.shape != (1, n_vms) or not np.issubdtype(host.dtype, np.integer) or ((host < 0) | (host >= n_pms)).any():
+        raise ValueError(f"observation 'vm_host' must hold {n_vms} host indices in [0, {n_pms})")
     enc = net.encode(batch)
-    n_vms = batch["vm"].shape[1]
     if isinstance(mask, np.ndarray):
         full = mask.reshape(n_vms, -1).astype(bool)
         vm_mask, placement = full.any(1), (lambda vm: full[vm])

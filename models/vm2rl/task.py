@@ -12,6 +12,8 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,8 @@ import torch
 
 from infragym.datasets.vm_snapshots import VMSnapshots
 from infragym.envs.cluster.env import VMRescheduleEnv
-from infragym.envs.cluster.snapshot import ClusterSnapshot
+from infragym.envs.cluster.reset import reset_seeds, reset_snapshot
+from infragym.envs.cluster.snapshot import ClusterSnapshot, load_vmr2l_snapshot
 from infragym.envs.cluster.state import ClusterState
 from infragym.evaluation import metric_key, plot_curves
 from infragym.export import write_export
@@ -29,14 +32,42 @@ from infragym.logging import RunLogger
 from infragym.models.vm2rl import export as vm2rl_export
 from infragym.models.vm2rl.agent import VM2RLAgent
 from infragym.models.vm2rl.baselines import MIPRescheduler, greedy_policy, random_policy
-from infragym.models.vm2rl.policy import OnnxPolicyNet, rollout
+from infragym.models.vm2rl.policy import ENCODER_OUTPUTS, OnnxPolicyNet, rollout
 from infragym.models.vm2rl.ppo import PPOArgs, train_ppo
+from infragym.models.vm2rl.warm_start import agent_from_onnx
 from infragym.results import ResultsTable
 from infragym.seeding import child_seeds
 from infragym.task import EvaluationReport
 
 log = logging.getLogger(__name__)
 COMPONENT = "vm2rl"
+# Validation resets: odd (held-out) seeds from a base far from the test resets' (the run seed).
+VALIDATION_SEED_BASE = 1_000_000_000
+
+
+class TorchPolicyNet:
+    """The torch agent behind ``OnnxPolicyNet``'s interface (for ``rollout`` during training,
+    without an ONNX export per validation)."""
+
+    def __init__(self, agent: VM2RLAgent) -> None:
+        self.agent = agent
+
+    def encode(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = self.agent.encode(*(torch.as_tensor(obs[k]) for k in ("vm", "pm", "vm_host", "budget")))
+        return {k: v.numpy() for k, v in zip(ENCODER_OUTPUTS, out, strict=True)}
+
+    def destination_logits(self, enc: dict[str, np.ndarray], obs: dict[str, np.ndarray], vm: np.ndarray) -> np.ndarray:
+        rows = np.arange(len(vm))
+        with torch.no_grad():
+            out = self.agent.destination_logits(
+                torch.as_tensor(enc["vm_emb"][rows, vm]),
+                torch.as_tensor(obs["vm"][rows, vm]),
+                torch.as_tensor(enc["source_gain"][rows, vm]),
+                torch.as_tensor(enc["pm_emb"]),
+                torch.as_tensor(obs["pm"]),
+            )
+        return out.numpy()
 
 
 class VM2RLTask:
@@ -57,6 +88,18 @@ class VM2RLTask:
         methods: which baselines to run (``random``, ``greedy``, ``mip``).
         torch_threads: threads for training (the machine may be shared).
         inference_threads: onnxruntime threads for the learned policy's rollouts.
+        train_snapshot_path: a VMR2L snapshot whose *resets* the agent trains on (VMR2L's
+            protocol: its hosts and VMs placed anew every episode, even reset seeds; the test
+            resets are odd); null: fresh generated snapshots of the env's preset.
+        asynchronous: ``AsyncVectorEnv`` rollouts (one process per env).
+        checkpoint_dir: training checkpoints (``last.pt`` every update, ``best.pt`` by the
+            validation FR); a run started again with the same folder resumes from ``last.pt``.
+        eval_every: updates between validation rollouts (greedy, on ``n_validation`` held-out
+            resets of the training snapshot at the env's MNL; needs ``train_snapshot_path``).
+        n_validation: validation resets (odd seeds from a base far from the test resets').
+        progress: a tqdm progress bar.
+        init_from: a VM2RL export folder to start training from (its graphs' weights are read
+            back into the agent, ``warm_start.agent_from_onnx``; the model config must match).
     """
 
     def __init__(
@@ -75,6 +118,13 @@ class VM2RLTask:
         methods: Sequence[str] = ("random", "greedy", "mip"),
         torch_threads: int = 1,
         inference_threads: int = 2,
+        train_snapshot_path: str | None = None,
+        asynchronous: bool = True,
+        checkpoint_dir: str | None = None,
+        eval_every: int = 10,
+        n_validation: int = 2,
+        progress: bool = False,
+        init_from: str | None = None,
     ) -> None:
         unknown = set(methods) - {"random", "greedy", "mip"}
         if unknown:
@@ -93,23 +143,67 @@ class VM2RLTask:
         self.methods = list(methods)
         self.torch_threads = torch_threads
         self.inference_threads = inference_threads
+        self.train_snapshot_path = os.path.normpath(train_snapshot_path) if train_snapshot_path else None
+        self.asynchronous = bool(asynchronous)
+        self.checkpoint_dir = checkpoint_dir
+        self.eval_every = int(eval_every)
+        self.n_validation = int(n_validation)
+        self.progress = bool(progress)
+        self.init_from = os.path.normpath(init_from) if init_from else None
         self.onnx: tuple[bytes, bytes] | None = None
         self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ training
     def env_fns(self) -> list[Any]:
-        preset, mnl = self.env.preset, self.train_max_migrations
+        preset, mnl, path = self.env.preset, self.train_max_migrations, self.train_snapshot_path
         return [
-            lambda: VMRescheduleEnv(preset=preset, resample_on_reset=True, max_migrations=mnl)
+            partial(VMRescheduleEnv, snapshot_path=path, preset=preset, resample_on_reset=True, max_migrations=mnl)
             for _ in range(self.ppo_args.n_envs)
         ]
+
+    def validation_score(self) -> Any:
+        """The validation callback of training: mean FR of greedy rollouts on held-out resets of
+        the training snapshot at the env's MNL (None without a training snapshot)."""
+        if self.train_snapshot_path is None or self.n_validation <= 0:
+            return None
+        base = load_vmr2l_snapshot(self.train_snapshot_path)
+        seeds = reset_seeds(VALIDATION_SEED_BASE + self.seed, self.n_validation, split="test")
+        resets = [reset_snapshot(base, np.random.default_rng(s)) for s in seeds]
+        mnl = self.default_mnl
+
+        def score(agent: VM2RLAgent) -> float:
+            net = TorchPolicyNet(agent)
+            return float(np.mean([rollout(net, r, mnl, k=1).fragment_rate for r in resets]))
+
+        return score
 
     def fit(self, logger: RunLogger) -> None:
         torch.set_num_threads(self.torch_threads)
         torch.manual_seed(self.seed)
-        log.info("training VM2RL on generated %r snapshots (MNL %d)", self.env.preset, self.train_max_migrations)
+        source = (
+            f"resets of {self.train_snapshot_path}"
+            if self.train_snapshot_path
+            else f"generated {self.env.preset!r} snapshots"
+        )
+        log.info("training VM2RL on %s (MNL %d)", source, self.train_max_migrations)
+        if self.init_from is not None:
+            import infragym
+
+            predictor = infragym.load(self.init_from)
+            start = agent_from_onnx(*predictor.onnx, **asdict(self.model.config))
+            self.model.load_state_dict(start.state_dict())
+            log.info("starting from the weights of the export %s", self.init_from)
         self.history = train_ppo(
-            self.model, self.env_fns(), self.ppo_args, logger=logger, time_limit_s=self.train_time_limit_s
+            self.model,
+            self.env_fns(),
+            self.ppo_args,
+            logger=logger,
+            time_limit_s=self.train_time_limit_s,
+            asynchronous=self.asynchronous,
+            checkpoint_dir=self.checkpoint_dir,
+            evaluate=self.validation_score(),
+            eval_every=self.eval_every,
+            progress=self.progress,
         )
         self.onnx = vm2rl_export.export_onnx(self.model)
 
