@@ -45,6 +45,9 @@ def _build(tmp_path: Path, experiment: str, *overrides: str):
         ("serving_baselines", "env.gpu=a200", r"gpu: unknown GPU 'a200'; known: \['a100_80gb'"),
         ("continuum", "task.policies=[]", r"task\.policies is empty"),
         ("continuum", "task.loads={swe_like:[]}", r"task\.loads\.swe_like must be a non-empty list"),
+        ("vm2rl", "task.k_samples=0", r"task\.k_samples must be a whole number of trajectories >= 1, got 0"),
+        ("vm2rl", "task.ppo.total_steps=0", r"task\.ppo\.total_steps must be at least 1, got 0"),
+        ("vm2rl", "task.mnl_grid=[]", r"task\.mnl_grid must list migration budgets >= 1"),
     ],
 )
 def test_bad_values_are_refused_when_the_experiment_is_built(
@@ -84,6 +87,7 @@ def test_an_optimized_metric_the_run_will_not_produce_fails_before_training(tmp_
         ("deoxys", "val/deoxys/dr_objective"),
         ("continuum", "test/swe_like@0.3/continuum/mean_jct_s"),
         ("serving_baselines", "test/fcfs_round_robin/azure_conv@1x/goodput_rps"),
+        ("vm2rl", "test/vm2rl_best_of_k/fragment_rate"),
     ],
 )
 def test_the_metrics_the_experiments_optimise_are_known_before_training(

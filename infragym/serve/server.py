@@ -12,6 +12,7 @@ Nothing here imports the training stack (torch, Lightning, Hydra, W&B).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -92,7 +93,13 @@ def build_app(settings: ServeSettings) -> FastAPI:
     """Verify and load the exports and build the application (raises :class:`ServeError`)."""
     token = resolve_token(settings.token_file)
     models = load_models(settings.exports, trust=settings.trust)
-    return create_app(models, token=token, max_body_bytes=settings.max_body_bytes, threads=settings.threads)
+    app = create_app(models, token=token, max_body_bytes=settings.max_body_bytes, threads=settings.threads)
+    # Everything loaded so far lives as long as the process: moved out of the collector's reach,
+    # so that the full collections a large request's objects trigger (a cluster snapshot is
+    # ~10^5 of them) do not scan the models each time. Measured on VM2RL's medium snapshot: the
+    # slowest of 60 answers went from 120 ms to 24 ms (median ~20 ms either way).
+    gc.freeze()
+    return app
 
 
 def app_from_environment() -> FastAPI:

@@ -129,11 +129,18 @@ class VM2RLTask:
         unknown = set(methods) - {"random", "greedy", "mip"}
         if unknown:
             raise ValueError(f"task.methods: unknown {sorted(unknown)}; choose from random, greedy, mip")
+        if int(k_samples) != k_samples or k_samples < 1:
+            raise ValueError(f"task.k_samples must be a whole number of trajectories >= 1, got {k_samples!r}")
+        if not mnl_grid or any(int(m) != m or m < 1 for m in mnl_grid):
+            raise ValueError(f"task.mnl_grid must list migration budgets >= 1, got {list(mnl_grid)}")
         self.env = env
         self.dataset = dataset
         self.model = model
         self.seed = seed
         self.ppo_args = PPOArgs(**{**dict(ppo or {}), "seed": seed})
+        if self.ppo_args.total_steps < 1:
+            steps = self.ppo_args.total_steps
+            raise ValueError(f"task.ppo.total_steps must be at least 1, got {steps}: nothing would be trained")
         self.train_max_migrations = int(train_max_migrations or env.max_migrations)
         self.train_time_limit_s = train_time_limit_s
         self.mnl_grid = sorted({int(m) for m in mnl_grid} | {env.max_migrations})
@@ -152,6 +159,11 @@ class VM2RLTask:
         self.init_from = os.path.normpath(init_from) if init_from else None
         self.onnx: tuple[bytes, bytes] | None = None
         self.history: list[dict[str, float]] = []
+
+    def metric_patterns(self) -> list[str]:
+        """The metrics ``evaluate`` produces (``fnmatch`` patterns), known before training."""
+        methods = ["vm2rl", "vm2rl_best_of_k", *self.methods]
+        return ["train/*", "val/*", "test/initial/fragment_rate", *(f"test/{m}/*" for m in methods)]
 
     # ------------------------------------------------------------------ training
     def env_fns(self) -> list[Any]:
