@@ -1,44 +1,20 @@
 """Simulators and their gymnasium environments, one sub-package per domain.
 
-Importing ``infragym.envs`` registers every environment with gymnasium.
+Importing ``infragym.envs`` registers every environment with gymnasium: each domain declares its
+own in ``<domain>/registration.py`` (``ENVS``: id -> (entry point, max_episode_steps)), so a new
+domain adds its envs without editing this file. Those files are read on their own, without
+importing their domain packages (which load the simulators): registering stays cheap.
 """
+
+import importlib.util
+from pathlib import Path
 
 from gymnasium.envs.registration import register, registry
 
-_ENVS = {
-    "infragym/UnhealthyNodeMitigation-v0": (
-        "infragym.envs.health.env:UnhealthyNodeMitigationEnv",
-        # One event per episode: the env terminates after one step. A limit of 1 would make
-        # TimeLimit flag that step as truncated too; 2 only guards against misuse.
-        2,
-    ),
-    "infragym/LLMServing-v0": (
-        "infragym.envs.serving.env:LLMServingEnv",
-        # a scheduling decision per step; an episode of 200 requests takes ~400-1000 steps
-        20_000,
-    ),
-    "infragym/KVCacheTTL-v0": (
-        "infragym.envs.serving.ttl_env:KVCacheTTLEnv",
-        # a TTL decision per tool call: 200 SWE-like programs make ~4,600 steps
-        200_000,
-    ),
-    "infragym/ServerlessKeepAlive-v0": (
-        "infragym.envs.serverless.env:ServerlessKeepAliveEnv",
-        # a window decision per invocation: 8 functions x 6 h make up to 12,000 steps
-        20_000,
-    ),
-    "infragym/VMReschedule-v0": (
-        "infragym.envs.cluster.env:VMRescheduleEnv",
-        # the env terminates itself after MNL migrations (default 50); this only guards misuse
-        1_000,
-    ),
-    "infragym/TrainingReliability-v0": (
-        "infragym.envs.training.env:TrainingReliabilityEnv",
-        # the env terminates itself at its horizon (7 days: ~200 failures + ticks); a guard only
-        1_000_000,
-    ),
-}
-
-for _env_id, (_entry_point, _max_steps) in _ENVS.items():
-    if _env_id not in registry:
-        register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
+for _declaration in sorted(Path(__file__).parent.glob("*/registration.py")):
+    _spec = importlib.util.spec_from_file_location(f"{__name__}.{_declaration.parent.name}.registration", _declaration)
+    _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    for _env_id, (_entry_point, _max_steps) in _module.ENVS.items():
+        if _env_id not in registry:
+            register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)

@@ -82,16 +82,9 @@ def test_pages_start_with_a_title_and_link_only_to_each_other() -> None:
 
 def test_every_component_folder_declares_its_benchmarks_and_renders_its_page() -> None:
     benchmarks = suite.benchmarks()
-    assert {b.component for b in benchmarks} == {
-        "deoxys",
-        "serving",
-        "continuum",
-        "vm2rl",
-        "cloudformer",
-        "serve",
-        "serverless",
-        "training_reliability",
-    }
+    # every component folder (one with a results page) declares benchmarks, and only those do
+    assert {b.component for b in benchmarks} == {p.parent.name for p in (ROOT / "bench").glob("*/page.py")}
+    assert {"deoxys", "serving", "continuum", "vm2rl", "cloudformer", "serve"} <= {b.component for b in benchmarks}
     assert all(b.script.parent.name == b.component and b.module.startswith("bench.") for b in benchmarks)
     assert next(b for b in benchmarks if b.name == "train_wallclock").component == "deoxys"
     assert {b.result_name for b in benchmarks} == {p.stem for p in (ROOT / "bench" / "results").glob("*.json")}
