@@ -15,26 +15,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench._common import Benchmark, Check, finish, timed_train, write_result
+from infragym.envs.training.strategies import POLICIES as NAMED_POLICIES
 
 BENCHMARKS = (Benchmark("training_reliability_experiment", minutes=8),)
 RESULT = "training_reliability_experiment"
 GOAL_WALL_S = 600
 ISSUE = 17
 SCENARIOS = ("llama3", "weibull_hetero")
-POLICIES = (
-    "sync_watchdog",
-    "young_daly",
-    "megascale",
-    "c4",
-    "datastates",
-    "inmemory_ec",
-    "checkfree",
-    "oracle",
-    "daly_two_stage",
-    "daly_lazy",
-    "daly_inmemory_ec",
-    "learned",
-)
+POLICIES = (*NAMED_POLICIES, "daly_two_stage", "daly_lazy", "daly_inmemory_ec", "learned")
 YOUNG_DALY = ("young_daly", "daly_two_stage", "daly_lazy", "daly_inmemory_ec")
 
 

@@ -112,6 +112,7 @@ def main() -> int:
     from infragym.envs.training.failures import SCENARIOS, FailureSpec
     from infragym.envs.training.simulator import LOSSES
     from infragym.envs.training.strategies import (
+        POLICIES,
         fixed_interval_strategy,
         make_simulator,
         run_rule,
@@ -138,18 +139,7 @@ def main() -> int:
     table: dict = {}
     for scenario in ("llama3", "weibull_hetero"):
         table[scenario] = {}
-        for name in (
-            "sync_watchdog",
-            "young_daly",
-            "megascale",
-            "c4",
-            "datastates",
-            "inmemory_ec",
-            "checkfree",
-            "checkfree_plus",
-            "oracle",
-            "sync_watchdog_slow_init",
-        ):
+        for name in (*POLICIES, "checkfree_plus", "sync_watchdog_slow_init"):
             rs = [r for r, _ in runs(named[name], SCENARIOS[scenario])]
             table[scenario][name] = {
                 "ettr": _ci([r["ettr"] for r in rs]),

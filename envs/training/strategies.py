@@ -95,6 +95,10 @@ def oracle_rule(sim: TrainingJobSimulator, decision: Decision) -> tuple[float, i
     return 1e9, sim.tier, standard_recovery(sim, decision)
 
 
+# The strategies issue 17 names and every evaluation compares (besides the learned policy).
+POLICIES = ("sync_watchdog", "young_daly", "megascale", "c4", "datastates", "inmemory_ec", "checkfree", "oracle")
+
+
 def strategies(job: JobSpec) -> dict[str, Strategy]:
     """Every named strategy for ``job``."""
     watchdog = Infrastructure(detection="watchdog", fast_comm_init=True)

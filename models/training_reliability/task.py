@@ -29,7 +29,7 @@ from infragym.envs.training.env import (
 )
 from infragym.envs.training.failures import SCENARIOS
 from infragym.envs.training.simulator import LOSSES
-from infragym.envs.training.strategies import make_simulator, run_rule, strategies
+from infragym.envs.training.strategies import POLICIES, make_simulator, run_rule, strategies
 from infragym.evaluation import average_over_seeds, method_metrics, results_table
 from infragym.export import write_export
 from infragym.logging import RunLogger
@@ -38,7 +38,6 @@ from infragym.task import EvaluationReport
 
 log = logging.getLogger(__name__)
 COMPONENT = "training_reliability"
-POLICIES = ("sync_watchdog", "young_daly", "megascale", "c4", "datastates", "inmemory_ec", "checkfree", "oracle")
 # Held-out failure seeds start here; training episodes draw their seeds below it.
 TEST_SEED_BASE = 2**30
 
