@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import vmr2l_snapshot_json
 
@@ -264,6 +265,21 @@ def test_two_workers_serve_requests(served_exports: dict[str, Path], tmp_path: P
         while time.monotonic() < deadline and server.output().count("Application startup complete") < 2:
             time.sleep(0.2)
         assert server.output().count("Application startup complete") == 2, server.output()[-3000:]
+        # a new connection per request, so both workers answer some; every scrape of /metrics,
+        # whichever worker answers it, counts all of them
+        for _ in range(20):
+            response = httpx.post(f"{server.url}/v1/models/continuum/predict", json={"tool_calls": [{"tool": "bash"}]})
+            assert response.status_code == 200, response.text
+        for _ in range(4):
+            text = httpx.get(f"{server.url}/metrics", timeout=10).text
+            counted = sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                if family.name == "infragym_requests"
+                for sample in family.samples
+                if sample.name == "infragym_requests_total" and sample.labels.get("model") == "continuum"
+            )
+            assert counted == 40, text
     finally:
         returncode = server.stop(GRACE_S + 15)
     assert returncode == 0, server.output()[-3000:]

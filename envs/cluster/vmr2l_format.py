@@ -24,11 +24,11 @@ VMs; anti-affinity groups already violated or whose member list is not a list; a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -272,22 +272,14 @@ def load_vmr2l_snapshot(path: str | os.PathLike[str]) -> ClusterSnapshot:
         SnapshotError: unreadable or undecodable file, or any refusal listed in the module
             docstring, naming the file, the record and the field.
     """
+    from infragym.envs.cluster.vmr2l_typed import decode_vmr2l_snapshot  # it builds on this module
+
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise SnapshotError(f"{path}: cannot read the snapshot ({err})") from err
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SnapshotError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SnapshotError(f"{path}: not JSON (line {err.lineno}, column {err.colno}: {err.msg})") from err
-    except RecursionError as err:
-        raise SnapshotError(f"{path}: JSON nested too deep to read") from err
-    return parse_vmr2l_snapshot(data, source=str(path), name=str(path))
+    return decode_vmr2l_snapshot(raw, source=str(path), name=str(path))
 
 
 def parse_vmr2l_snapshot(data: Any, *, source: str = "snapshot", name: str = "snapshot") -> ClusterSnapshot:
@@ -381,20 +373,72 @@ def _parse(data: Any, *, source: str, name: str) -> ClusterSnapshot:
             vm_pm.append(pm)
             vm_place.append(place)
             vm_mig.append(migratable)
-    granularity = []
-    members_of = []
-    for code, ids in groups:
-        present = np.array(sorted(vm_index[i] for i in ids if i in vm_index), dtype=np.int64)
-        if present.size >= 2:  # a group with 0 or 1 VM of this snapshot constrains nothing
-            granularity.append(code)
-            members_of.append(present)
+    return assemble_snapshot(
+        pm_ids=pm_ids,
+        cpu_total=cpu_total,
+        mem_total=mem_total,
+        free_cpu=free_cpu,
+        free_mem=free_mem,
+        active=active,
+        racks=racks,
+        groups=groups,
+        vm_index=vm_index,
+        vm_cpu=vm_cpu,
+        vm_mem=vm_mem,
+        vm_double=vm_double,
+        vm_pm=vm_pm,
+        vm_place=vm_place,
+        vm_mig=vm_mig,
+        source=source,
+        name=name,
+    )
+
+
+def assemble_snapshot(
+    *,
+    pm_ids: Sequence[str],
+    cpu_total: Sequence[int] | np.ndarray,
+    mem_total: Sequence[float] | np.ndarray,
+    free_cpu: Sequence[float | None],
+    free_mem: Sequence[float | None],
+    active: Sequence[bool] | np.ndarray,
+    racks: Sequence[int] | np.ndarray,
+    groups: Iterable[tuple[int, tuple[str, ...]]],
+    vm_index: dict[str, int],
+    vm_cpu: Sequence[int] | np.ndarray,
+    vm_mem: Sequence[float] | np.ndarray,
+    vm_double: Sequence[bool] | np.ndarray,
+    vm_pm: Sequence[int] | np.ndarray,
+    vm_place: Sequence[int] | np.ndarray,
+    vm_mig: Sequence[bool] | np.ndarray,
+    source: str,
+    name: str,
+) -> ClusterSnapshot:
+    """The snapshot from the columns a reader collected (per NUMA node columns PM-major, VMs
+    in ``vm_index`` order), validated, with the free-field report: the one ending of both the
+    checked reader and the typed one (``vmr2l_typed``), so both give the same snapshot."""
+    # Each group's members present in this snapshot, as sorted VM indices, in one pass over
+    # all groups (real snapshots hold hundreds of small ones).
+    keys = list(groups)
+    sizes = np.array([len(ids) for _, ids in keys], dtype=np.int64)
+    index = np.array([vm_index.get(i, -1) for _, ids in keys for i in ids], dtype=np.int64)
+    group = np.repeat(np.arange(len(keys)), sizes)
+    present = index >= 0
+    group, index = group[present], index[present]
+    order = np.lexsort((index, group))
+    counts = np.bincount(group, minlength=len(keys))
+    per_group = np.split(index[order], np.cumsum(counts)[:-1]) if keys else []
+    # a group with 0 or 1 VM of this snapshot constrains nothing
+    kept = np.flatnonzero(counts >= 2)
+    granularity = [keys[g][0] for g in kept]
+    members_of = [per_group[g] for g in kept]
     snap = ClusterSnapshot(
         pm_ids=np.array(pm_ids, dtype=str),
         pm_cpu_total=np.array(cpu_total, dtype=np.int64).reshape(-1, 2),
         pm_mem_total=np.array(mem_total, dtype=np.float64).reshape(-1, 2),
         pm_active=np.array(active, dtype=bool),
         pm_rack=np.array(racks, dtype=np.int64),
-        vm_ids=np.array(vm_ids, dtype=str),
+        vm_ids=np.array(list(vm_index), dtype=str),
         vm_cpu=np.array(vm_cpu, dtype=np.int64),
         vm_mem=np.array(vm_mem, dtype=np.float64),
         vm_double=np.array(vm_double, dtype=bool),
@@ -414,7 +458,7 @@ def _parse(data: Any, *, source: str, name: str) -> ClusterSnapshot:
 
 
 def _free_field_report(
-    snap: ClusterSnapshot, free_cpu: list[float | None], free_mem: list[float | None], source: str
+    snap: ClusterSnapshot, free_cpu: Sequence[float | None], free_mem: Sequence[float | None], source: str
 ) -> dict[str, Any]:
     """Compare the file's free fields with the free capacity its VMs leave (informational)."""
     used_cpu, used_mem = snap.usage()

@@ -14,6 +14,7 @@ stay open for probes and scrapers.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
@@ -28,7 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from infragym import __version__, components
 from infragym.export import ExportError, load_export
@@ -109,6 +110,22 @@ def load_models(exports: Sequence[str], *, trust: bool = False) -> list[ServedMo
         taken.add(name)
         models.append(ServedModel(name, component.name, str(path), manifest, predictor, operations))
     return models
+
+
+# prometheus-client's multiprocess mode: each worker of ``--workers N`` writes its samples to
+# files in this directory (``infragym serve`` sets it), and ``/metrics``, answered by whichever
+# worker gets the scrape, sums them all.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition_registry(own: CollectorRegistry) -> CollectorRegistry:
+    """What ``/metrics`` exposes: every worker's samples in multiprocess mode, else this process's."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return own
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged, path=directory)
+    return merged
 
 
 class RequestMetrics:
@@ -234,7 +251,8 @@ def create_app(
 
     @app.get("/metrics", tags=["health"])
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+        text = generate_latest(exposition_registry(registry)).decode()
+        return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models", tags=["models"], dependencies=[Depends(authorise)])
     async def list_models() -> dict[str, Any]:

@@ -72,26 +72,34 @@ def jsonable(value: Any) -> Any:
 class OperationAnswer:
     """One operation's whole answer from its raw body, run in a worker thread: parsing a large
     body (a cluster snapshot) must not stall the event loop either. pydantic parses and validates
-    the JSON in one pass with its own parser, and the response is serialised once."""
+    the JSON in one pass with its own parser (after the operation's own ``decode``, where it has
+    one, passed on the body), and the response is serialised once."""
 
     def __init__(self, label: str, operation: Operation) -> None:
         self.label = label
         self.request: type[BaseModel] = operation.request
         self.handle: Callable[[Any], BaseModel] = operation.handle
+        self.decode: Callable[[bytes], Any] | None = operation.decode
 
     def __call__(self, raw: bytes) -> bytes:
+        body = self._guarded(self.decode, raw) if self.decode is not None else None
+        if body is None:
+            try:
+                body = self.request.model_validate_json(raw)
+            except ValidationError as err:
+                raise Rejected(422, validation_detail(err.errors(include_url=False))) from err
+        return self._guarded(self.handle, body).model_dump_json().encode()
+
+    def _guarded(self, step: Callable[[Any], Any], value: Any) -> Any:
+        """``step(value)``; input it refuses is 422, anything else a logged 500 (a bug, never the
+        client's input), and the process stays up."""
         try:
-            body = self.request.model_validate_json(raw)
-        except ValidationError as err:
-            raise Rejected(422, validation_detail(err.errors(include_url=False))) from err
-        try:
-            result = self.handle(body)
+            return step(value)
         except (RequestError, ValueError, KeyError, ExportError) as err:
             raise Rejected(422, f"{self.label}: {err}") from err
-        except Exception as err:  # a bug, never the client's input: logged, answered 500, process stays up
+        except Exception as err:
             log.exception("%s failed", self.label)
             raise Rejected(500, f"{self.label}: internal error ({type(err).__name__})") from err
-        return result.model_dump_json().encode()
 
 
 async def send_json(send: Callable, status: int, content: bytes) -> None:

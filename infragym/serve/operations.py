@@ -45,3 +45,7 @@ class Operation:
     handle: Callable[[Any], BaseModel]
     # An example body for the docs and the load test (a small, valid request).
     example: Callable[[], dict[str, Any]] | None = None
+    # A faster reader of the raw body for the usual form of a large request: returns what
+    # ``handle`` takes, or None for anything else, which ``request`` then validates (and names
+    # the problem). It must accept only bodies that ``request`` accepts, with the same meaning.
+    decode: Callable[[bytes], Any] | None = None

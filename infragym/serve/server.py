@@ -16,9 +16,11 @@ import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -26,7 +28,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from infragym.serve.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_THREADS, ServeError, create_app, load_models
+from infragym.serve.app import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_THREADS,
+    MULTIPROC_ENV,
+    ServeError,
+    create_app,
+    load_models,
+)
 
 log = logging.getLogger("infragym.serve")
 
@@ -145,8 +154,18 @@ def serve(settings: ServeSettings) -> None:
     os.environ[SETTINGS_ENV] = settings.to_json()
     from uvicorn.supervisors import Multiprocess
 
+    # The workers' metrics meet in one directory (see app.MULTIPROC_ENV); the workers are new
+    # processes, so prometheus-client starts there in multiprocess mode. A directory the user
+    # chose is kept; ours is removed at exit.
+    own_metrics_dir = MULTIPROC_ENV not in os.environ
+    if own_metrics_dir:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="infragym-serve-metrics-")
     config = uvicorn.Config(f"{__name__}:app_from_environment", factory=True, workers=settings.workers, **options)
-    Multiprocess(config, sockets=[_listening_socket(settings.host, settings.port)]).run()
+    try:
+        Multiprocess(config, sockets=[_listening_socket(settings.host, settings.port)]).run()
+    finally:
+        if own_metrics_dir:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
