@@ -270,6 +270,17 @@ def test_two_workers_serve_requests(served_exports: dict[str, Path], tmp_path: P
         for _ in range(20):
             response = httpx.post(f"{server.url}/v1/models/continuum/predict", json={"tool_calls": [{"tool": "bash"}]})
             assert response.status_code == 200, response.text
+        if Path("/proc/net/tcp").is_file():
+            # 16 keep-alive connections opened together land on both workers (each worker
+            # listens on its own SO_REUSEPORT socket; a shared one went all to one worker)
+            clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(16)]
+            try:
+                for c in clients:
+                    assert c.get("/healthz").status_code == 200
+                assert len(_workers_holding_connections(server)) == 2
+            finally:
+                for c in clients:
+                    c.close()
         for _ in range(4):
             text = httpx.get(f"{server.url}/metrics", timeout=10).text
             counted = sum(
@@ -283,3 +294,27 @@ def test_two_workers_serve_requests(served_exports: dict[str, Path], tmp_path: P
     finally:
         returncode = server.stop(GRACE_S + 15)
     assert returncode == 0, server.output()[-3000:]
+
+
+def _workers_holding_connections(server: Server) -> set[int]:
+    """The server's child processes that hold an established TCP connection on its port (Linux /proc)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).is_file():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == server.port and fields[3] == "01":  # 01: ESTABLISHED
+                established.add(fields[9])  # the socket's inode
+    holders = set()
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    for pid in map(int, children):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in established:
+                holders.add(pid)
+    return holders
