@@ -18,6 +18,7 @@ window x metrics, VM2RL's is the real VMR2L medium snapshot with a budget of one
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import signal
@@ -32,7 +33,7 @@ from typing import Any
 # so that the suite's shared helpers import as ``bench._common``.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench._common import ROOT, Benchmark, Check, data_dir, finish, write_result
+from bench._common import ROOT, Benchmark, Check, data_dir, finish, load_result, write_result
 
 # ~12 min of load; training the three exports first adds ~10 min on 2 idle cores.
 BENCHMARKS = (Benchmark("serve_load", minutes=20),)
@@ -301,6 +302,8 @@ def main() -> int:
                 served_after = server_latency(base_url, model, operation)
                 handled = served_after[1] - served_before[1]
                 row = {
+                    "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "load_average_before": list(os.getloadavg()),
                     "model": model,
                     "operation": operation,
                     "items": items,
@@ -323,6 +326,20 @@ def main() -> int:
     load_after = os.getloadavg()
     from infragym.export import verify_export
 
+    exports_info = {
+        name: {
+            "path": str(path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path),
+            "input_schema": _shape_of(verify_export(path, trust=True)["input_schema"]),
+        }
+        for name, path in exports.items()
+    }
+    kept = _earlier_levels(set(args.models))
+    if kept:
+        # a run of some models keeps the other models' levels from the last run, each row with
+        # its own time and load
+        levels = kept["levels"] + levels
+        exports_info = {**kept["exports"], **exports_info}
+
     result = {
         "goals": {
             "p99_ms_at_concurrency_8": {f"{m}/{o}": g for (m, o), g in P99_GOALS_MS.items()},
@@ -332,13 +349,7 @@ def main() -> int:
         "seconds_per_level": args.seconds,
         "max_requests_per_level": args.max_requests,
         "server": {"workers": args.workers, "threads": args.threads, "command": "infragym serve"},
-        "exports": {
-            name: {
-                "path": str(path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path),
-                "input_schema": _shape_of(verify_export(path, trust=True)["input_schema"]),
-            }
-            for name, path in exports.items()
-        },
+        "exports": exports_info,
         "vm2rl_snapshot": MEDIUM_SNAPSHOT.name,
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),
@@ -347,6 +358,20 @@ def main() -> int:
     }
     write_result(RESULT, result)
     return finish(RESULT, check(result))
+
+
+def _earlier_levels(models: set[str]) -> dict[str, Any] | None:
+    """The last result's levels and exports of the models not in ``models`` (None if none)."""
+    earlier = load_result(RESULT)
+    if not earlier or models >= set(MODELS):
+        return None
+    rows = [
+        {"measured_at": earlier.get("date"), "load_average_before": earlier.get("load_average_before"), **row}
+        for row in earlier.get("levels", [])
+        if row.get("model") not in models
+    ]
+    exports = {k: v for k, v in earlier.get("exports", {}).items() if k not in models}
+    return {"levels": rows, "exports": exports} if rows else None
 
 
 def _shape_of(input_schema: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ def render() -> str:
     goals = "\n".join(f"| {c.what} | {c.measured} | {c.goal} | {c.status} |" for c in check(result))
     rows = "\n".join(
         f"| {r['model']} | {r['operation']} | {r['items']} | {r['concurrency']} | {r['requests_per_s']:,.1f} | "
-        f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {_ms(r.get('server_mean_ms'))} | {r['requests']:,} | {r['errors']} |"
+        f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {_ms(r.get('server_mean_ms'))} | {r['requests']:,} | {r['errors']} | "
+        f"{_when(r, result)} |"
         for r in result["levels"]
     )
     server = result["server"]
@@ -38,12 +39,22 @@ def render() -> str:
             "real VMR2L medium "
             f"snapshot (`{result['vm2rl_snapshot']}`) with a budget of one migration.",
             f"Machine: {machine['cpus']} cores, shared with other jobs: load average (1, 5, 15 min) {before} "
-            f"before and {after} after the run. The load generator runs on the same cores as the server.",
+            f"before and {after} after the last run. The load generator runs on the same cores as the server. "
+            "A rerun of some models (`--models`) keeps the other models' levels, each row with its own time.",
             "## Goals (issue 13)\n\n| what | measured | goal | status |\n|---|---|---|---|\n" + goals,
             "## Every level\n\n| model | operation | items | concurrency | req/s | p50 ms | p99 ms | server ms "
-            "| requests | errors |\n|---|---|---|---|---|---|---|---|---|---|\n" + rows,
+            "| requests | errors | measured (UTC), load average |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n" + rows,
         ]
     )
+
+
+def _when(row: dict, result: dict) -> str:
+    """A level's time and the machine's 1-minute load average before it (rows of a partial rerun
+    keep their own; rows without them are the whole run's)."""
+    date = row.get("measured_at") or result["date"]
+    load = row.get("load_average_before") or result["load_average_before"]
+    return f"{date[:16].replace('T', ' ')}, {load[0]:.2f}"
 
 
 def _ms(value: float | None) -> str:
