@@ -13,8 +13,11 @@ Managers:
 - ``PrefixCacheKVManager`` (``prefix_cache``, in ``prefix_cache.py``): the paged cache plus
   automatic prefix caching and pins held across tool calls (Continuum).
 
-Accounting is in blocks; a manager with another granularity (e.g. vAttention's pages mapped on
-demand) keeps ``free_blocks`` in the same unit the replica asks in: ``blocks_for(tokens)``.
+Accounting is in blocks of ``ReplicaConfig.block_size`` tokens; a manager with another
+granularity (e.g. vAttention's pages mapped on demand) sets the replica's ``block_size`` to its
+unit's tokens. A manager whose attention kernels differ in speed from paged attention sets
+``attention_cost_factor``; a swap engine that overlaps copies with compute returns the seconds
+it does not hide from ``swap_out``/``swap_in``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class KVManager:
     """
 
     name: ClassVar[str] = ""
+    # Multiplies the attention part of an iteration's time (prefill attention FLOPs, decode KV
+    # reads): a manager whose kernels read the cache faster or slower than paged attention.
+    attention_cost_factor: ClassVar[float] = 1.0
 
     def __init__(self, total_blocks: int, block_size: int, swap_s_per_block: float) -> None:
         if total_blocks <= 0 or block_size <= 0:
