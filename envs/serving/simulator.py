@@ -928,9 +928,16 @@ class ServingCluster:
                 chosen.advance_until(now)
             chosen.enqueue(rid, now)
 
+        def timed(now: float, action: Callable[[ServingCluster, float], None]) -> None:
+            # Bring every replica up to ``now`` first: the action may change how they run.
+            for r in self.replicas:
+                if r.clock < now and (r.n or r.waiting or r.swapped):
+                    r.advance_until(now)
+            action(self, now)
+
         loop.stream(table.arrival, arrive)
         for time, action in self._timed:
-            loop.at(time, lambda t, action=action: action(self, t), order=-1)
+            loop.at(time, timed, action, order=-1)
         end = (float(table.arrival[-1]) if table.n else 0.0) + self.drain_s
         loop.run(until=end)
         for r in self.replicas:
