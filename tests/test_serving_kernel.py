@@ -12,6 +12,7 @@ import pytest
 from hydra.utils import instantiate
 
 from infragym.datasets.llm_traces import RequestTrace, burstgpt_like
+from infragym.envs.serving.cluster import ServingCluster
 from infragym.envs.serving.events import EventLoop
 from infragym.envs.serving.kv import KV_MANAGERS, PagedKVManager
 from infragym.envs.serving.policies import ROUTERS, SCHEDULERS, ReplicaScheduler, Router, make_router, make_scheduler
@@ -23,7 +24,6 @@ from infragym.envs.serving.simulator import (
     TIMED_OUT,
     Replica,
     ReplicaConfig,
-    ServingCluster,
 )
 
 from .conftest import compose_config
