@@ -368,3 +368,18 @@ def test_invariants_hold_for_every_scheduler(n, rate, seed, preemption, chunked,
     audited.__dict__.update(policy.__dict__)
     result = ServingCluster(replica=config, n_replicas=2, scheduler=audited, slo=SLO(queue_timeout_s=5.0)).run(trace)
     _assert_drained(result)
+
+
+def test_program_simulation_writes_a_chrome_trace_too(tmp_path: Path) -> None:
+    from infragym.datasets.agent_programs import swe_bench_like
+    from infragym.envs.serving.programs import ProgramSimulation
+
+    progs = swe_bench_like(6, np.random.default_rng(0), rate=0.5)
+    config = ReplicaConfig(chunked_prefill=True)
+    plain = ProgramSimulation(progs, replica=config).run(lambda d, s: 1.0)
+    sim = ProgramSimulation(progs, replica=config, chrome_trace=True)
+    assert sim.run(lambda d, s: 1.0) == pytest.approx(plain)
+    events = json.loads(sim.write_trace(tmp_path / "programs.json").read_text())["traceEvents"]
+    assert {e["tid"] for e in events if e["name"] == "first token"} == set(range(progs.n_turns))
+    with pytest.raises(RuntimeError, match="chrome_trace=True"):
+        ProgramSimulation(progs, replica=config).write_trace(tmp_path / "none.json")
