@@ -175,7 +175,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     socket of its own and the kernel spreads new connections over them. One socket shared by
     all workers is taken by whichever wakes first, and asyncio and libuv accept every waiting
     connection at once: with 8 keep-alive connections opened together, one worker took all 8 in
-    2 of 4 trials and the other idled (the load test's VM2RL p99 doubled). Elsewhere, the shared
+    2 of 4 trials and the other idled (the load test's p99 of a slow model doubled). Elsewhere, the shared
     socket.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
