@@ -15,6 +15,7 @@ from infragym.datasets.llm_traces import (
     load_azure_trace,
     load_trace,
 )
+
 from .conftest import SHARED_DATA
 
 TRACES = Path(os.environ.get("INFRAGYM_DATA", SHARED_DATA)) / "llm_traces"
