@@ -225,7 +225,8 @@ class JITServeScheduler(ReplicaScheduler, _PredictedLengths):
             prefill_s=prefill_s,
         )
         value = jit.marginal_goodput(t.prompt[ids], generated, remaining, token_s)
-        order = jit.grouped_margin_order(slack, value, grouping=self.grouping)
+        service_s = prefill_s + remaining * token_s
+        order = jit.grouped_margin_order(slack, value, service_s, grouping=self.grouping)
         started = generated[order] > 0
         order = np.concatenate([order[started], order[~started]])
         self._budget = np.inf
