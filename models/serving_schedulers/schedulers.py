@@ -264,5 +264,12 @@ class JITServeScheduler(ReplicaScheduler, _PredictedLengths):
 
 SCHEDULERS: dict[str, type[ReplicaScheduler]] = {
     cls.name: cls
-    for cls in (FCFSScheduler, ConservativeScheduler, PastFutureScheduler, EDFScheduler, SJFScheduler, JITServeScheduler)
+    for cls in (
+        FCFSScheduler,
+        ConservativeScheduler,
+        PastFutureScheduler,
+        EDFScheduler,
+        SJFScheduler,
+        JITServeScheduler,
+    )
 }

@@ -54,7 +54,17 @@ class Workload:
 
     def __post_init__(self) -> None:
         n = len(self.trace)
-        for name in ("slo_type", "ttft_s", "tbt_s", "max_stall_s", "deadline_at", "max_new_tokens", "parent", "think_s", "program"):
+        for name in (
+            "slo_type",
+            "ttft_s",
+            "tbt_s",
+            "max_stall_s",
+            "deadline_at",
+            "max_new_tokens",
+            "parent",
+            "think_s",
+            "program",
+        ):
             if len(getattr(self, name)) != n:
                 raise TraceError(f"workload {self.name}: {name} has {len(getattr(self, name))} entries, expected {n}")
         if np.any(self.max_new_tokens < self.trace.output_tokens):
@@ -109,7 +119,9 @@ def uniform_length_trace(
     arrival = np.cumsum(gaps) - gaps[0]
     prompt = rng.integers(prompt_range[0], prompt_range[1] + 1, n)
     output = rng.integers(output_range[0], output_range[1] + 1, n)
-    return RequestTrace(arrival, prompt.astype(np.int64), output.astype(np.int64), np.zeros(n, np.int64), np.zeros(n, bool))
+    return RequestTrace(
+        arrival, prompt.astype(np.int64), output.astype(np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+    )
 
 
 def past_future_workload(
