@@ -12,6 +12,8 @@ one. Beyond the top predicted level, the training set's own tail (lengths above 
 
 from __future__ import annotations
 
+import itertools
+
 import lightgbm as lgb
 import numpy as np
 
@@ -43,7 +45,7 @@ class QuantileLengthPredictor:
         num_leaves: int = 15,
         seed: int = 0,
     ) -> None:
-        if not all(0 < a < b < 1 for a, b in zip(levels, levels[1:], strict=False)) or not 0 < levels[0]:
+        if not all(0 < a < b < 1 for a, b in itertools.pairwise(levels)) or not 0 < levels[0]:
             raise ValueError(f"levels must be increasing in (0, 1), got {levels}")
         if not 0 < tau < 1:
             raise ValueError(f"tau must be in (0, 1), got {tau}")

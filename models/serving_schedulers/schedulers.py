@@ -106,7 +106,7 @@ class PastFutureScheduler(ReplicaScheduler):
                 np.array([t.generated[rid]]), self.workload.max_new_tokens[rid : rid + 1], self.rng
             )[0]
         )
-        peak = future_peak(np.array(self._held + [held]), np.array(self._remaining + [remaining]))
+        peak = future_peak(np.array([*self._held, held]), np.array([*self._remaining, remaining]))
         if peak > self.capacity:
             return False
         self._held.append(held)
