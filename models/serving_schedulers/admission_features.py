@@ -73,7 +73,10 @@ class AdmissionFeatures:
         if streams.size:
             r.sync()
             budget = prefill_budget_s(
-                now=now, first_token=t.first_token[streams], generated=t.generated[streams], tbt_s=w.tbt_s[streams],
+                now=now,
+                first_token=t.first_token[streams],
+                generated=t.generated[streams],
+                tbt_s=w.tbt_s[streams],
                 token_s=token_s,
             )
         obs[0] = r.free_blocks / r.total_blocks

@@ -289,7 +289,9 @@ class ServingSchedulersTask:
                 for info in self.locals.get("infos", []):
                     if "episode" in info:
                         history.append((self.num_timesteps, float(info["episode"]["r"])))
-                        logger.log_metrics({"train/episode_return": float(info["episode"]["r"])}, step=self.num_timesteps)
+                        logger.log_metrics(
+                            {"train/episode_return": float(info["episode"]["r"])}, step=self.num_timesteps
+                        )
                 return True
 
         model = MaskablePPO(
@@ -378,7 +380,9 @@ class ServingSchedulersTask:
             )
             for name, load, seed, methods in cells
         )
-        results = Parallel(n_jobs=self.eval_workers)(jobs) if self.eval_workers > 1 else [f(*a, **k) for f, a, k in jobs]
+        results = (
+            Parallel(n_jobs=self.eval_workers)(jobs) if self.eval_workers > 1 else [f(*a, **k) for f, a, k in jobs]
+        )
         runs: dict[tuple[str, float], list[dict[str, dict[str, float]]]] = {}
         for (name, load, _, _), result in zip(cells, results, strict=True):
             runs.setdefault((name, load), []).append(result)

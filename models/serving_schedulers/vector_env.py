@@ -33,7 +33,7 @@ class GymnasiumVecEnv(VecEnv):
         self._lengths = np.zeros(self.num_envs, np.int64)
         self._seed: int | None = None
 
-    def seed(self, seed: int | None = None) -> Sequence[None | int]:
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
         self._seed = seed
         return [None if seed is None else seed + i for i in range(self.num_envs)]
 
