@@ -43,7 +43,7 @@ def test_admission_env_passes_the_checkers_and_masks_what_does_not_fit() -> None
             assert mask[slot] == replica.admissible(rid)
         # admit the last allowed request (not FCFS), so the queue is reordered
         action = int(np.flatnonzero(mask)[-2]) if mask[:WINDOW].any() and steps % 2 else WINDOW
-        obs, reward, done, truncated, info = env.step(action)
+        obs, reward, done, _, info = env.step(action)
         assert env.observation_space.contains(obs)
         total += reward
         steps += 1
