@@ -3,7 +3,8 @@
 Each episode replays a workload of ``n_requests`` (streaming, deadline and compound requests,
 ``workloads.mixed_slo_workload``) on one replica with the scheduler loop of
 ``models/serving_schedulers/replay.py``. At each scheduling point where a waiting request fits,
-the agent admits one of the first ``WINDOW`` waiting requests or runs the iteration
+the agent admits one of ``WINDOW`` waiting requests (those that can still meet their
+SLO first) or runs the iteration
 (``admission_features``: observation, mask). Reward per step: requests that met their SLO minus
 those that missed it (finished late, timed out or failed) since the last step.
 
@@ -125,8 +126,7 @@ class LLMAdmissionEnv(gym.Env[np.ndarray, np.int64]):
         run = self.run
         assert run is not None
         while run.next_decision():
-            _, mask, _ = self.features.observe()
-            if mask[:WINDOW].any():
+            if self.features.any_fits():
                 return
             self._run_once()
         self._done = True
@@ -147,8 +147,7 @@ class LLMAdmissionEnv(gym.Env[np.ndarray, np.int64]):
         _, mask, cands = self.features.observe()
         if a < WINDOW and a < len(cands) and mask[a]:
             self.run.replica.admit(cands[a])
-            _, mask, _ = self.features.observe()
-            if not mask[:WINDOW].any():
+            if not self.features.any_fits():
                 a = WINDOW  # nothing else fits: the iteration runs
         else:
             a = WINDOW  # run (a masked admission counts as run)

@@ -3,9 +3,10 @@
 Observation (``OBS_SIZE`` float32, each in [-1, 1]): the replica (free KV, running batch,
 batched tokens, queue length, the Past-Future predicted peak and the conservative reservation as
 fractions of the KV pool, the current decode time per token against the streaming TBT bound, and
-the streams' TBT slack) and the first ``WINDOW`` waiting requests (present, prompt size, SLO
-slack, SLO type, whether it was already started, whether it fits now, and the Past-Future peak
-if it were admitted). Action: admit waiting request ``k < WINDOW`` or run the iteration
+the streams' TBT slack) and ``WINDOW`` waiting requests (those that can still meet their SLO first, by slack; present, prompt size, SLO
+slack, SLO type, whether it was already started, whether it fits now, the Past-Future peak
+if it were admitted, and whether the iteration with its prefill stays within the running
+streams' TBT slack: JITServe's batch-composition test). Action: admit waiting request ``k < WINDOW`` or run the iteration
 (``WINDOW``); the mask allows the requests that fit in the free KV blocks now, and running.
 """
 
@@ -29,7 +30,18 @@ GLOBAL_NAMES = (
     "token_time_vs_tbt",
     "stream_tbt_slack",
 )
-SLOT_NAMES = ("present", "prompt", "slack", "latency", "deadline", "compound", "started", "fits", "peak_if_admitted")
+SLOT_NAMES = (
+    "present",
+    "prompt",
+    "slack",
+    "latency",
+    "deadline",
+    "compound",
+    "started",
+    "fits",
+    "peak_if_admitted",
+    "iteration_within_stream_slack",
+)
 OBS_SIZE = len(GLOBAL_NAMES) + WINDOW * len(SLOT_NAMES)
 N_ACTIONS = WINDOW + 1
 SLACK_SCALE_S = 30.0  # slack is reported as slack / 30 s, clipped to [-1, 1]
@@ -51,9 +63,36 @@ class AdmissionFeatures:
     def on_finished(self, rids: np.ndarray) -> None:
         self.history.add(self.table.generated[rids])
 
+    def slack(self, ids: np.ndarray) -> np.ndarray:
+        """Seconds until each request misses its SLO deadline: the first-token deadline of a
+        stream not yet started (0 for a preempted one: it is already late to resume), the
+        completion deadline of the others."""
+        t, w = self.table, self.workload
+        now = self.replica.clock
+        return np.where(
+            w.slo_type[ids] == LATENCY,
+            np.where(t.generated[ids] > 0, 0.0, t.arrival[ids] + w.ttft_s[ids] - now),
+            w.deadline_at[ids] - now,
+        )
+
     def candidates(self) -> list[int]:
+        """The ``WINDOW`` waiting requests the policy chooses among: preempted ones first (as
+        every scheduler resumes them first), then those that can still meet their SLO by
+        ascending slack, then the rest (a FIFO window would show only the oldest requests,
+        which under overload are the ones already past their deadline)."""
         waiting = self.replica.waiting
-        return [waiting[i] for i in range(min(WINDOW, len(waiting)))]
+        if len(waiting) <= 1:
+            return list(waiting)
+        ids = np.fromiter(waiting, dtype=np.int64, count=len(waiting))
+        slack = self.slack(ids)
+        started = self.table.generated[ids] > 0
+        group = np.where(started, 0, np.where(slack >= 0, 1, 2))
+        order = np.lexsort((slack, group))[:WINDOW]
+        return ids[order].tolist()
+
+    def any_fits(self) -> bool:
+        """Whether one of the candidates fits now (a decision exists); cheaper than ``observe``."""
+        return any(self.replica.admissible(rid) for rid in self.candidates())
 
     def observe(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(observation, mask over N_ACTIONS, the candidate request ids)."""
@@ -69,7 +108,7 @@ class AdmissionFeatures:
         peak = future_peak(held, remaining)
         token_s = float(r.cost.iteration_time(0.0, 0.0, max(r.n, 1), float(r.ctx.sum())))
         streams = running[(w.slo_type[running] == LATENCY) & np.isfinite(t.first_token[running])]
-        budget = 1.0
+        budget = np.inf  # no stream running: any prefill is within budget
         if streams.size:
             r.sync()
             budget = prefill_budget_s(
@@ -86,7 +125,7 @@ class AdmissionFeatures:
         obs[4] = min(peak / self.capacity, 2.0) / 2.0
         obs[5] = min(float(self._reserve[running].sum()) / self.capacity, 2.0) / 2.0
         obs[6] = min(token_s / 0.1, 1.0)
-        obs[7] = float(np.clip(budget, -1.0, 1.0))
+        obs[7] = float(np.clip(budget, -1.0, 1.0))  # seconds, 1 when no stream bounds it
         mask = np.zeros(N_ACTIONS, dtype=bool)
         cands = self.candidates()
         base = len(GLOBAL_NAMES)
@@ -94,12 +133,14 @@ class AdmissionFeatures:
         if cands:
             ids = np.asarray(cands, dtype=np.int64)
             generated = t.generated[ids]
-            slack = np.where(
-                w.slo_type[ids] == LATENCY,
-                np.where(generated > 0, 0.0, t.arrival[ids] + w.ttft_s[ids] - now),
-                w.deadline_at[ids] - now,
-            )
+            slack = self.slack(ids)
             sampled = self.history.sample_remaining(generated, w.max_new_tokens[ids], self.rng).astype(np.float64)
+            # the next iteration's time if this prompt joins the prefills already planned
+            planned = float(r.prefill_left.sum())
+            lengths = (t.prompt[ids] + generated).astype(np.float64)
+            iteration_s = r.cost.iteration_time(
+                planned + lengths, (planned + lengths) ** 2 / 2.0, r.n, float(r.ctx.sum())
+            )
             for slot, rid in enumerate(cands):
                 fits = r.admissible(rid)
                 mask[slot] = fits
@@ -118,6 +159,7 @@ class AdmissionFeatures:
                     generated[slot] > 0,
                     fits,
                     min(peak_with / self.capacity, 2.0) / 2.0,
+                    iteration_s[slot] <= budget,
                 )
         mask[WINDOW] = True
         return obs, mask, cands

@@ -34,6 +34,8 @@ class LearnedScheduler(ReplicaScheduler):
 
     def schedule(self, replica: Replica) -> None:
         for _ in range(replica.config.max_running):
+            if not self.features.any_fits():
+                return
             obs, mask, cands = self.features.observe()
             if not mask[:WINDOW].any():
                 return

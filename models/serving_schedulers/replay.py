@@ -65,6 +65,16 @@ class ReplicaScheduler:
         """The policy's own admission condition beyond the replica's (default: none)."""
         return True
 
+    @staticmethod
+    def nothing_fits(replica: Replica, ids: np.ndarray) -> bool:
+        """True when no waiting request in ``ids`` can be admitted now (the batch is full, or
+        not even the shortest prompt fits in the free KV blocks): a policy can skip ordering."""
+        if not ids.size or replica.n >= replica.config.max_running:
+            return True
+        table = replica.table
+        shortest = int((table.prompt[ids] + table.generated[ids]).min())
+        return -(-(shortest + 1) // replica.config.block_size) > replica.free_blocks
+
 
 @dataclass
 class ReplayResult:

@@ -140,6 +140,8 @@ class EDFScheduler(ReplicaScheduler):
 
     def schedule(self, replica: Replica) -> None:
         ids = self.waiting_ids(replica)
+        if self.nothing_fits(replica, ids):
+            return
         # compound calls arrive late: their deadline is absolute already
         self.admit_in_order(replica, _started_first(self.table, ids, self.key[ids]))
 
@@ -160,6 +162,8 @@ class SJFScheduler(ReplicaScheduler, _PredictedLengths):
 
     def schedule(self, replica: Replica) -> None:
         ids = self.waiting_ids(replica)
+        if self.nothing_fits(replica, ids):
+            return
         self.admit_in_order(replica, _started_first(self.table, ids, self.key[ids]))
 
 
@@ -201,7 +205,7 @@ class JITServeScheduler(ReplicaScheduler, _PredictedLengths):
 
     def schedule(self, replica: Replica) -> None:
         ids = self.waiting_ids(replica)
-        if not ids.size:
+        if self.nothing_fits(replica, ids):
             return
         t, w = self.table, self.workload
         now = replica.clock

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from joblib import Parallel, delayed
 
@@ -71,6 +72,23 @@ def make_scheduler(name: str, predictor: QuantileLengthPredictor | None, policy_
         return JITServeScheduler(predictor=predictor, **ABLATIONS[name])
     cls = SCHEDULERS[name]
     return cls(predictor=predictor) if name in ("sjf", "jitserve") else cls()
+
+
+class FixedSeeds(gym.Wrapper):
+    """Resets cycle through fixed seeds: every periodic evaluation sees the same episodes."""
+
+    def __init__(self, env: gym.Env, seeds: Sequence[int]) -> None:
+        super().__init__(env)
+        self.seeds = list(seeds)
+        self.resets = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        seed = self.seeds[self.resets % len(self.seeds)]
+        self.resets += 1
+        return self.env.reset(seed=seed, options=options)
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.unwrapped.action_masks()
 
 
 def _replay_cell(
@@ -311,13 +329,16 @@ class ServingSchedulersTask:
         callbacks: list[BaseCallback] = [EpisodeLog()]
         out = self.output_dir or Path(os.getcwd())
         n_envs = int(args["n_envs"])
-        # periodic evaluation on fixed validation episodes (seeds apart from training's), keeping the best
-        eval_env = DummyVecEnv([self.make_env])
-        eval_env.seed(self.seed + 10_000)
+        # periodic evaluation on fixed validation episodes (seeds apart from training's), keeping the best;
+        # validation at the heavy end of the training range, where admission decisions matter
+        low, high = self.env.rate_range
+        heavy = {**self.env.kwargs, "rate_range": (low + 2.0 * (high - low) / 3.0, high)}
+        seeds = [self.seed + 10_000 + i for i in range(3)]
+        eval_env = DummyVecEnv([lambda: FixedSeeds(LLMAdmissionEnv(**heavy), seeds)])
         callbacks.append(
             MaskableEvalCallback(
                 eval_env,
-                n_eval_episodes=2,
+                n_eval_episodes=3,
                 eval_freq=max(int(args["eval_freq"]) // n_envs, 1),
                 best_model_save_path=str(out / "checkpoints" / "best"),
                 log_path=str(out / "checkpoints" / "eval"),
