@@ -3,11 +3,12 @@
 Observation (``OBS_SIZE`` float32, each in [-1, 1]): the replica (free KV, running batch,
 batched tokens, queue length, the Past-Future predicted peak and the conservative reservation as
 fractions of the KV pool, the current decode time per token against the streaming TBT bound, and
-the streams' TBT slack) and ``WINDOW`` waiting requests (those that can still meet their SLO first, by slack; present, prompt size, SLO
-slack, SLO type, whether it was already started, whether it fits now, the Past-Future peak
-if it were admitted, and whether the iteration with its prefill stays within the running
-streams' TBT slack: JITServe's batch-composition test). Action: admit waiting request ``k < WINDOW`` or run the iteration
-(``WINDOW``); the mask allows the requests that fit in the free KV blocks now, and running.
+the streams' TBT slack) and ``WINDOW`` waiting requests (preempted ones first, then those that
+can still meet their SLO, by slack): present, prompt size, SLO slack, SLO type, whether it was
+already started, whether it fits now, the Past-Future peak if it were admitted, and whether the
+iteration with its prefill stays within the running streams' TBT slack (JITServe's
+batch-composition test). Action: admit candidate ``k < WINDOW`` or run the iteration
+(``WINDOW``); the mask allows the candidates that fit in the free KV blocks now, and running.
 """
 
 from __future__ import annotations
