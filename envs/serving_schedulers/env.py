@@ -1,10 +1,11 @@
 """``infragym/LLMAdmission-v0``: the admission decision of one serving replica under mixed SLOs.
 
 Each episode replays a workload of ``n_requests`` (streaming, deadline and compound requests,
-``workloads.mixed_slo_workload``) on one replica with the scheduler loop of
-``models/serving_schedulers/replay.py``. At each scheduling point where a waiting request fits,
-the agent admits one of ``WINDOW`` waiting requests (those that can still meet their
-SLO first) or runs the iteration
+``workloads.mixed_slo_workload``) on one replica of the serving kernel (its event loop, driven
+by ``models/serving_schedulers/replay.WorkloadRun``); the agent is the replica's scheduler,
+which pauses the loop for each decision (``learned.AgentScheduler``). At each scheduling point
+where a waiting request fits, the agent admits one of ``WINDOW`` waiting requests (those that
+can still meet their SLO first) or runs the iteration
 (``admission_features``: observation, mask). Reward per step: requests that met their SLO minus
 those that missed it (finished late, timed out or failed) since the last step.
 
@@ -25,9 +26,10 @@ from gymnasium.error import ResetNeeded
 from infragym.datasets.llm_traces import RequestTrace, load_trace, poisson_trace
 from infragym.envs.actions import discrete_action
 from infragym.envs.serving.simulator import FAILED, FINISHED, TIMED_OUT, ReplicaConfig
-from infragym.models.serving_schedulers.admission_features import N_ACTIONS, OBS_SIZE, WINDOW, AdmissionFeatures
+from infragym.models.serving_schedulers.admission_features import N_ACTIONS, OBS_SIZE, WINDOW
 from infragym.models.serving_schedulers.goodput import slo_met
-from infragym.models.serving_schedulers.replay import ReplicaRun
+from infragym.models.serving_schedulers.learned import AgentScheduler
+from infragym.models.serving_schedulers.replay import WorkloadRun
 from infragym.models.serving_schedulers.workloads import mixed_slo_workload
 
 
@@ -70,7 +72,7 @@ class LLMAdmissionEnv(gym.Env[np.ndarray, np.int64]):
                 raise ValueError(f"{trace_path}: the span {trace_span_s} holds <= n_requests={n_requests} requests")
         self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(OBS_SIZE,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(N_ACTIONS)
-        self.run: ReplicaRun | None = None
+        self.run: WorkloadRun | None = None
         self._scored = 0.0
 
     def _trace(self) -> RequestTrace:
@@ -89,8 +91,10 @@ class LLMAdmissionEnv(gym.Env[np.ndarray, np.int64]):
             "episode", self._trace(), self.np_random, mix=self.slo_mix, ttft_s=self.ttft_s, tbt_s=self.tbt_s
         )
         self.workload = workload
-        self.run = ReplicaRun(workload, replica=self.replica_config, queue_timeout_s=self.queue_timeout_s)
-        self.features = AdmissionFeatures(self.run.replica, workload, self.np_random)
+        agent = AgentScheduler(seed=int(self.np_random.integers(2**31)))
+        self.run = WorkloadRun(workload, agent, replica=self.replica_config, queue_timeout_s=self.queue_timeout_s)
+        self.agent = self.run.replica.scheduler
+        self.features = self.agent.features
         self._scored = 0.0
         self._done = False
         self._advance()
@@ -114,22 +118,10 @@ class LLMAdmissionEnv(gym.Env[np.ndarray, np.int64]):
             return self._terminal_mask()
         return self._mask
 
-    def _run_once(self) -> None:
-        run = self.run
-        assert run is not None
-        run.run()
-        if run.finished.size:
-            self.features.on_finished(run.finished)
-
     def _advance(self) -> None:
-        """Run scheduling points until one has a request that fits (a decision) or the end."""
-        run = self.run
-        assert run is not None
-        while run.next_decision():
-            if self.features.any_fits():
-                return
-            self._run_once()
-        self._done = True
+        """Run the event loop until the agent has a decision (a candidate fits) or the end."""
+        assert self.run is not None
+        self._done = self.run.run()
 
     def _score(self) -> float:
         t = self.run.table
@@ -144,15 +136,15 @@ class LLMAdmissionEnv(gym.Env[np.ndarray, np.int64]):
         if self._done:
             raise ResetNeeded("LLMAdmission-v0: the episode has terminated; call reset() before stepping again")
         a = discrete_action(action, N_ACTIONS, "LLMAdmission-v0")
-        _, mask, cands = self.features.observe()
-        if a < WINDOW and a < len(cands) and mask[a]:
+        cands = self.features.candidates()
+        if a < WINDOW and a < len(cands) and self.run.replica.admissible(cands[a]):
             self.run.replica.admit(cands[a])
             if not self.features.any_fits():
                 a = WINDOW  # nothing else fits: the iteration runs
         else:
             a = WINDOW  # run (a masked admission counts as run)
         if a == WINDOW:
-            self._run_once()
+            self.agent.run_next = True
             self._advance()
         score = self._score()
         reward = score - self._scored

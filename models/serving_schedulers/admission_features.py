@@ -18,7 +18,7 @@ import numpy as np
 from infragym.envs.serving.simulator import Replica
 from infragym.models.serving_schedulers.jitserve import prefill_budget_s
 from infragym.models.serving_schedulers.past_future import LengthHistory, future_peak
-from infragym.models.serving_schedulers.workloads import COMPOUND, DEADLINE, LATENCY, Workload
+from infragym.models.serving_schedulers.workloads import COMPOUND, DEADLINE, LATENCY
 
 WINDOW = 8
 GLOBAL_NAMES = (
@@ -51,29 +51,29 @@ SLACK_SCALE_S = 30.0  # slack is reported as slack / 30 s, clipped to [-1, 1]
 class AdmissionFeatures:
     """Observation and mask builder for one replay (keeps the history of finished lengths)."""
 
-    def __init__(self, replica: Replica, workload: Workload, rng: np.random.Generator) -> None:
+    def __init__(self, replica: Replica, rng: np.random.Generator) -> None:
         self.replica = replica
-        self.workload = workload
         self.table = replica.table
+        self.columns = replica.table.columns  # the workload's SLOs (replay.WORKLOAD_COLUMNS)
         self.rng = rng
         self.history = LengthHistory()
         self.bs = replica.config.block_size
         self.capacity = replica.total_blocks * self.bs
-        self._reserve = -(-(workload.trace.prompt_tokens + workload.max_new_tokens) // self.bs) * self.bs
+        self._reserve = -(-(self.table.prompt + self.columns["max_new_tokens"]) // self.bs) * self.bs
 
-    def on_finished(self, rids: np.ndarray) -> None:
-        self.history.add(self.table.generated[rids])
+    def on_finish(self, rid: int) -> None:
+        self.history.add(np.array([self.table.generated[rid]]))
 
     def slack(self, ids: np.ndarray) -> np.ndarray:
         """Seconds until each request misses its SLO deadline: the first-token deadline of a
         stream not yet started (0 for a preempted one: it is already late to resume), the
         completion deadline of the others."""
-        t, w = self.table, self.workload
+        t, c = self.table, self.columns
         now = self.replica.clock
         return np.where(
-            w.slo_type[ids] == LATENCY,
-            np.where(t.generated[ids] > 0, 0.0, t.arrival[ids] + w.ttft_s[ids] - now),
-            w.deadline_at[ids] - now,
+            c["slo_type"][ids] == LATENCY,
+            np.where(t.generated[ids] > 0, 0.0, t.arrival[ids] + c["ttft_s"][ids] - now),
+            c["deadline_at"][ids] - now,
         )
 
     def candidates(self) -> list[int]:
@@ -97,26 +97,25 @@ class AdmissionFeatures:
 
     def observe(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(observation, mask over N_ACTIONS, the candidate request ids)."""
-        r, t, w = self.replica, self.table, self.workload
+        r, t, c = self.replica, self.table, self.columns
         cfg = r.config
         now = r.clock
         obs = np.zeros(OBS_SIZE, dtype=np.float32)
         running = r.run_ids
         held = r.blocks.astype(np.float64) * self.bs
-        remaining = self.history.sample_remaining(t.generated[running], w.max_new_tokens[running], self.rng).astype(
+        remaining = self.history.sample_remaining(r.generated_running, c["max_new_tokens"][running], self.rng).astype(
             np.float64
         )
         peak = future_peak(held, remaining)
         token_s = float(r.cost.iteration_time(0.0, 0.0, max(r.n, 1), float(r.ctx.sum())))
-        streams = running[(w.slo_type[running] == LATENCY) & np.isfinite(t.first_token[running])]
+        streams = (c["slo_type"][running] == LATENCY) & np.isfinite(t.first_token[running])
         budget = np.inf  # no stream running: any prefill is within budget
-        if streams.size:
-            r.sync()
+        if streams.any():
             budget = prefill_budget_s(
                 now=now,
-                first_token=t.first_token[streams],
-                generated=t.generated[streams],
-                tbt_s=w.tbt_s[streams],
+                first_token=t.first_token[running[streams]],
+                generated=r.generated_running[streams],
+                tbt_s=c["tbt_s"][running[streams]],
                 token_s=token_s,
             )
         obs[0] = r.free_blocks / r.total_blocks
@@ -135,7 +134,7 @@ class AdmissionFeatures:
             ids = np.asarray(cands, dtype=np.int64)
             generated = t.generated[ids]
             slack = self.slack(ids)
-            sampled = self.history.sample_remaining(generated, w.max_new_tokens[ids], self.rng).astype(np.float64)
+            sampled = self.history.sample_remaining(generated, c["max_new_tokens"][ids], self.rng).astype(np.float64)
             # the next iteration's time if this prompt joins the prefills already planned
             planned = float(r.prefill_left.sum())
             lengths = (t.prompt[ids] + generated).astype(np.float64)
@@ -145,7 +144,7 @@ class AdmissionFeatures:
             for slot, rid in enumerate(cands):
                 fits = r.admissible(rid)
                 mask[slot] = fits
-                length = int(t.prompt[rid] + t.generated[rid])
+                length = r.prefill_len(rid)
                 peak_with = future_peak(
                     np.append(held, -(-(length + 1) // self.bs) * self.bs), np.append(remaining, sampled[slot])
                 )
@@ -154,9 +153,9 @@ class AdmissionFeatures:
                     1.0,
                     min(length / cfg.max_batched_tokens, 1.0),
                     np.clip(slack[slot] / SLACK_SCALE_S, -1.0, 1.0),
-                    w.slo_type[rid] == LATENCY,
-                    w.slo_type[rid] == DEADLINE,
-                    w.slo_type[rid] == COMPOUND,
+                    c["slo_type"][rid] == LATENCY,
+                    c["slo_type"][rid] == DEADLINE,
+                    c["slo_type"][rid] == COMPOUND,
                     generated[slot] > 0,
                     fits,
                     min(peak_with / self.capacity, 2.0) / 2.0,

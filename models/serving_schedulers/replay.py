@@ -1,77 +1,154 @@
-"""Replay a workload on one serving replica under a ``ReplicaScheduler``.
+"""Replay a workload on one serving replica of the kernel under an admission scheduler.
 
-The loop (one clock): enqueue the arrivals due, drop requests whose queue wait exceeded the
-timeout, swap requests back in, ask the scheduler which waiting requests join the next
-iteration, then run it; when the scheduler admits nothing and the batch only decodes, the
-decode stretch is fast-forwarded in closed form to the next arrival, completion or the
-scheduler's next decision time. Compound calls arrive ``think_s`` after their parent finishes.
+``AdmissionScheduler`` is the base of this component's schedulers: a kernel
+``ReplicaScheduler`` (``envs/serving/policies.py``) whose ``schedule`` does vLLM's mechanics
+(drop timed-out requests, swap requests back in, never leave the replica idle while the queue's
+head fits, run the iteration) around the policy's own admissions (``admit``). The per-request
+SLOs of a workload reach the schedulers as ``RequestTable.columns`` (``WORKLOAD_COLUMNS``), so
+the schedulers run in any kernel driver (``ServingCluster``, ``LLMServing-v0``) that passes them.
 
-A scheduler never leaves the replica idle while the head of the queue fits (work conservation:
-an empty batch admits the head), and a request that cannot run even alone fails.
+``WorkloadRun`` drives one replica on the kernel's event loop: the trace's arrivals are a
+stream; a compound call arrives ``think_s`` after its parent finishes (an event scheduled by the
+replica's listener).
 """
 
 from __future__ import annotations
 
-import heapq
-import math
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from infragym.envs.serving.simulator import FINISHED, SLO, Replica, ReplicaConfig, RequestTable, finalise_max_tbt
+from infragym.envs.serving.events import EventLoop
+from infragym.envs.serving.policies import ReplicaScheduler
+from infragym.envs.serving.simulator import FAILED, SLO, Replica, ReplicaConfig, RequestTable, finalise_max_tbt
 from infragym.models.serving_schedulers.goodput import goodput_metrics, queueing_metrics
 from infragym.models.serving_schedulers.workloads import Workload
 
+# The per-request arrays a workload brings to the schedulers (RequestTable.columns).
+WORKLOAD_COLUMNS = ("slo_type", "ttft_s", "tbt_s", "max_stall_s", "deadline_at", "max_new_tokens")
+# Past-Future's artifact decides admissions every 10 decode steps: a policy that refused waits
+# at most this many fast-forwarded iterations before deciding again.
+DECISION_ITERATIONS = 10
 
-class ReplicaScheduler:
-    """Admission policy of one replica: which waiting requests join the next iteration.
 
-    ``schedule`` admits through ``replica.admit`` (which checks that the request's prompt fits in
-    the free KV blocks and the batch budgets now); the policy adds its own conditions and order.
-    ``decision_interval_s`` bounds how long a decode stretch runs before the next decision.
+def workload_columns(workload: Workload) -> dict[str, np.ndarray]:
+    return {name: getattr(workload, name) for name in WORKLOAD_COLUMNS}
+
+
+class AdmissionScheduler(ReplicaScheduler):
+    """vLLM's scheduling mechanics around a policy's admissions.
+
+    Subclasses implement ``admit(replica)`` (admit waiting requests with ``replica.admit``;
+    return False to pause the event loop for an external decision) and may override ``setup``
+    (per-replica state, from the table's columns) and ``on_finish``. ``bind`` gives each replica
+    its own copy, with a random generator seeded by ``seed``.
     """
 
-    name = "base"
-    decision_interval_s = 0.25
+    name = ""
 
-    def reset(self, replica: Replica, workload: Workload, rng: np.random.Generator) -> None:
-        self.replica = replica
-        self.workload = workload
-        self.table = replica.table
-        self.rng = rng
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = seed
 
-    def schedule(self, replica: Replica) -> None:
+    def bind(self, replica: Replica) -> AdmissionScheduler:
+        bound = copy.copy(self)
+        bound.replica = replica
+        bound.table = replica.table
+        missing = [c for c in WORKLOAD_COLUMNS if c not in replica.table.columns]
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs the request columns {missing} (workload_columns())")
+        bound.columns = replica.table.columns
+        bound.rng = np.random.default_rng(self.seed)
+        bound._refused_at = -1  # iteration of the last refusal (-1: none pending)
+        bound._refused_state: tuple[int, ...] = ()
+        bound.setup(replica)
+        return bound
+
+    def setup(self, replica: Replica) -> None:
+        """Per-replica state (called by ``bind``)."""
+
+    def admit(self, replica: Replica) -> bool:
         raise NotImplementedError
 
-    def on_finished(self, rids: np.ndarray) -> None:
-        """Requests that just finished (their output lengths are now known)."""
+    def accepts(self, replica: Replica, rid: int) -> bool:
+        """The policy's own condition beyond the replica's (default: none)."""
+        return True
+
+    # ---------------------------------------------------------------- the kernel's contract
+    @staticmethod
+    def _state(replica: Replica) -> tuple[int, ...]:
+        waiting = replica.waiting
+        return (len(waiting), waiting[0] if waiting else -1, replica.n, len(replica.swapped))
+
+    def _holding(self, replica: Replica) -> bool:
+        """The policy refused within the last ``DECISION_ITERATIONS`` iterations and neither the
+        queue nor the batch has changed since: no new decision yet (the same whether the kernel
+        fast-forwards or steps every iteration)."""
+        return (
+            self._refused_at >= 0
+            and replica.iterations - self._refused_at < DECISION_ITERATIONS
+            and self._state(replica) == self._refused_state
+        )
+
+    def schedule(self, replica: Replica) -> bool:
+        replica.drop_timed_out()
+        replica.swap_in()
+        before = replica.n
+        if replica.waiting and not self._holding(replica) and not self.admit(replica):
+            return False
+        waiting = replica.waiting
+        if waiting and not replica.n and not replica.swapped and not replica.pending_swap_s:
+            head = waiting[0]
+            if replica.admissible(head):
+                replica.admit(head)  # work conservation: never idle while the head fits
+            else:
+                if not replica.kv.reclaim_for(head, replica.clock):
+                    replica.fail(head)  # it cannot run even alone
+                return True
+        if not self._holding(replica):
+            refused = bool(waiting) and replica.n == before and not self.nothing_fits(replica)
+            self._refused_at = replica.iterations if refused else -1
+            self._refused_state = self._state(replica)
+        replica.run_iteration()
+        return True
+
+    def would_admit(self, replica: Replica) -> bool:
+        """Worth a decision: something fits, and the policy is not holding after a refusal."""
+        return not self.nothing_fits(replica) and not self._holding(replica)
+
+    def decode_horizon(self, replica: Replica) -> int | None:
+        if self._refused_at < 0:
+            return None
+        return max(DECISION_ITERATIONS - (replica.iterations - self._refused_at), 1)
 
     # ---------------------------------------------------------------- helpers for subclasses
-    def waiting_ids(self, replica: Replica) -> np.ndarray:
+    @staticmethod
+    def waiting_ids(replica: Replica) -> np.ndarray:
         return np.fromiter(replica.waiting, dtype=np.int64, count=len(replica.waiting))
 
     def admit_in_order(self, replica: Replica, order: np.ndarray) -> int:
-        """Admit ``order`` one by one while each is admissible; stop at the first that is not
-        (no overtaking past a request that does not fit, so none starves). Returns admissions."""
+        """Admit ``order`` one by one while each is admissible and accepted; stop at the first
+        that is not (no overtaking past a request that does not fit, so none starves)."""
         admitted = 0
         for rid in order:
-            if not replica.admissible(int(rid)) or not self.accepts(replica, int(rid)):
+            rid = int(rid)
+            if not replica.admissible(rid) or not self.accepts(replica, rid):
                 break
-            replica.admit(int(rid))
+            replica.admit(rid)
             admitted += 1
         return admitted
 
-    def accepts(self, replica: Replica, rid: int) -> bool:
-        """The policy's own admission condition beyond the replica's (default: none)."""
-        return True
-
     @staticmethod
-    def nothing_fits(replica: Replica, ids: np.ndarray) -> bool:
-        """True when no waiting request in ``ids`` can be admitted now (the batch is full, or
-        not even the shortest prompt fits in the free KV blocks): a policy can skip ordering."""
-        if not ids.size or replica.n >= replica.config.max_running:
+    def nothing_fits(replica: Replica) -> bool:
+        """True when no waiting request can be admitted now (the batch is full, or not even the
+        shortest prompt fits in the free KV blocks): a policy can skip ordering."""
+        waiting = replica.waiting
+        if not waiting or replica.n >= replica.config.max_running:
             return True
         table = replica.table
+        if len(waiting) == 1:
+            return not replica.admissible(waiting[0])
+        ids = np.fromiter(waiting, dtype=np.int64, count=len(waiting))
         shortest = int((table.prompt[ids] + table.generated[ids]).min())
         return -(-(shortest + 1) // replica.config.block_size) > replica.free_blocks
 
@@ -82,94 +159,70 @@ class ReplayResult:
     table: RequestTable
     replica: Replica
     end_time: float
-    queue_s: np.ndarray
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class ReplicaRun:
-    """One replay in progress, stepped from outside (``replay`` and the admission env drive it).
-
-    ``next_decision()`` runs the bookkeeping of a scheduling point (arrivals, queue timeouts,
-    swap-ins, idling) and returns False when the run is over; the caller then admits requests
-    (``replica.admit``) and calls ``run(admitted)``, which runs the next iteration or fast-forwards
-    a decode-only stretch. ``finished`` holds the requests that finished in the last ``run``.
-    """
+class WorkloadRun:
+    """One replica serving a workload on the kernel's event loop (stepped by ``run``; the
+    admission env resumes it after each decision)."""
 
     def __init__(
         self,
         workload: Workload,
+        scheduler: ReplicaScheduler,
         *,
         replica: ReplicaConfig | None = None,
         queue_timeout_s: float = 60.0,
         drain_s: float = 600.0,
-        decision_interval_s: float = 0.25,
     ) -> None:
         self.workload = workload
         trace = workload.trace
-        self.table = table = RequestTable(trace)
-        # Per-request TTFT/TBT bounds live in the workload; the replica's SLO only times out queues.
-        self.replica = Replica(0, replica or ReplicaConfig(), table, SLO(queue_timeout_s=queue_timeout_s))
-        self.decision_interval_s = decision_interval_s
-        self.child = np.full(table.n, -1, np.int64)
+        self.table = table = RequestTable(trace, workload_columns(workload))
+        # Per-request TTFT/TBT bounds are columns; the replica's SLO only times out queues.
+        self.replica = Replica(
+            0, replica or ReplicaConfig(), table, SLO(queue_timeout_s=queue_timeout_s), scheduler=scheduler
+        )
         has_parent = workload.parent >= 0
+        self.child = np.full(table.n, -1, np.int64)
         self.child[workload.parent[has_parent]] = np.flatnonzero(has_parent)
-        table.arrival[has_parent] = np.inf  # known when the parent finishes
-        self.arrivals = [(float(table.arrival[i]), int(i)) for i in np.flatnonzero(~has_parent & ~table.trace_failed)]
-        heapq.heapify(self.arrivals)
-        self.queue_s = np.full(table.n, np.nan)
+        if has_parent.any():
+            self.replica.listener = self  # a finished call schedules its child's arrival
+            table.arrival[has_parent] = np.inf  # known when the parent finishes
+        self.roots = np.flatnonzero(~has_parent)
+        self.loop = EventLoop([self.replica], watch=True)
+        self.loop.stream(table.arrival[self.roots], self._arrive_root)
         self.end = (float(trace.arrival_s[-1]) if table.n else 0.0) + drain_s
-        self.replica.clock = self.arrivals[0][0] if self.arrivals else 0.0
-        self.finished = np.zeros(0, np.int64)
-        self._before = 0
 
-    def next_decision(self) -> bool:
-        """Advance to the next scheduling point with waiting or running work; False when done."""
-        server, arrivals = self.replica, self.arrivals
-        while True:
-            while arrivals and arrivals[0][0] <= server.clock:
-                t, rid = heapq.heappop(arrivals)
-                server.enqueue(rid, t)
-            if server.waiting:
-                server._drop_timed_out()
-            if server.swapped:
-                server._swap_in()
-            if server.clock >= self.end:
-                return False
-            if server.has_work:
-                self._before = server.n
-                return True
-            if not arrivals:
-                return False
-            server.clock = max(server.clock, arrivals[0][0])
+    # ---------------------------------------------------------------- events and listener
+    def _arrive_root(self, i: int, now: float) -> None:
+        self._arrive(now, int(self.roots[i]))
 
-    def run(self) -> None:
-        """Run the scheduling point's iteration (or a decode-only stretch up to the next event)."""
-        server, table = self.replica, self.table
-        before = self._before
-        if server.waiting and not server.n and not server.swapped and not server._pending_swap_s:
-            head = server.waiting[0]
-            if server.admissible(head):
-                server.admit(head)  # work conservation: never idle while the head fits
-            else:
-                server._fail_unservable(head)
-                self.finished = np.zeros(0, np.int64)
-                return
-        if server.n > before:
-            new = server.run_ids[before:]
-            fresh = np.isnan(self.queue_s[new])
-            self.queue_s[new[fresh]] = server.clock - table.arrival[new[fresh]]
-        running = server.run_ids.copy()
-        next_arrival = self.arrivals[0][0] if self.arrivals else math.inf
-        horizon = min(next_arrival, server.clock + self.decision_interval_s, self.end)
-        if server.waiting:
-            horizon = min(horizon, math.nextafter(server.next_timeout(), math.inf))
-        if server.n != before or not server.fast_forward(horizon):
-            server.run_iteration()
-        self.finished = running[table.state[running] == FINISHED] if running.size else np.zeros(0, np.int64)
-        for rid in self.finished[self.child[self.finished] >= 0]:
-            c = int(self.child[rid])
-            table.arrival[c] = table.completion[rid] + self.workload.think_s[c]
-            heapq.heappush(self.arrivals, (float(table.arrival[c]), c))
+    def _arrive(self, now: float, rid: int) -> None:
+        t = self.table
+        if t.trace_failed[rid]:
+            t.state[rid] = FAILED
+            t.completion[rid] = now
+            return
+        self.replica.enqueue(rid, now)
+
+    def on_admit(self, replica: Replica, rid: int, cached: int) -> None:
+        return None
+
+    def on_finish(self, replica: Replica, rid: int) -> None:
+        child = int(self.child[rid])
+        if child >= 0:
+            arrival = float(replica.clock + self.workload.think_s[child])
+            self.table.arrival[child] = arrival
+            self.loop.at(arrival, self._arrive, child)
+            replica.interrupt()  # the loop handles the arrival in time order
+
+    def on_fail(self, replica: Replica, rid: int) -> None:
+        return None  # a failed call's program never continues (its later calls never arrive)
+
+    # ---------------------------------------------------------------- running
+    def run(self) -> bool:
+        """Run until the end (True) or until the scheduler pauses for a decision (False)."""
+        return self.loop.run(until=self.end)
 
     def result(self) -> ReplayResult:
         server, table = self.replica, self.table
@@ -179,9 +232,9 @@ class ReplicaRun:
         end_time = min(float(finish.max()) if finish.size else server.clock, self.end)
         start = float(self.workload.trace.arrival_s[0]) if table.n else 0.0
         kv_log = (np.frombuffer(server.kv_log_t).copy(), np.frombuffer(server.kv_log_used).copy())
-        result = ReplayResult(self.workload, table, server, end_time, self.queue_s)
+        result = ReplayResult(self.workload, table, server, end_time)
         result.metrics = goodput_metrics(self.workload, table, makespan_s=end_time - start, kv_log=kv_log)
-        result.metrics.update(queueing_metrics(self.queue_s))
+        result.metrics.update(queueing_metrics(table.admitted - table.arrival))
         return result
 
 
@@ -192,20 +245,9 @@ def replay(
     replica: ReplicaConfig | None = None,
     queue_timeout_s: float = 60.0,
     drain_s: float = 600.0,
-    seed: int = 0,
 ) -> ReplayResult:
     """Serve ``workload`` on one replica under ``scheduler``; returns the records and metrics."""
-    run = ReplicaRun(
-        workload,
-        replica=replica,
-        queue_timeout_s=queue_timeout_s,
-        drain_s=drain_s,
-        decision_interval_s=scheduler.decision_interval_s,
-    )
-    scheduler.reset(run.replica, workload, np.random.default_rng(seed))
-    while run.next_decision():
-        scheduler.schedule(run.replica)
-        run.run()
-        if run.finished.size:
-            scheduler.on_finished(run.finished)
+    run = WorkloadRun(workload, scheduler, replica=replica, queue_timeout_s=queue_timeout_s, drain_s=drain_s)
+    if not run.run():
+        raise RuntimeError(f"{type(scheduler).__name__} paused the event loop: replay needs a self-contained scheduler")
     return run.result()

@@ -1,7 +1,8 @@
-"""Admission policies of one replica, as ``ReplicaScheduler`` implementations.
+"""Admission policies of one replica, as kernel ``ReplicaScheduler`` implementations.
 
-- ``fcfs`` (aggressive, vLLM): admit the head of the queue while its prompt fits in the free
-  KV blocks now; a decode step that runs out of blocks preempts the newest request.
+- ``fcfs`` (aggressive, vLLM): the kernel's ``FCFSScheduler``: admit the head of the queue while
+  its prompt fits in the free KV blocks now; a decode step that runs out of blocks preempts the
+  newest request.
 - ``conservative``: also reserve every request's ``max_new_tokens`` (no preemption can happen).
 - ``past_future`` (LightLLM): admit only while the predicted future peak of KV use stays under
   capacity minus 3% (``past_future.py``).
@@ -11,19 +12,22 @@
   a prefill budget that keeps streaming requests on pace (``jitserve.py``).
 
 Requests already started (preempted and waiting to be recomputed) go first in every policy, as
-vLLM resumes them first.
+vLLM resumes them first. The workload's SLOs come from ``RequestTable.columns``
+(``replay.WORKLOAD_COLUMNS``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from infragym.envs.serving.policies import ReplicaScheduler, register_scheduler
+from infragym.envs.serving.schedulers import FCFSScheduler
 from infragym.envs.serving.simulator import Replica
 from infragym.models.serving_schedulers import jitserve as jit
 from infragym.models.serving_schedulers.length_predictor import QuantileLengthPredictor, prompt_features
 from infragym.models.serving_schedulers.past_future import MEMORY_RESERVE, LengthHistory, future_peak
-from infragym.models.serving_schedulers.replay import ReplicaScheduler
-from infragym.models.serving_schedulers.workloads import LATENCY, Workload
+from infragym.models.serving_schedulers.replay import AdmissionScheduler
+from infragym.models.serving_schedulers.workloads import LATENCY
 
 
 def _started_first(table, ids: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -32,30 +36,22 @@ def _started_first(table, ids: np.ndarray, key: np.ndarray) -> np.ndarray:
     return ids[np.lexsort((np.where(started, 0.0, key), ~started))]
 
 
-class FCFSScheduler(ReplicaScheduler):
-    """Aggressive admission, first come first served (vLLM)."""
-
-    name = "fcfs"
-
-    def schedule(self, replica: Replica) -> None:
-        waiting = replica.waiting
-        while waiting and replica.admissible(waiting[0]):
-            replica.admit(waiting[0])
-
-
-class ConservativeScheduler(ReplicaScheduler):
+@register_scheduler
+class ConservativeScheduler(AdmissionScheduler):
     """FCFS that reserves each request's prompt + max_new_tokens of KV (no preemption ever)."""
 
     name = "conservative"
 
-    def reset(self, replica: Replica, workload: Workload, rng: np.random.Generator) -> None:
-        super().reset(replica, workload, rng)
+    def setup(self, replica: Replica) -> None:
         bs = replica.config.block_size
-        self._reserve = -(-(workload.trace.prompt_tokens + workload.max_new_tokens) // bs)
+        self._reserve = -(-(replica.table.prompt + self.columns["max_new_tokens"]) // bs)
 
-    def schedule(self, replica: Replica) -> None:
+    def admit(self, replica: Replica) -> bool:
+        if self.nothing_fits(replica):
+            return True
         self._reserved = int(self._reserve[replica.run_ids].sum())
         self.admit_in_order(replica, self.waiting_ids(replica))
+        return True
 
     def accepts(self, replica: Replica, rid: int) -> bool:
         need = int(self._reserve[rid])
@@ -65,109 +61,105 @@ class ConservativeScheduler(ReplicaScheduler):
         return True
 
 
-class PastFutureScheduler(ReplicaScheduler):
+@register_scheduler
+class PastFutureScheduler(AdmissionScheduler):
     """LightLLM's Past-Future admission: future peak of KV use from the history of finished
     output lengths (sampled per running request, conditioned on what it generated)."""
 
     name = "past_future"
 
-    def __init__(self, *, window: int = 1000, reserve: float = MEMORY_RESERVE) -> None:
+    def __init__(self, *, window: int = 1000, reserve: float = MEMORY_RESERVE, seed: int = 0) -> None:
+        super().__init__(seed=seed)
         self.window = window
         self.reserve = reserve
 
-    def reset(self, replica: Replica, workload: Workload, rng: np.random.Generator) -> None:
-        super().reset(replica, workload, rng)
+    def setup(self, replica: Replica) -> None:
         self.history = LengthHistory(self.window)
-        bs = replica.config.block_size
-        self.capacity = (1.0 - self.reserve) * replica.total_blocks * bs
+        self.capacity = (1.0 - self.reserve) * replica.total_blocks * replica.config.block_size
+        self.max_new = self.columns["max_new_tokens"]
 
-    def on_finished(self, rids: np.ndarray) -> None:
-        self.history.add(self.table.generated[rids])
+    def on_finish(self, replica: Replica, rid: int) -> None:
+        self.history.add(np.array([replica.table.generated[rid]]))
 
-    def schedule(self, replica: Replica) -> None:
-        t = self.table
+    def admit(self, replica: Replica) -> bool:
+        if self.nothing_fits(replica):
+            return True  # draws nothing: the same decisions whether the kernel steps or fast-forwards
         running = replica.run_ids
-        bs = replica.config.block_size
-        held = replica.blocks.astype(np.float64) * bs
-        remaining = self.history.sample_remaining(
-            t.generated[running], self.workload.max_new_tokens[running], self.rng
-        ).astype(np.float64)
-        self._held = list(held)
-        self._remaining = list(remaining)
+        held = replica.blocks.astype(np.float64) * replica.config.block_size
+        remaining = self.history.sample_remaining(replica.generated_running, self.max_new[running], self.rng)
+        self._held = held.tolist()
+        self._remaining = remaining.astype(np.float64).tolist()
         self.admit_in_order(replica, self.waiting_ids(replica))
+        return True
 
     def accepts(self, replica: Replica, rid: int) -> bool:
         t = self.table
         bs = replica.config.block_size
-        length = int(t.prompt[rid] + t.generated[rid])
-        held = float(-(-(length + 1) // bs) * bs)
-        remaining = float(
-            self.history.sample_remaining(
-                np.array([t.generated[rid]]), self.workload.max_new_tokens[rid : rid + 1], self.rng
-            )[0]
-        )
-        peak = future_peak(np.array([*self._held, held]), np.array([*self._remaining, remaining]))
-        if peak > self.capacity:
+        held = float(-(-(replica.prefill_len(rid) + 1) // bs) * bs)
+        generated = np.array([t.generated[rid]])
+        remaining = float(self.history.sample_remaining(generated, self.max_new[rid : rid + 1], self.rng)[0])
+        if future_peak(np.array([*self._held, held]), np.array([*self._remaining, remaining])) > self.capacity:
             return False
         self._held.append(held)
         self._remaining.append(remaining)
         return True
 
 
-class _PredictedLengths:
-    """Mixin: the output-length predictor's quantile grid of every request of the workload."""
-
-    predictor: QuantileLengthPredictor | None
-
-    def _predict(self, workload: Workload) -> None:
-        if self.predictor is None:
-            raise ValueError(f"{type(self).__name__}: give it a fitted QuantileLengthPredictor")
-        features = prompt_features(workload.trace.prompt_tokens, workload.slo_type)
-        self.grid = self.predictor.quantile_grid(features)
-
-
-class EDFScheduler(ReplicaScheduler):
+@register_scheduler
+class EDFScheduler(AdmissionScheduler):
     """Earliest deadline first: the first-token deadline of streaming requests, the completion
     deadline of the others."""
 
     name = "edf"
 
-    def reset(self, replica: Replica, workload: Workload, rng: np.random.Generator) -> None:
-        super().reset(replica, workload, rng)
-        self.key = np.where(
-            workload.slo_type == LATENCY, workload.trace.arrival_s + workload.ttft_s, workload.deadline_at
-        )
+    def setup(self, replica: Replica) -> None:
+        c = self.columns
+        self.key = np.where(c["slo_type"] == LATENCY, replica.table.arrival + c["ttft_s"], c["deadline_at"])
 
-    def schedule(self, replica: Replica) -> None:
+    def admit(self, replica: Replica) -> bool:
+        if self.nothing_fits(replica):
+            return True
         ids = self.waiting_ids(replica)
-        if self.nothing_fits(replica, ids):
-            return
-        # compound calls arrive late: their deadline is absolute already
+        # a compound call's deadline is its program's, absolute: its late arrival changes nothing
         self.admit_in_order(replica, _started_first(self.table, ids, self.key[ids]))
+        return True
 
 
-class SJFScheduler(ReplicaScheduler, _PredictedLengths):
+class _PredictedLengths(AdmissionScheduler):
+    """A scheduler that uses the output-length predictor's quantile grid of every request."""
+
+    def __init__(self, *, predictor: QuantileLengthPredictor | None = None, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        if predictor is None:
+            raise ValueError(f"{type(self).__name__}: give it a fitted QuantileLengthPredictor")
+        self.predictor = predictor
+
+    def setup(self, replica: Replica) -> None:
+        features = prompt_features(replica.table.prompt, self.columns["slo_type"])
+        self.grid = self.predictor.quantile_grid(features)
+
+
+@register_scheduler
+class SJFScheduler(_PredictedLengths):
     """Shortest predicted job first (the predictor's median output length)."""
 
     name = "sjf"
 
-    def __init__(self, *, predictor: QuantileLengthPredictor | None = None) -> None:
-        self.predictor = predictor
-
-    def reset(self, replica: Replica, workload: Workload, rng: np.random.Generator) -> None:
-        super().reset(replica, workload, rng)
-        self._predict(workload)
+    def setup(self, replica: Replica) -> None:
+        super().setup(replica)
         median = int(np.argmin(np.abs(self.predictor.levels - 0.5)))
         self.key = self.grid[:, median]
 
-    def schedule(self, replica: Replica) -> None:
+    def admit(self, replica: Replica) -> bool:
+        if self.nothing_fits(replica):
+            return True
         ids = self.waiting_ids(replica)
-        if self.nothing_fits(replica, ids):
-            return
         self.admit_in_order(replica, _started_first(self.table, ids, self.key[ids]))
+        return True
 
 
-class JITServeScheduler(ReplicaScheduler, _PredictedLengths):
+@register_scheduler
+class JITServeScheduler(_PredictedLengths):
     """JITServe: grouped margin goodput order over the waiting requests, with conservative
     length estimates refined as tokens are generated and a prefill budget that keeps the
     running streams on their TBT pace (batch composition).
@@ -188,40 +180,35 @@ class JITServeScheduler(ReplicaScheduler, _PredictedLengths):
         refine: bool = True,
         grouping: bool = True,
         batch_composition: bool = True,
+        seed: int = 0,
     ) -> None:
-        self.predictor = predictor
+        super().__init__(predictor=predictor, seed=seed)
         self.refine = refine
         self.grouping = grouping
         self.batch_composition = batch_composition
 
-    def reset(self, replica: Replica, workload: Workload, rng: np.random.Generator) -> None:
-        super().reset(replica, workload, rng)
-        self._predict(workload)
-        self.cost = replica.cost
-
     def _iteration_s(self, replica: Replica, prefill_tokens: float, pairs: float) -> float:
-        ctx = float(replica.ctx.sum())
-        return float(self.cost.iteration_time(prefill_tokens, pairs, replica.n, ctx))
+        return float(replica.cost.iteration_time(prefill_tokens, pairs, replica.n, float(replica.ctx.sum())))
 
-    def schedule(self, replica: Replica) -> None:
+    def admit(self, replica: Replica) -> bool:
+        if self.nothing_fits(replica):
+            return True
         ids = self.waiting_ids(replica)
-        if self.nothing_fits(replica, ids):
-            return
-        t, w = self.table, self.workload
+        t, c = self.table, self.columns
         now = replica.clock
         generated = t.generated[ids]
         total = self.predictor.estimate_total(self.grid[ids], generated, refine=self.refine)
-        remaining = np.maximum(np.minimum(total, w.max_new_tokens[ids]) - generated, 1.0)
+        remaining = np.maximum(np.minimum(total, c["max_new_tokens"][ids]) - generated, 1.0)
         token_s = self._iteration_s(replica, 0.0, 0.0)
         length = (t.prompt[ids] + generated).astype(np.float64)
-        prefill_s = self._iteration_s(replica, 0.0, 0.0) + self.cost.iteration_time(length, length**2 / 2, 0, 0)
+        prefill_s = token_s + replica.cost.iteration_time(length, length**2 / 2, 0, 0)
         slack = jit.slack_seconds(
             now=now,
-            slo_type=w.slo_type[ids],
+            slo_type=c["slo_type"][ids],
             arrival=t.arrival[ids],
-            ttft_s=w.ttft_s[ids],
-            tbt_s=w.tbt_s[ids],
-            deadline_at=w.deadline_at[ids],
+            ttft_s=c["ttft_s"][ids],
+            tbt_s=c["tbt_s"][ids],
+            deadline_at=c["deadline_at"][ids],
             first_token=np.nan_to_num(t.first_token[ids], nan=now),
             generated=generated.astype(np.float64),
             remaining=remaining,
@@ -236,26 +223,25 @@ class JITServeScheduler(ReplicaScheduler, _PredictedLengths):
         self._budget = np.inf
         if self.batch_composition and replica.n:
             running = replica.run_ids
-            streaming = running[(w.slo_type[running] == LATENCY) & np.isfinite(t.first_token[running])]
-            if streaming.size:
-                replica.sync()
+            streams = (c["slo_type"][running] == LATENCY) & np.isfinite(t.first_token[running])
+            if streams.any():
                 self._budget = jit.prefill_budget_s(
                     now=now,
-                    first_token=t.first_token[streaming],
-                    generated=t.generated[streaming],
-                    tbt_s=w.tbt_s[streaming],
+                    first_token=t.first_token[running[streams]],
+                    generated=replica.generated_running[streams],
+                    tbt_s=c["tbt_s"][running[streams]],
                     token_s=token_s,
                 )
-        self._prefill = 0.0
+        self._prefill = float(replica.prefill_left.sum())
         self._pairs = 0.0
         self._slack = dict(zip(ids[order].tolist(), slack[order].tolist(), strict=True))
         self.admit_in_order(replica, ids[order])
+        return True
 
     def accepts(self, replica: Replica, rid: int) -> bool:
         if not np.isfinite(self._budget):
             return True
-        t = self.table
-        length = float(t.prompt[rid] + t.generated[rid])
+        length = float(replica.prefill_len(rid))
         prefill = self._prefill + length
         pairs = self._pairs + length * length / 2
         # A request whose slack runs out within this budget goes now whatever it costs.
@@ -267,13 +253,10 @@ class JITServeScheduler(ReplicaScheduler, _PredictedLengths):
 
 
 SCHEDULERS: dict[str, type[ReplicaScheduler]] = {
-    cls.name: cls
-    for cls in (
-        FCFSScheduler,
-        ConservativeScheduler,
-        PastFutureScheduler,
-        EDFScheduler,
-        SJFScheduler,
-        JITServeScheduler,
-    )
+    "fcfs": FCFSScheduler,
+    **{
+        cls.name: cls
+        for cls in (ConservativeScheduler, PastFutureScheduler, EDFScheduler, SJFScheduler, JITServeScheduler)
+    },
 }
+PREDICTED = ("sjf", "jitserve")  # the schedulers that take a length predictor

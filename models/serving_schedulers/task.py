@@ -20,6 +20,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from infragym.datasets.llm_traces import load_trace
+from infragym.envs.serving.policies import ReplicaScheduler
 from infragym.envs.serving.simulator import ReplicaConfig
 from infragym.envs.serving_schedulers.env import LLMAdmissionEnv
 from infragym.evaluation import average_over_seeds, method_metrics, plot_curves, results_table
@@ -28,8 +29,8 @@ from infragym.logging import RunLogger
 from infragym.models.serving_schedulers import export as admission_export
 from infragym.models.serving_schedulers.learned import LearnedScheduler
 from infragym.models.serving_schedulers.length_predictor import QuantileLengthPredictor, prompt_features
-from infragym.models.serving_schedulers.replay import ReplicaScheduler, replay
-from infragym.models.serving_schedulers.schedulers import SCHEDULERS, JITServeScheduler
+from infragym.models.serving_schedulers.replay import replay
+from infragym.models.serving_schedulers.schedulers import PREDICTED, SCHEDULERS, JITServeScheduler
 from infragym.models.serving_schedulers.workloads import (
     PAST_FUTURE_DISTRIBUTIONS,
     Workload,
@@ -62,16 +63,20 @@ HELD_OUT_START_S = 1800.0
 HELD_OUT_STRIDE_S = 240.0  # test seed k starts k x 240 s into the held-out half hour
 
 
-def make_scheduler(name: str, predictor: QuantileLengthPredictor | None, policy_onnx: bytes | None) -> ReplicaScheduler:
-    """A scheduler by name: the registered policies, JITServe's ablations and ``learned``."""
+def make_scheduler(
+    name: str, predictor: QuantileLengthPredictor | None, policy_onnx: bytes | None, *, seed: int = 0
+) -> ReplicaScheduler:
+    """A scheduler by name: the compared policies, JITServe's ablations and ``learned``."""
     if name == "learned":
         if policy_onnx is None:
             raise RuntimeError("the learned scheduler needs a trained policy (fit() first)")
-        return LearnedScheduler(admission_export.AdmissionPolicy(policy_onnx).act)
+        return LearnedScheduler(admission_export.AdmissionPolicy(policy_onnx).act, seed=seed)
     if name in ABLATIONS:
-        return JITServeScheduler(predictor=predictor, **ABLATIONS[name])
+        return JITServeScheduler(predictor=predictor, seed=seed, **ABLATIONS[name])
+    if name == "fcfs":
+        return SCHEDULERS[name]()
     cls = SCHEDULERS[name]
-    return cls(predictor=predictor) if name in ("sjf", "jitserve") else cls()
+    return cls(predictor=predictor, seed=seed) if name in PREDICTED else cls(seed=seed)
 
 
 class FixedSeeds(gym.Wrapper):
@@ -103,10 +108,9 @@ def _replay_cell(
     return {
         name: replay(
             workload,
-            make_scheduler(name, predictor, policy_onnx),
+            make_scheduler(name, predictor, policy_onnx, seed=seed),
             replica=replica,
             queue_timeout_s=queue_timeout_s,
-            seed=seed,
         ).metrics
         for name in schedulers
     }
@@ -292,6 +296,7 @@ class ServingSchedulersTask:
         from sb3_contrib import MaskablePPO
         from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
         from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+        from stable_baselines3.common.monitor import Monitor
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         from infragym.models.serving_schedulers.vector_env import GymnasiumVecEnv
@@ -334,7 +339,7 @@ class ServingSchedulersTask:
         low, high = self.env.rate_range
         heavy = {**self.env.kwargs, "rate_range": (low + 2.0 * (high - low) / 3.0, high)}
         seeds = [self.seed + 10_000 + i for i in range(3)]
-        eval_env = DummyVecEnv([lambda: FixedSeeds(LLMAdmissionEnv(**heavy), seeds)])
+        eval_env = DummyVecEnv([lambda: Monitor(FixedSeeds(LLMAdmissionEnv(**heavy), seeds))])
         callbacks.append(
             MaskableEvalCallback(
                 eval_env,
