@@ -203,6 +203,8 @@ class ServingSchedulersTask:
             "net_arch": [64, 64],
             "eval_freq": 5000,
             "checkpoint_freq": 10000,
+            "warm_start_episodes": 0,
+            "warm_start_epochs": 10,
             **dict(ppo or {}),
         }
         self.predictor_args = dict(predictor or {})
@@ -331,8 +333,16 @@ class ServingSchedulersTask:
             device="cpu",
             verbose=0,
         )
-        callbacks: list[BaseCallback] = [EpisodeLog()]
         out = self.output_dir or Path(os.getcwd())
+        warm = int(args["warm_start_episodes"])
+        if warm > 0:
+            from infragym.models.serving_schedulers import warm_start
+
+            data = warm_start.collect(self.make_env, warm, self.seed + 20_000, warm_start.batch_composition_rule)
+            accuracy = warm_start.clone(model.policy, *data, epochs=int(args["warm_start_epochs"]), seed=self.seed)
+            log.info("behaviour cloning on %d teacher decisions: accuracy %.3f", len(data[2]), accuracy)
+            logger.log_metrics({"train/clone_accuracy": accuracy}, step=0)
+        callbacks: list[BaseCallback] = [EpisodeLog()]
         n_envs = int(args["n_envs"])
         # periodic evaluation on fixed validation episodes (seeds apart from training's), keeping the best;
         # validation at the heavy end of the training range, where admission decisions matter
@@ -340,17 +350,25 @@ class ServingSchedulersTask:
         heavy = {**self.env.kwargs, "rate_range": (low + 2.0 * (high - low) / 3.0, high)}
         seeds = [self.seed + 10_000 + i for i in range(3)]
         eval_env = DummyVecEnv([lambda: Monitor(FixedSeeds(LLMAdmissionEnv(**heavy), seeds))])
-        callbacks.append(
-            MaskableEvalCallback(
-                eval_env,
-                n_eval_episodes=3,
-                eval_freq=max(int(args["eval_freq"]) // n_envs, 1),
-                best_model_save_path=str(out / "checkpoints" / "best"),
-                log_path=str(out / "checkpoints" / "eval"),
-                deterministic=True,
-                verbose=0,
-            )
+        evaluation = MaskableEvalCallback(
+            eval_env,
+            n_eval_episodes=3,
+            eval_freq=max(int(args["eval_freq"]) // n_envs, 1),
+            best_model_save_path=str(out / "checkpoints" / "best"),
+            log_path=str(out / "checkpoints" / "eval"),
+            deterministic=True,
+            verbose=0,
         )
+        if warm > 0:
+            # the clone is a candidate too: evaluated (and saved) before PPO changes it
+            from sb3_contrib.common.maskable.evaluation import evaluate_policy
+
+            clone_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=3, deterministic=True)
+            (out / "checkpoints" / "best").mkdir(parents=True, exist_ok=True)
+            model.save(str(out / "checkpoints" / "best" / "best_model"))
+            evaluation.best_mean_reward = float(clone_return)
+            log.info("the cloned policy's validation return: %.1f", clone_return)
+        callbacks.append(evaluation)
         callbacks.append(
             CheckpointCallback(
                 save_freq=max(int(args["checkpoint_freq"]) // n_envs, 1),
