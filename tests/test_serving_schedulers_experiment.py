@@ -110,3 +110,28 @@ def test_serving_schedulers_experiment(tmp_path: Path) -> None:
     mask = np.zeros(N_ACTIONS, bool)
     mask[[1, WINDOW]] = True
     assert policy.act(obs, mask) in (1, WINDOW)
+
+
+def test_teacher_rule_and_behaviour_cloning() -> None:
+    from sb3_contrib import MaskablePPO
+
+    from infragym.models.serving_schedulers import warm_start
+    from infragym.models.serving_schedulers.admission_features import GLOBAL_NAMES, SLOT_NAMES
+
+    obs = np.zeros(OBS_SIZE, np.float32)
+    mask = np.zeros(N_ACTIONS, bool)
+    mask[[1, 2, WINDOW]] = True
+    within = len(GLOBAL_NAMES) + SLOT_NAMES.index("iteration_within_stream_slack")
+    assert warm_start.batch_composition_rule(obs, mask) == WINDOW  # nothing keeps the streams on pace
+    obs[within + 2 * len(SLOT_NAMES)] = 1.0
+    obs[within + 0 * len(SLOT_NAMES)] = 1.0  # slot 0 would, but it does not fit
+    assert warm_start.batch_composition_rule(obs, mask) == 2
+
+    def make() -> LLMAdmissionEnv:
+        return LLMAdmissionEnv(n_requests=40, rate_range=(15.0, 25.0))
+
+    data = warm_start.collect(make, 2, 0, warm_start.batch_composition_rule)
+    assert len(data[2]) > 20 and set(np.unique(data[2])) > {WINDOW}
+    model = MaskablePPO("MlpPolicy", make(), seed=0, device="cpu")
+    accuracy = warm_start.clone(model.policy, *data, epochs=300)
+    assert accuracy > 0.9  # the rule is a function of the observation: the actor can fit it
