@@ -9,7 +9,7 @@ COMPONENT = Component(
     summary="LLM serving admission: Past-Future (LightLLM), JITServe and a learned MaskablePPO scheduler vs "
     "FCFS/conservative/EDF/SJF, goodput vs load",
     task="infragym.models.serving_schedulers.task.ServingSchedulersTask",
-    experiments=("serving_schedulers",),
+    experiments=("serving_schedulers", "serving_schedulers_full"),
     loader="infragym.models.serving_schedulers.export:AdmissionPolicy.from_export",
     envs=("infragym/LLMAdmission-v0",),
 )
