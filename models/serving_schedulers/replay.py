@@ -27,6 +27,9 @@ from infragym.models.serving_schedulers.workloads import Workload
 
 # The per-request arrays a workload brings to the schedulers (RequestTable.columns).
 WORKLOAD_COLUMNS = ("slo_type", "ttft_s", "tbt_s", "max_stall_s", "deadline_at", "max_new_tokens")
+# Without a workload's columns (a plain kernel run), every request streams under the replica's
+# SLO and may generate up to this many tokens: a common API cap on output length, an assumption.
+DEFAULT_MAX_NEW_TOKENS = 4096
 # Past-Future's artifact decides admissions every 10 decode steps: a policy that refused waits
 # at most this many fast-forwarded iterations before deciding again.
 DECISION_ITERATIONS = 10
@@ -34,6 +37,23 @@ DECISION_ITERATIONS = 10
 
 def workload_columns(workload: Workload) -> dict[str, np.ndarray]:
     return {name: getattr(workload, name) for name in WORKLOAD_COLUMNS}
+
+
+def request_columns(replica: Replica) -> dict[str, np.ndarray]:
+    """The SLO columns of the replica's requests: the workload's, or (in a plain kernel run) every
+    request a stream under the replica's SLO with ``DEFAULT_MAX_NEW_TOKENS``."""
+    table = replica.table
+    n = table.n
+    defaults = {
+        "slo_type": np.zeros(n, np.int8),  # workloads.LATENCY
+        "ttft_s": np.full(n, replica.slo.ttft_s),
+        "tbt_s": np.full(n, replica.slo.tbt_s),
+        "max_stall_s": np.full(n, np.inf),
+        "deadline_at": np.full(n, np.inf),
+        # a request never generates beyond its cap: raised to its length where the trace exceeds it
+        "max_new_tokens": np.maximum(np.full(n, DEFAULT_MAX_NEW_TOKENS), table.target),
+    }
+    return {name: table.columns.get(name, defaults[name]) for name in WORKLOAD_COLUMNS}
 
 
 class AdmissionScheduler(ReplicaScheduler):
@@ -54,10 +74,7 @@ class AdmissionScheduler(ReplicaScheduler):
         bound = copy.copy(self)
         bound.replica = replica
         bound.table = replica.table
-        missing = [c for c in WORKLOAD_COLUMNS if c not in replica.table.columns]
-        if missing:
-            raise ValueError(f"{type(self).__name__} needs the request columns {missing} (workload_columns())")
-        bound.columns = replica.table.columns
+        bound.columns = request_columns(replica)
         bound.rng = np.random.default_rng(self.seed)
         bound._refused_at = -1  # iteration of the last refusal (-1: none pending)
         bound._refused_state: tuple[int, ...] = ()

@@ -128,10 +128,8 @@ class EDFScheduler(AdmissionScheduler):
 class _PredictedLengths(AdmissionScheduler):
     """A scheduler that uses the output-length predictor's quantile grid of every request."""
 
-    def __init__(self, *, predictor: QuantileLengthPredictor | None = None, seed: int = 0) -> None:
+    def __init__(self, *, predictor: QuantileLengthPredictor, seed: int = 0) -> None:
         super().__init__(seed=seed)
-        if predictor is None:
-            raise ValueError(f"{type(self).__name__}: give it a fitted QuantileLengthPredictor")
         self.predictor = predictor
 
     def setup(self, replica: Replica) -> None:
@@ -176,7 +174,7 @@ class JITServeScheduler(_PredictedLengths):
     def __init__(
         self,
         *,
-        predictor: QuantileLengthPredictor | None = None,
+        predictor: QuantileLengthPredictor,
         refine: bool = True,
         grouping: bool = True,
         batch_composition: bool = True,
