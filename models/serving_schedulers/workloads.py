@@ -18,12 +18,11 @@ conversation and code traces and the vAttention artifact's arXiv sample, read wi
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from infragym.datasets.llm_traces import RequestTrace, TraceError, load_trace
+from infragym.datasets.llm_traces import RequestTrace, TraceError
 
 LATENCY, DEADLINE, COMPOUND = 0, 1, 2
 SLO_TYPES = ("latency", "deadline", "compound")
@@ -143,19 +142,6 @@ def past_future_workload(
     return latency_workload(
         distribution, trace, ttft_s=ttft_s, tbt_s=tbt_s, max_stall_s=max_stall_s, max_new_tokens=output_range[1]
     )
-
-
-def trace_window(
-    path: str | os.PathLike[str], *, start_s: float, duration_s: float, rate_factor: float = 1.0
-) -> RequestTrace:
-    """A window of a real trace with arrival times (e.g. one half-hour of the Azure traces),
-    re-based to 0 and replayed at ``rate_factor`` times its rate."""
-    trace = load_trace(path).window(start_s, start_s + duration_s)
-    if len(trace) < 2:
-        raise TraceError(f"{path}: the window [{start_s}, {start_s + duration_s}) s holds fewer than 2 requests")
-    failed = trace.failed
-    trace = trace._take(~failed) if failed.any() else trace
-    return trace.scaled(rate_factor) if rate_factor != 1.0 else trace
 
 
 def mixed_slo_workload(
