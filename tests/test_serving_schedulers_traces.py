@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infragym.datasets.llm_traces import (
     TraceError,
@@ -121,3 +123,22 @@ def test_bad_rate_and_missing_file_are_refused(tmp_path: Path) -> None:
             load_trace(lengths, rate=rate)
     with pytest.raises(TraceError, match="no such file"):
         load_trace(tmp_path / "absent.csv")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.sampled_from([RAW, "num_prefill_tokens,num_decode_tokens,num_total_tokens,pd_ratio\n"]),
+    body=st.text(alphabet="0123456789-:. ,T\nx", max_size=120),
+)
+def test_any_mangled_body_loads_or_is_refused_with_a_trace_error(tmp_path: Path, header: str, body: str) -> None:
+    """Fuzz: whatever follows a valid header either loads as a valid trace or raises TraceError
+    (a ValueError naming the file), never another exception."""
+    path = tmp_path / "fuzz.csv"
+    path.write_text(header + body)
+    try:
+        trace = load_trace(path, rate=1.0)
+    except TraceError as err:
+        assert "fuzz.csv" in str(err)
+        return
+    assert len(trace) >= 1
+    assert np.all(np.diff(trace.arrival_s) >= 0) and np.all(trace.prompt_tokens >= 1)
