@@ -10,12 +10,22 @@ Formats (../shared/data/README.md):
   ``num_prefill_tokens``, ``num_decode_tokens``.
 - BurstGPT (HPMLL/BurstGPT): ``Timestamp``, ``Session ID`` (optional), ``Elapsed time``,
   ``Model``, ``Request tokens``, ``Response tokens``, ``Total tokens``, ``Log Type``.
+- Azure LLM inference trace 2023 as published (Azure/AzurePublicDataset): ``TIMESTAMP``
+  (wall clock ``YYYY-MM-DD HH:MM:SS.fffffff``, .NET's seven fractional digits), ``ContextTokens``,
+  ``GeneratedTokens``.
+- Length-only traces (the vAttention artifact's arXiv summarisation sample): ``num_prefill_tokens``,
+  ``num_decode_tokens`` and optionally ``num_total_tokens`` and ``pd_ratio``; they carry no arrival
+  times, so ``load_trace`` gives them Poisson arrivals at a chosen rate.
+
+``load_trace(path, rate=None)`` detects the format from the header line and calls the loader of
+that format.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +212,165 @@ def load_burstgpt(path: str | os.PathLike[str]) -> RequestTrace:
     model = pd.Categorical(model_names, categories=models).codes.astype(np.int64)
     # A request with no prompt still occupies a prefill slot of one token.
     return RequestTrace(arrival, np.maximum(prompt, 1), output, model, output == 0, models)
+
+
+# The Azure 2023 trace's TIMESTAMP: a date, a space (ISO 8601's "T" is accepted too), a time,
+# and the fraction of a second .NET writes with seven digits ("2023-11-16 18:15:46.6805900");
+# any 0-9 digits are accepted, a zone suffix is not (the published files carry none).
+_AZURE_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?$")
+AZURE_RAW_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+
+
+def _azure_seconds(frame: pd.DataFrame, path: Path) -> np.ndarray:
+    """TIMESTAMP strings -> seconds since the first one, exact to the nanosecond."""
+    text = frame["TIMESTAMP"].str.strip()
+    parts = text.str.extract(_AZURE_TIMESTAMP)
+    bad = parts[0].isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise TraceError(
+            f"{path}: line {row + 2}, column 'TIMESTAMP': {frame['TIMESTAMP'].iloc[row]!r} is not a timestamp "
+            "like '2023-11-16 18:15:46.6805900'"
+        )
+    try:
+        whole = (parts[0] + "T" + parts[1]).to_numpy().astype("datetime64[s]")
+    except ValueError:
+        # numpy names no row: find the first one that does not parse (a month 13, a hour 25)
+        for row, value in enumerate(parts[0] + "T" + parts[1]):
+            try:
+                np.datetime64(value, "s")
+            except ValueError:
+                raise TraceError(
+                    f"{path}: line {row + 2}, column 'TIMESTAMP': {frame['TIMESTAMP'].iloc[row]!r} is not a valid "
+                    "date and time"
+                ) from None
+        raise
+    # np.datetime64 rolls impossible days over silently in some versions: round-trip to be sure
+    back = pd.Series(whole.astype(str)).str.replace("T", " ").to_numpy()
+    rolled = back != (parts[0] + " " + parts[1]).to_numpy()
+    if rolled.any():
+        row = int(np.flatnonzero(rolled)[0])
+        raise TraceError(
+            f"{path}: line {row + 2}, column 'TIMESTAMP': {frame['TIMESTAMP'].iloc[row]!r} is not a valid date and time"
+        )
+    fraction = parts[2].fillna("").str.ljust(9, "0").replace("", "0").astype(np.int64).to_numpy()
+    nanoseconds = (whole.astype(np.int64) - whole[0].astype(np.int64)) * 1_000_000_000 + fraction - fraction[0]
+    return nanoseconds / 1e9
+
+
+def load_azure_raw_trace(path: str | os.PathLike[str]) -> RequestTrace:
+    """The Azure 2023 LLM inference trace in its published format (``TIMESTAMP,ContextTokens,
+    GeneratedTokens``); arrivals are seconds since the first request, as vidur's processed files
+    hold them (its ``arrived_at`` is this column minus the first timestamp)."""
+    frame, path = _read_csv(path, AZURE_RAW_COLUMNS)
+    arrival = _azure_seconds(frame, path)
+    _check_monotone(arrival, path, "TIMESTAMP")
+    prompt = _numeric_column(frame, "ContextTokens", path, integer=True, minimum=1, maximum=MAX_TOKENS)
+    output = _numeric_column(frame, "GeneratedTokens", path, integer=True, minimum=0, maximum=MAX_TOKENS)
+    return RequestTrace(arrival, prompt, output, np.zeros(len(frame), np.int64), output == 0)
+
+
+LENGTH_ONLY_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
+
+
+def load_length_only_trace(
+    path: str | os.PathLike[str], *, rate: float, rng: np.random.Generator | int = 0
+) -> RequestTrace:
+    """A trace of request lengths without arrival times (the vAttention artifact's format:
+    ``num_prefill_tokens,num_decode_tokens[,num_total_tokens,pd_ratio]``, counts written as
+    floats such as ``7564.0``), given Poisson arrivals at ``rate`` requests/s in file order."""
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not np.isfinite(rate) or rate <= 0:
+        raise TraceError(f"{path}: a length-only trace needs a positive arrival rate (rate=...), got {rate!r}")
+    frame, path = _read_csv(path, LENGTH_ONLY_COLUMNS)
+    prompt = _numeric_column(frame, "num_prefill_tokens", path, integer=True, minimum=1, maximum=MAX_TOKENS)
+    output = _numeric_column(frame, "num_decode_tokens", path, integer=True, minimum=0, maximum=MAX_TOKENS)
+    if "num_total_tokens" in frame.columns:
+        total = _numeric_column(frame, "num_total_tokens", path, integer=True, minimum=0, maximum=2 * MAX_TOKENS)
+        mismatch = np.flatnonzero(total != prompt + output)
+        if mismatch.size:
+            row = int(mismatch[0])
+            raise TraceError(
+                f"{path}: line {row + 2}, column 'num_total_tokens': {total[row]} != num_prefill_tokens + "
+                f"num_decode_tokens ({prompt[row]} + {output[row]})"
+            )
+    if "pd_ratio" in frame.columns:
+        ratio = _numeric_column(frame, "pd_ratio", path, integer=False, minimum=0.0)
+        expected = prompt / np.maximum(output, 1)
+        wrong = np.flatnonzero((output > 0) & ~np.isclose(ratio, expected, rtol=1e-6))
+        if wrong.size:
+            row = int(wrong[0])
+            raise TraceError(
+                f"{path}: line {row + 2}, column 'pd_ratio': {ratio[row]} != num_prefill_tokens / num_decode_tokens "
+                f"({expected[row]:.6g})"
+            )
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    gaps = rng.exponential(1.0 / rate, len(frame))
+    arrival = np.cumsum(gaps) - gaps[0]
+    return RequestTrace(arrival, prompt, output, np.zeros(len(frame), np.int64), output == 0)
+
+
+def _header(path: Path) -> list[str]:
+    if not path.is_file():
+        raise TraceError(f"{path}: no such file")
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline()
+    except OSError as err:
+        raise TraceError(f"{path}: cannot read ({err})") from err
+    try:
+        line = first.decode("utf-8-sig").strip()
+    except UnicodeDecodeError as err:
+        raise TraceError(f"{path}: line 1: the header is not UTF-8 text ({err})") from err
+    return [c.strip().strip('"') for c in line.split(",")]
+
+
+TRACE_FORMATS = {
+    "azure_vidur": ("arrived_at", "num_prefill_tokens", "num_decode_tokens"),
+    "azure_raw": AZURE_RAW_COLUMNS,
+    "burstgpt": BURSTGPT_COLUMNS,
+    "length_only": LENGTH_ONLY_COLUMNS,
+}
+
+
+def detect_trace_format(path: str | os.PathLike[str]) -> str:
+    """The format of a trace file, from the columns of its header line (a key of TRACE_FORMATS)."""
+    path = Path(path)
+    columns = set(_header(path))
+    for name, required in TRACE_FORMATS.items():
+        if set(required) <= columns:
+            return name
+    raise TraceError(
+        f"{path}: line 1: the header {sorted(columns)} matches no supported trace format; expected the columns of "
+        + "; ".join(f"{name} {list(cols)}" for name, cols in TRACE_FORMATS.items())
+    )
+
+
+def load_trace(
+    path: str | os.PathLike[str], rate: float | None = None, *, rng: np.random.Generator | int = 0
+) -> RequestTrace:
+    """Read any supported trace (vidur-processed Azure, raw Azure 2023, BurstGPT, length-only),
+    detecting the format from the header.
+
+    Args:
+        path: the CSV file.
+        rate: arrival rate (requests/s) given to a length-only trace (Poisson arrivals); for a
+            trace with arrival times, the trace is replayed scaled to this mean rate when given.
+        rng: seed or generator of the Poisson arrivals of a length-only trace.
+    """
+    fmt = detect_trace_format(path)
+    if fmt == "length_only":
+        if rate is None:
+            raise TraceError(f"{path}: a length-only trace has no arrival times; pass rate= (requests/s)")
+        return load_length_only_trace(path, rate=rate, rng=rng)
+    loader = {"azure_vidur": load_azure_trace, "azure_raw": load_azure_raw_trace, "burstgpt": load_burstgpt}[fmt]
+    trace = loader(path)
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not np.isfinite(rate) or rate <= 0:
+            raise TraceError(f"{path}: rate must be a positive number of requests/s, got {rate!r}")
+        if not np.isfinite(trace.rate):
+            raise TraceError(f"{path}: the trace spans no time, so it cannot be rescaled to rate={rate}")
+        trace = trace.scaled(rate / trace.rate)
+    return trace
 
 
 # ---------------------------------------------------------------------- generators

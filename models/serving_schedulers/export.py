@@ -1,0 +1,115 @@
+"""ONNX export of the learned admission policy and its deployable predictor:
+``infragym.load(path).act(obs, mask)`` -> the action (admit waiting request k < 8, or 8: run).
+
+The graph maps a batch of observations (``admission_features``) to the policy's action logits;
+``act`` takes the most likely allowed action. Needs numpy and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infragym.export import export_file
+from infragym.models.serving_schedulers.admission_features import (
+    GLOBAL_NAMES,
+    N_ACTIONS,
+    OBS_SIZE,
+    SLOT_NAMES,
+    WINDOW,
+)
+
+POLICY_FILE = "policy.onnx"
+OPSET = 18
+
+
+def export_onnx(policy: Any) -> bytes:
+    """An SB3 ``ActorCriticPolicy`` (MLP, Discrete actions) as ONNX bytes with a dynamic batch axis."""
+    import torch
+    from torch import nn
+
+    class Logits(nn.Module):
+        def __init__(self, policy: Any) -> None:
+            super().__init__()
+            self.policy = policy
+
+        def forward(self, obs):  # type: ignore[no-untyped-def]
+            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+            latent = self.policy.mlp_extractor.forward_actor(features)
+            return self.policy.action_net(latent)
+
+    module = Logits(policy).cpu().eval()
+    example = (torch.rand(2, OBS_SIZE, generator=torch.Generator().manual_seed(0)),)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        path = Path(tmp) / POLICY_FILE
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=["obs"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+        )
+        return path.read_bytes()
+
+
+def input_schema() -> dict[str, Any]:
+    slots = ", ".join(f"slot k: {name}" for name in SLOT_NAMES)
+    return {
+        "obs": f"float32 ({OBS_SIZE},) or (B, {OBS_SIZE}): " + ", ".join(GLOBAL_NAMES) + f"; then {WINDOW} x ({slots})",
+        "mask": f"optional bool ({N_ACTIONS},) or (B, {N_ACTIONS}): allowed actions",
+    }
+
+
+def output_schema() -> dict[str, Any]:
+    return {"action": f"int64: k < {WINDOW} admits the k-th waiting request, {WINDOW} runs the iteration"}
+
+
+class AdmissionPolicy:
+    """A loaded learned-admission export."""
+
+    def __init__(self, onnx: bytes, manifest: dict[str, Any] | None = None, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        self.onnx = onnx
+        self.manifest = manifest or {}
+
+    @classmethod
+    def from_export(cls, directory: Path, manifest: dict[str, Any]) -> AdmissionPolicy:
+        return cls(export_file(directory, manifest, POLICY_FILE).read_bytes(), manifest)
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        batch = np.asarray(obs, dtype=np.float32)
+        if batch.ndim == 1:
+            batch = batch[None]
+        if batch.ndim != 2 or batch.shape[1] != OBS_SIZE:
+            raise ValueError(f"obs must have shape ({OBS_SIZE},) or (B, {OBS_SIZE}), got {np.shape(obs)}")
+        if not np.all(np.isfinite(batch)):
+            raise ValueError("obs must be finite")
+        return self.session.run(None, {"obs": batch})[0]
+
+    def act(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | int:
+        """The most likely allowed action (an int for one observation, an array for a batch).
+        With no action allowed in a row, it runs (action ``WINDOW``)."""
+        single = np.asarray(obs).ndim == 1
+        logits = self.logits(obs)
+        if mask is not None:
+            m = np.asarray(mask, dtype=bool)
+            if m.shape[-1] != N_ACTIONS or m.size != logits.size:
+                raise ValueError(f"mask must have shape ({N_ACTIONS},) or (B, {N_ACTIONS}), got {m.shape}")
+            m = m.reshape(logits.shape).copy()
+            m[~m.any(axis=1), WINDOW] = True
+            logits = np.where(m, logits, -np.inf)
+        action = np.argmax(logits, axis=1).astype(np.int64)
+        return int(action[0]) if single else action
