@@ -54,6 +54,9 @@ MIN_GAPS_PER_WINDOW = 30
 WINDOW_PRIOR_COUNT = 20.0
 # A Zipf table up to this many values is sampled exactly; beyond, the continuous power law.
 ZIPF_TABLE_MAX = 1 << 21
+# "auto" keeps the paper's Zipf family unless the empirical fit is this much closer (KS): on data
+# that is Zipf both fits are within sampling noise of it, and the parametric one then extrapolates.
+ZIPF_KS_MARGIN = 0.01
 DAY_S = 86_400.0
 
 
@@ -148,7 +151,8 @@ def fit_lengths(values: np.ndarray, family: str = "auto") -> LengthModel:
     """Fit a length distribution to positive integer lengths.
 
     ``family``: "zipf" (BurstGPT's: p(k) ~ k^-a on [min, max], a by maximum likelihood),
-    "empirical" (the quantile function), or "auto" (whichever has the smaller KS distance)."""
+    "empirical" (the quantile function), or "auto" (the paper's Zipf unless the empirical fit
+    is closer by more than ``ZIPF_KS_MARGIN`` in KS distance)."""
     if family not in ("auto", "zipf", "empirical"):
         raise TwinError(f"length family must be 'auto', 'zipf' or 'empirical', got {family!r}")
     x = np.asarray(values, dtype=np.int64)
@@ -172,7 +176,7 @@ def fit_lengths(values: np.ndarray, family: str = "auto") -> LengthModel:
     # log interpolation and rounding are its only errors).
     probe = model.sample(np.random.default_rng(0), max(4 * x.size, 20_000))
     ks_emp = float(stats.ks_2samp(x, probe).statistic)
-    chosen = family if family != "auto" else ("zipf" if ks_zipf <= ks_emp else "empirical")
+    chosen = family if family != "auto" else ("zipf" if ks_zipf <= ks_emp + ZIPF_KS_MARGIN else "empirical")
     return LengthModel(chosen, a, xmin, cap, levels, quantiles, ks_zipf, ks_emp)
 
 
@@ -247,7 +251,9 @@ class ArrivalWindows:
 def _window_grid(t0: float, t_end: float, window_s: float, period_s: float | None) -> tuple[int, np.ndarray]:
     """Number of windows and the exposure (seconds of trace) that falls in each."""
     if period_s is None:
-        k = max(1, int(np.ceil((t_end - t0) / window_s)))
+        # A last stretch shorter than half a window joins the previous window (as its own window
+        # it would be fitted on seconds of data, and a twin would give it a whole window's time).
+        k = max(1, int(np.floor((t_end - t0) / window_s + 0.5)))
         exposure = np.full(k, window_s)
         exposure[-1] = max(t_end - t0 - (k - 1) * window_s, 1e-9)
         return k, exposure
