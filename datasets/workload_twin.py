@@ -25,7 +25,7 @@ Choices beyond the paper (named as extensions in docs/components/workload_twin.m
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,8 @@ TAIL_KNOTS = 32
 # Fewer gaps than this in a window and its Gamma shape is the whole trace's (a CV estimated from
 # a handful of heavy-tailed gaps is mostly noise).
 MIN_GAPS_PER_WINDOW = 30
+# Gaps' worth of weight the whole trace's CV^2 gets in a window's moment estimate (shrinkage).
+SHRINK_GAPS = 200.0
 # Pseudo-counts that pull a window's model mix and failure share towards the trace's (a window
 # with 3 requests should not get a failure probability of 0 or 1/3).
 WINDOW_PRIOR_COUNT = 20.0
@@ -227,7 +229,7 @@ def fit_response(request: np.ndarray, response: np.ndarray, *, bins: int, family
 class ArrivalWindows:
     """Gamma inter-arrival parameters per window of ``window_s``.
 
-    With ``period_s`` set (traces of 2 days or more: the day), window ``k`` is the ``k``-th
+    With ``period_s`` set (traces of a day or more: the day), window ``k`` is the ``k``-th
     ``window_s`` of every period (time of day) and the fit pools the days; otherwise the windows
     run along the fitted trace and a twin longer than it repeats them in order."""
 
@@ -294,7 +296,11 @@ def fit_arrivals(
         var = s2 / count - mean**2
         cv2 = var / mean**2
     enough = (count >= MIN_GAPS_PER_WINDOW) & np.isfinite(cv2) & (cv2 > 0)
-    cv2 = np.where(enough, cv2, global_cv2 if global_cv2 > 0 else 1.0)
+    global_cv2 = global_cv2 if global_cv2 > 0 else 1.0
+    # Shrink each window's CV^2 towards the trace's by its number of gaps: a CV estimated from a
+    # few hundred heavy-tailed gaps is noisy, and a twin should not copy that noise.
+    weight = count / (count + SHRINK_GAPS)
+    cv2 = np.where(enough, weight * cv2 + (1 - weight) * global_cv2, global_cv2)
     if method == "mle":
         positive = gaps > 0
         pooled = _gamma_mle(gaps[positive])
@@ -433,20 +439,31 @@ class WorkloadModel:
     request_rate: float  # requests/s of the fitted trace (all turns)
     time_resolution_s: float  # 1.0 when the trace logs whole seconds (BurstGPT), else 0
 
-    def generate(self, n_requests: int, rng: np.random.Generator, rate: float | None = None) -> RequestTrace:
-        """A twin of ``n_requests`` requests. ``rate`` (requests/s): more or fewer users at the
-        same time of day, i.e. every window's session rate scaled by ``rate / request_rate``
-        (burstiness, think times and the day's shape are kept); None: the fitted rates."""
-        return self.generate_with_conversations(n_requests, rng, rate)[0]
+    def generate(
+        self, n_requests: int, rng: np.random.Generator, rate: float | None = None, *, start_s: float | None = None
+    ) -> RequestTrace:
+        """A twin of ``n_requests`` requests, arriving from time 0.
+
+        ``rate`` (requests/s): more or fewer users at the same time of day, i.e. every window's
+        session rate scaled by ``rate / request_rate`` (burstiness, think times and the day's
+        shape are kept); None: the fitted rates. ``start_s``: where in the fitted windows the
+        twin starts (time of day for a model folded by day, else seconds from the fitted trace's
+        start); None: where the fitted trace started."""
+        return self.generate_with_conversations(n_requests, rng, rate, start_s=start_s)[0]
 
     def generate_with_conversations(
-        self, n_requests: int, rng: np.random.Generator, rate: float | None = None
+        self, n_requests: int, rng: np.random.Generator, rate: float | None = None, *, start_s: float | None = None
     ) -> tuple[RequestTrace, np.ndarray]:
-        """A twin and each request's conversation id (-1: a request outside any conversation)."""
+        """A twin (as ``generate``) and each request's conversation id (-1: outside any)."""
         if n_requests <= 0:
             raise TwinError(f"n_requests must be positive, got {n_requests}")
         if rate is not None and not (np.isfinite(rate) and rate > 0):
             raise TwinError(f"rate must be a positive number of requests/s, got {rate}")
+        if start_s is not None:
+            if not np.isfinite(start_s):
+                raise TwinError(f"start_s must be a finite time, got {start_s}")
+            moved = replace(self, arrivals=replace(self.arrivals, start_phase_s=float(start_s)))
+            return moved.generate_with_conversations(n_requests, rng, rate)
         factor = 1.0 if rate is None else rate / self.request_rate
         conv = self.conversations
         per_session = 1.0 if conv is None else 1.0 + conv.share * (conv.mean_turns - 1.0)
@@ -547,7 +564,7 @@ def fit_workload(
     ``conversation``: per-request conversation ids (-1 outside any; BurstGPT's ``Session ID``,
     see ``load_burstgpt_conversations``). ``window_s``: windows of the per-window fits (default
     ``default_window_s``). ``period_s``: fold windows by time of the period (default: the day
-    when the trace spans 2 days or more, else no folding). ``length_family``: see
+    when the trace spans a day or more, else no folding). ``length_family``: see
     ``fit_lengths``; ``arrival_fit``: see ``fit_arrivals``."""
     if len(trace) < 10:
         raise TwinError(f"a workload fit needs at least 10 requests, the trace has {len(trace)}")
@@ -564,7 +581,7 @@ def fit_workload(
     window_s = default_window_s(duration, n) if window_s is None else float(window_s)
     if not (np.isfinite(window_s) and window_s > 0):
         raise TwinError(f"window_s must be positive, got {window_s}")
-    if period_s is None and duration >= 2 * DAY_S:
+    if period_s is None and duration >= DAY_S:
         period_s = DAY_S
     opens, _, _ = conversation_structure(conversation)
     # The end of the observed span: one mean gap after the last arrival.
@@ -688,7 +705,7 @@ def twin_report(
     response-vs-request rank correlations, failure shares, the model mix's total variation.
     Conversations (when both id arrays are given): turns, intervals, KS of intervals. Serving:
     p50/p99 TTFT, TBT and end-to-end latency of the serving simulator (``cluster``: a
-    ``ServingCluster``; default one H100 replica of Llama-3.1-8B; False skips it) on both."""
+    ``ServingCluster``; default ``default_cluster()``; False skips it) on both."""
     if len(trace) < 3 or len(twin) < 3:
         raise TwinError("twin_report needs at least 3 requests in both traces")
     window_s = default_window_s(trace.duration_s, len(trace)) if window_s is None else float(window_s)
@@ -747,15 +764,22 @@ def _turn_intervals(arrival: np.ndarray, conversation: np.ndarray) -> np.ndarray
     return np.diff(arrival[order])[same]
 
 
+def default_cluster() -> Any:
+    """One H100 replica of Llama-3.1-8B with vLLM's defaults and chunked prefill (vLLM V1's
+    default): without it a prompt beyond the 8,192-token step budget is refused and holds up
+    the queue behind it, and a twin's sampled tail is bound to draw such prompts."""
+    from infragym.envs.serving.simulator import ReplicaConfig, ServingCluster
+
+    return ServingCluster(replica=ReplicaConfig(chunked_prefill=True))
+
+
 LATENCY_KEYS = ("ttft_s_p50", "ttft_s_p99", "tbt_s_p50", "tbt_s_p99", "e2e_s_p50", "e2e_s_p99")
 
 
 def serving_latency(trace: RequestTrace, twin: RequestTrace, cluster: Any = None) -> dict[str, float]:
     """The serving simulator's latency percentiles on trace and twin, and the twin's relative
     error (``latency/<metric>/trace``, ``.../twin``, ``.../rel_err``)."""
-    from infragym.envs.serving.simulator import ServingCluster
-
-    cluster = cluster if cluster is not None else ServingCluster()
+    cluster = cluster if cluster is not None else default_cluster()
     out: dict[str, float] = {}
     metrics = {name: cluster.run(t).metrics for name, t in (("trace", trace), ("twin", twin))}
     for key in LATENCY_KEYS:
@@ -834,6 +858,7 @@ __all__ = [
     "WorkloadModel",
     "burstgpt_reference_model",
     "conversation_structure",
+    "default_cluster",
     "default_window_s",
     "fit_arrivals",
     "fit_lengths",

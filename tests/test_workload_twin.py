@@ -18,11 +18,11 @@ from infragym.datasets.workload_twin import (
     WorkloadModel,
     burstgpt_reference_model,
     conversation_structure,
+    default_cluster,
     fit_lengths,
     load_burstgpt_conversations,
     split_halves,
 )
-from infragym.envs.serving.simulator import ServingCluster
 
 from .conftest import SHARED_DATA
 
@@ -182,7 +182,7 @@ def test_azure_twins_match_the_held_out_half_and_the_simulated_latency() -> None
     conv = load_azure_trace(TRACES / "azure_conv_splitwise.csv")
     (first, _), (second, _) = split_halves(conv)
     twin = fit_workload(first).generate(len(second), np.random.default_rng(0))
-    report = twin_report(second, twin, cluster=ServingCluster())
+    report = twin_report(second, twin, cluster=default_cluster())
     assert report["iat_cv/twin"] == pytest.approx(report["iat_cv/trace"], abs=0.15)
     assert report["iat_ks"] < 0.05
     assert report["prompt_ks"] < 0.12 and report["output_ks"] < 0.12
