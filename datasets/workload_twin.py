@@ -322,7 +322,7 @@ def _gamma_mle(gaps: np.ndarray) -> float:
     return float(shape)
 
 
-def _gamma_arrivals(windows: ArrivalWindows, n_min: int, rng: np.random.Generator, rate_factor: float) -> np.ndarray:
+def gamma_arrivals(windows: ArrivalWindows, n_min: int, rng: np.random.Generator, rate_factor: float) -> np.ndarray:
     """At least ``n_min`` arrival times from 0 on: a renewal process whose gap distribution is the
     Gamma of the window where the gap starts."""
     chunks, total, t = [], 0, 0.0
@@ -469,7 +469,7 @@ class WorkloadModel:
         per_session = 1.0 if conv is None else 1.0 + conv.share * (conv.mean_turns - 1.0)
         n_sessions = int(np.ceil(n_requests / per_session * 1.05)) + 8
         while True:
-            starts = _gamma_arrivals(self.arrivals, n_sessions, rng, factor)
+            starts = gamma_arrivals(self.arrivals, n_sessions, rng, factor)
             times, conv_id, session = self._expand(starts, rng)
             # Every request before the last session start is drawn (later turns come after
             # their start): a prefix of that length is a complete sample of the process.
@@ -864,7 +864,9 @@ __all__ = [
     "fit_lengths",
     "fit_response",
     "fit_workload",
+    "gamma_arrivals",
     "load_burstgpt_conversations",
+    "quantile_knots",
     "serving_latency",
     "split_halves",
     "twin_report",
