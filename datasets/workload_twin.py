@@ -49,6 +49,7 @@ TAIL_KNOTS = 32
 # Fewer gaps than this in a window and its Gamma shape is the whole trace's (a CV estimated from
 # a handful of heavy-tailed gaps is mostly noise).
 MIN_GAPS_PER_WINDOW = 30
+ARRIVAL_FITS = ("moments", "mle", "empirical")
 # Gaps' worth of weight the whole trace's CV^2 gets in a window's moment estimate (shrinkage).
 SHRINK_GAPS = 200.0
 # Pseudo-counts that pull a window's model mix and failure share towards the trace's (a window
@@ -239,10 +240,25 @@ class ArrivalWindows:
     rate: np.ndarray  # sessions (or requests) per second, per window
     count: np.ndarray  # gaps observed per window
     start_phase_s: float  # time within the period (or 0) at which the fitted trace started
+    # family "empirical" (an extension for traffic no Gamma fits, e.g. on/off bursts): gaps are
+    # the window's mean gap (1 / rate[k]) times a draw from the quantile function of all fitted
+    # gaps divided by their window's mean gap (``gap_levels`` -> ``gap_quantiles``).
+    family: str = "gamma"
+    gap_levels: np.ndarray | None = None
+    gap_quantiles: np.ndarray | None = None
 
     @property
     def n_windows(self) -> int:
         return len(self.shape)
+
+    def draw_gaps(self, k: int, rate_factor: float, size: int, rng: np.random.Generator) -> np.ndarray:
+        """``size`` gaps of window ``k`` with its rate multiplied by ``rate_factor``."""
+        if self.family == "gamma":
+            shape, rate = self.shape[k], self.rate[k] * rate_factor
+            return rng.gamma(shape, 1.0 / (shape * rate), size)
+        assert self.gap_levels is not None and self.gap_quantiles is not None
+        unit = np.interp(rng.random(size), self.gap_levels, self.gap_quantiles)
+        return unit / (self.rate[k] * rate_factor)
 
     def window_of(self, t: np.ndarray) -> np.ndarray:
         """Window index of twin times (the twin starts at the fitted trace's phase)."""
@@ -273,9 +289,11 @@ def fit_arrivals(
     """Per-window Gamma fit of the gaps of sorted ``times`` (each gap belongs to the window of
     the arrival that ends it). ``method``: "moments" (shape = 1 / CV^2: the window's CV exactly)
     or "mle" (maximum likelihood on the positive gaps: the bulk of the gap distribution, at the
-    cost of the CV when a few long pauses dominate it); the rate is requests / window time."""
-    if method not in ("moments", "mle"):
-        raise TwinError(f"arrival fit method must be 'moments' or 'mle', got {method!r}")
+    cost of the CV when a few long pauses dominate it), or "empirical" (an extension beyond
+    BurstGPT's Gamma: every window draws from the empirical distribution of all gaps divided by
+    their window's mean gap, scaled to its own rate); the rate is requests / window time."""
+    if method not in ARRIVAL_FITS:
+        raise TwinError(f"arrival fit method must be one of {ARRIVAL_FITS}, got {method!r}")
     t = np.asarray(times, dtype=np.float64)
     t0 = float(t[0])
     k, exposure = _window_grid(t0, t_end, window_s, period_s)
@@ -308,6 +326,14 @@ def fit_arrivals(
             sel = positive & (gap_window == w)
             cv2[w] = 1.0 / (_gamma_mle(gaps[sel]) if sel.sum() >= MIN_GAPS_PER_WINDOW else pooled)
     rate = np.where(exposure > 0, arrivals / np.maximum(exposure, 1e-12), 0.0)
+    if method == "empirical":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = gaps / mean[gap_window]
+        unit = unit[np.isfinite(unit)]
+        if unit.size < 10:
+            raise TwinError("an empirical gap fit needs at least 10 inter-arrival gaps in windows with a mean gap")
+        levels, quantiles = quantile_knots(unit / unit.mean())
+        return ArrivalWindows(window_s, period_s, 1.0 / cv2, rate, count, phase, "empirical", levels, quantiles)
     return ArrivalWindows(window_s, period_s, 1.0 / cv2, rate, count, phase)
 
 
@@ -324,7 +350,7 @@ def _gamma_mle(gaps: np.ndarray) -> float:
 
 def gamma_arrivals(windows: ArrivalWindows, n_min: int, rng: np.random.Generator, rate_factor: float) -> np.ndarray:
     """At least ``n_min`` arrival times from 0 on: a renewal process whose gap distribution is the
-    Gamma of the window where the gap starts."""
+    one (Gamma, or the scaled empirical gaps) of the window where the gap starts."""
     chunks, total, t = [], 0, 0.0
     while total < n_min:
         k = int(windows.window_of(np.array([t]))[0])
@@ -334,12 +360,11 @@ def gamma_arrivals(windows: ArrivalWindows, n_min: int, rng: np.random.Generator
         if rate <= 0:
             t = end
             continue
-        shape = windows.shape[k]
         expected = rate * (end - t)
         m = int(expected * 1.2 + 5 * np.sqrt(expected) + 16)
-        arrivals = t + np.cumsum(rng.gamma(shape, 1.0 / (shape * rate), m))
+        arrivals = t + np.cumsum(windows.draw_gaps(k, rate_factor, m, rng))
         while arrivals[-1] < end:
-            arrivals = np.concatenate([arrivals, arrivals[-1] + np.cumsum(rng.gamma(shape, 1.0 / (shape * rate), m))])
+            arrivals = np.concatenate([arrivals, arrivals[-1] + np.cumsum(windows.draw_gaps(k, rate_factor, m, rng))])
         # keep the gaps that start inside this window: up to the first arrival past its end
         last = int(np.searchsorted(arrivals, end, side="left"))
         kept = arrivals[: last + 1]
@@ -528,6 +553,7 @@ class WorkloadModel:
         return {
             "window_s": a.window_s,
             "period_s": a.period_s,
+            "arrival_family": a.family,
             "gamma_shape": a.shape.tolist(),
             "session_rate": a.rate.tolist(),
             "request_rate": self.request_rate,
@@ -850,6 +876,7 @@ def split_halves(trace: RequestTrace, conversation: np.ndarray | None = None) ->
 
 
 __all__ = [
+    "ARRIVAL_FITS",
     "ArrivalWindows",
     "ConversationModel",
     "LengthModel",

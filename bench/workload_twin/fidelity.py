@@ -10,7 +10,8 @@ Llama-3.1-8B, vLLM defaults with chunked prefill). Methods:
 
 - ``twin``: ``fit_workload`` (per-window Gamma by moments, Zipf or empirical lengths, response
   given request, conversations, failures), ``twin_mle``: the same with the Gamma fitted by
-  maximum likelihood;
+  maximum likelihood; ``twin_empirical``: with the empirical gap distribution scaled per window
+  instead of the Gamma (an extension for on/off traffic);
 - ``burstgpt_published``: BurstGPT's generator with its published constants (Gamma shape 0.4,
   in the 0.25-0.5 range; Zipf 1.1 below 4,096/2,048 tokens) at the first half's rate;
 - ``poisson``: Poisson arrivals with log-normal lengths at the first half's rate and means (the
@@ -38,7 +39,7 @@ from bench._common import Benchmark, Check, data_dir, finish, write_result
 BENCHMARKS = (Benchmark("workload_twin", minutes=3),)
 
 RESULT = "workload_twin"
-METHODS = ("twin", "twin_mle", "burstgpt_published", "poisson", "replay")
+METHODS = ("twin", "twin_mle", "twin_empirical", "burstgpt_published", "poisson", "replay")
 STATS = (
     "iat_cv_window_mae",
     "iat_ks",
@@ -142,6 +143,7 @@ def trace_fidelity(name: str, n_seeds: int) -> dict:
     models = {"twin": fit_workload(first, conversation=first_conv)}
     fit_s = time.perf_counter() - started
     models["twin_mle"] = fit_workload(first, conversation=first_conv, arrival_fit="mle")
+    models["twin_empirical"] = fit_workload(first, conversation=first_conv, arrival_fit="empirical")
     reference_latency = cluster.run(second.scaled(scale)).metrics
     out: dict = {
         "requests": [len(first), len(second)],

@@ -8,7 +8,7 @@ from bench._common import ci, load_result
 
 TITLE = "Workload twin results"
 
-METHODS = ("twin", "twin_mle", "burstgpt_published", "poisson", "replay")
+METHODS = ("twin", "twin_mle", "twin_empirical", "burstgpt_published", "poisson", "replay")
 COLUMNS = (
     ("iat_cv_window_mae", "CV by window, MAE"),
     ("iat_ks", "KS gaps"),
