@@ -289,4 +289,5 @@ def diurnal(
     return trace._take(slice(None), np.maximum.accumulate(u))
 
 
-from infragym.datasets.workload_twin import WorkloadModel, fit_workload, twin_report  # noqa: E402,F401  (workload twins)
+from infragym.datasets.twin_report import twin_report  # noqa: E402,F401  (workload twins)
+from infragym.datasets.workload_twin import WorkloadModel, fit_workload  # noqa: E402,F401

@@ -6,7 +6,8 @@ lengths, with a response-vs-request relation that differs by model; conversation
 (turns per conversation, intervals between turns); and failures (response tokens = 0). Its
 generator draws Gamma gaps and Zipf lengths. ``fit_workload`` fits that model to any
 ``RequestTrace`` (per window where the parameters vary), ``WorkloadModel.generate`` draws a twin
-of any length and rate, and ``twin_report`` says how close a twin is to a trace.
+of any length and rate, and ``twin_report.twin_report`` says how close a twin is to a trace. The
+length models live in ``twin_lengths``.
 
 Choices beyond the paper (named as extensions in docs/components/workload_twin.md):
 - Gamma parameters by moments per window (shape = 1 / CV^2, rate = requests / window time):
@@ -31,21 +32,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
+
+from infragym.datasets.twin_lengths import (
+    QUANTILE_LEVELS,
+    LengthModel,
+    ResponseModel,
+    TwinError,
+    fit_lengths,
+    fit_response,
+    interp_log,
+    quantile_knots,
+)
 
 if TYPE_CHECKING:
     from infragym.datasets.llm_traces import RequestTrace
 
-# llm_traces re-exports fit_workload and twin_report on its last line, so this module imports it
+# llm_traces re-exports fit_workload and twin_report on its last lines, so this module imports it
 # only inside functions: either module can then be imported first.
 
-# Quantile levels at which fitted models report medians and tails.
-QUANTILE_LEVELS = np.linspace(0.0, 1.0, 513)
-# The empirical quantile functions keep at most this many order statistics (all of them, plus
-# every one of the 32 largest and smallest: the tails are where serving latency is decided; a
-# coarse top knot interpolated up to the maximum would invent a tail of huge prompts).
-QUANTILE_KNOTS = 4096
-TAIL_KNOTS = 32
 # Fewer gaps than this in a window and its Gamma shape is the whole trace's (a CV estimated from
 # a handful of heavy-tailed gaps is mostly noise).
 MIN_GAPS_PER_WINDOW = 30
@@ -55,174 +60,7 @@ SHRINK_GAPS = 200.0
 # Pseudo-counts that pull a window's model mix and failure share towards the trace's (a window
 # with 3 requests should not get a failure probability of 0 or 1/3).
 WINDOW_PRIOR_COUNT = 20.0
-# A Zipf table up to this many values is sampled exactly; beyond, the continuous power law.
-ZIPF_TABLE_MAX = 1 << 21
-# "auto" keeps the paper's Zipf family unless the empirical fit is this much closer (KS): on data
-# that is Zipf both fits are within sampling noise of it, and the parametric one then extrapolates.
-ZIPF_KS_MARGIN = 0.01
 DAY_S = 86_400.0
-
-
-class TwinError(ValueError):
-    """Bad input to fitting or generating a workload twin."""
-
-
-# ---------------------------------------------------------------------- lengths
-def quantile_knots(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(levels, values) of an empirical quantile function: order statistics at their plotting
-    positions (i + 0.5) / n, thinned to ``QUANTILE_KNOTS`` in the body."""
-    values = np.sort(np.asarray(x, dtype=np.float64))
-    n = values.size
-    idx = np.round(np.linspace(0, n - 1, min(n, QUANTILE_KNOTS))).astype(np.int64)
-    tails = np.concatenate([np.arange(min(n, TAIL_KNOTS)), np.arange(max(n - TAIL_KNOTS, 0), n)])
-    idx = np.unique(np.concatenate([idx, tails]))
-    return (idx + 0.5) / n, values[idx]
-
-
-def _interp_log(u: np.ndarray, levels: np.ndarray, values: np.ndarray, floor: float) -> np.ndarray:
-    """The quantile function at ``u``, interpolated in log space (heavy-tailed quantities)."""
-    return np.exp(np.interp(u, levels, np.log(np.maximum(values, floor))))
-
-
-def _zipf_log_norm(a: float, xmin: int, cap: int) -> float:
-    if cap - xmin < ZIPF_TABLE_MAX:
-        k = np.arange(xmin, cap + 1, dtype=np.float64)
-        return float(np.log(np.sum(k**-a)))
-    # Euler-Maclaurin on the continuous power law (the table would be too large).
-    if abs(a - 1.0) < 1e-9:
-        return float(np.log(np.log((cap + 0.5) / (xmin - 0.5))))
-    return float(np.log(((cap + 0.5) ** (1 - a) - (xmin - 0.5) ** (1 - a)) / (1 - a)))
-
-
-def _zipf_cdf(values: np.ndarray, a: float, xmin: int, cap: int) -> np.ndarray:
-    """P(X <= v) of the Zipf distribution truncated to [xmin, cap]."""
-    v = np.clip(np.floor(values), xmin - 1, cap)
-    if cap - xmin < ZIPF_TABLE_MAX:
-        k = np.arange(xmin, cap + 1, dtype=np.float64)
-        cum = np.concatenate([[0.0], np.cumsum(k**-a)])
-        return cum[(v - xmin + 1).astype(np.int64)] / cum[-1]
-    lo, hi = xmin - 0.5, cap + 0.5
-    if abs(a - 1.0) < 1e-9:
-        return np.log((v + 0.5) / lo) / np.log(hi / lo)
-    return ((v + 0.5) ** (1 - a) - lo ** (1 - a)) / (hi ** (1 - a) - lo ** (1 - a))
-
-
-@dataclass(frozen=True)
-class LengthModel:
-    """A token-length distribution: truncated Zipf (BurstGPT's family) or empirical quantiles.
-
-    ``ks_zipf`` and ``ks_empirical`` are the KS distances of both fits to the data fitted."""
-
-    family: str  # "zipf" or "empirical"
-    zipf_a: float
-    xmin: int
-    cap: int
-    levels: np.ndarray  # the empirical quantile function: levels in (0, 1) ...
-    quantiles: np.ndarray  # ... and the lengths there
-    ks_zipf: float
-    ks_empirical: float
-
-    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        u = rng.random(size)
-        if self.family == "empirical":
-            values = _interp_log(u, self.levels, self.quantiles, 0.5)
-            return np.clip(np.round(values), self.xmin, self.cap).astype(np.int64)
-        if self.cap - self.xmin < ZIPF_TABLE_MAX:
-            k = np.arange(self.xmin, self.cap + 1, dtype=np.float64)
-            cum = np.cumsum(k**-self.zipf_a)
-            return (self.xmin + np.searchsorted(cum, u * cum[-1], side="left")).astype(np.int64)
-        lo, hi, e = self.xmin - 0.5, self.cap + 0.5, 1 - self.zipf_a
-        if abs(e) < 1e-9:
-            x = lo * (hi / lo) ** u
-        else:
-            x = (lo**e + u * (hi**e - lo**e)) ** (1 / e)
-        return np.clip(np.round(x), self.xmin, self.cap).astype(np.int64)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "zipf_a": self.zipf_a,
-            "min": self.xmin,
-            "cap": self.cap,
-            "median": float(np.interp(0.5, self.levels, self.quantiles)),
-            "ks_zipf": self.ks_zipf,
-            "ks_empirical": self.ks_empirical,
-        }
-
-
-def fit_lengths(values: np.ndarray, family: str = "auto") -> LengthModel:
-    """Fit a length distribution to positive integer lengths.
-
-    ``family``: "zipf" (BurstGPT's: p(k) ~ k^-a on [min, max], a by maximum likelihood),
-    "empirical" (the quantile function), or "auto" (the paper's Zipf unless the empirical fit
-    is closer by more than ``ZIPF_KS_MARGIN`` in KS distance)."""
-    if family not in ("auto", "zipf", "empirical"):
-        raise TwinError(f"length family must be 'auto', 'zipf' or 'empirical', got {family!r}")
-    x = np.asarray(values, dtype=np.int64)
-    if x.size == 0:
-        raise TwinError("cannot fit a length distribution to no values")
-    if np.any(x < 1):
-        raise TwinError(f"lengths must be >= 1 to fit (found {int(x.min())})")
-    xmin, cap = int(x.min()), int(x.max())
-    levels, quantiles = quantile_knots(x)
-    mean_log = float(np.mean(np.log(x)))
-    if cap > xmin:
-        fit = optimize.minimize_scalar(
-            lambda a: a * mean_log + _zipf_log_norm(a, xmin, cap), bounds=(1e-3, 8.0), method="bounded"
-        )
-        a = float(fit.x)
-    else:
-        a = 1.0
-    ks_zipf = _ks_to_cdf(x, lambda v: _zipf_cdf(v, a, xmin, cap))
-    model = LengthModel("empirical", a, xmin, cap, levels, quantiles, ks_zipf, 0.0)
-    # The empirical fit's own KS distance: how far a large sample of it lands from the data (the
-    # log interpolation and rounding are its only errors).
-    probe = model.sample(np.random.default_rng(0), max(4 * x.size, 20_000))
-    ks_emp = float(stats.ks_2samp(x, probe).statistic)
-    chosen = family if family != "auto" else ("zipf" if ks_zipf <= ks_emp + ZIPF_KS_MARGIN else "empirical")
-    return LengthModel(chosen, a, xmin, cap, levels, quantiles, ks_zipf, ks_emp)
-
-
-def _ks_to_cdf(x: np.ndarray, cdf: Any) -> float:
-    """KS distance between a discrete sample and a discrete CDF (checked at every support point)."""
-    values, counts = np.unique(x, return_counts=True)
-    emp_hi = np.cumsum(counts) / x.size
-    emp_lo = emp_hi - counts / x.size
-    model_hi = cdf(values.astype(np.float64))
-    model_lo = cdf(values.astype(np.float64) - 1)
-    return float(max(np.max(np.abs(emp_hi - model_hi)), np.max(np.abs(emp_lo - model_lo))))
-
-
-@dataclass(frozen=True)
-class ResponseModel:
-    """Response length given request length: one length model per request-length quantile bin
-    (responses of failed requests excluded). ``spearman`` is the fitted data's rank correlation."""
-
-    edges: np.ndarray  # inner bin edges of request tokens (len = bins - 1)
-    bins: tuple[LengthModel, ...]
-    spearman: float
-
-    def sample(self, request: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        which = np.searchsorted(self.edges, request, side="right")
-        out = np.empty(len(request), dtype=np.int64)
-        for b, model in enumerate(self.bins):
-            rows = np.flatnonzero(which == b)
-            if rows.size:
-                out[rows] = model.sample(rng, rows.size)
-        return out
-
-
-def fit_response(request: np.ndarray, response: np.ndarray, *, bins: int, family: str) -> ResponseModel:
-    request, response = np.asarray(request), np.asarray(response)
-    n_bins = int(max(1, min(bins, request.size // 200)))  # >= 200 responses per bin
-    edges = np.unique(np.quantile(request, np.linspace(0, 1, n_bins + 1)[1:-1])) if n_bins > 1 else np.array([])
-    which = np.searchsorted(edges, request, side="right")
-    models = []
-    for b in range(len(edges) + 1):
-        chunk = response[which == b]
-        models.append(fit_lengths(chunk if chunk.size else response, family))
-    rho = float(stats.spearmanr(request, response).statistic) if request.size > 2 else float("nan")
-    return ResponseModel(edges.astype(np.float64), tuple(models), rho)
 
 
 # ---------------------------------------------------------------------- arrivals
@@ -394,7 +232,7 @@ class ConversationModel:
         return 1 + rng.choice(len(self.turns_pmf), size=size, p=self.turns_pmf)
 
     def sample_intervals(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        return _interp_log(rng.random(size), self.interval_levels, self.interval_quantiles, 1e-3)
+        return interp_log(rng.random(size), self.interval_levels, self.interval_quantiles, 1e-3)
 
     def summary(self) -> dict[str, float]:
         return {
@@ -680,142 +518,6 @@ def load_burstgpt_conversations(path: str | os.PathLike[str]) -> tuple[RequestTr
     return trace, codes
 
 
-# ---------------------------------------------------------------------- the report
-def _window_cvs(t: np.ndarray, window_s: float, n_windows: int) -> np.ndarray:
-    """Inter-arrival CV in each window (from the trace's start); NaN with fewer than 3 gaps."""
-    rel = t - t[0]
-    gaps = np.diff(rel)
-    index = (rel[1:] // window_s).astype(np.int64)
-    keep = index < n_windows
-    index, gaps = index[keep], gaps[keep]
-    count = np.bincount(index, minlength=n_windows).astype(np.float64)
-    s1 = np.bincount(index, weights=gaps, minlength=n_windows)
-    s2 = np.bincount(index, weights=gaps**2, minlength=n_windows)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = s1 / count
-        cv = np.sqrt(np.maximum(s2 / count - mean**2, 0.0)) / mean
-    return np.where(count >= 3, cv, np.nan)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return float(stats.spearmanr(x, y).statistic) if x.size > 2 else float("nan")
-
-
-def _cv(x: np.ndarray) -> float:
-    return float(x.std() / x.mean()) if x.size > 1 and x.mean() > 0 else float("nan")
-
-
-def _conversation_stats(t: np.ndarray, conversation: np.ndarray) -> dict[str, float]:
-    model = fit_conversations(t, conversation)
-    if model is None:
-        return {}
-    stats_ = model.summary()
-    stats_["requests_in_conversations"] = float(np.mean(np.asarray(conversation) >= 0))
-    return stats_
-
-
-def twin_report(
-    trace: RequestTrace,
-    twin: RequestTrace,
-    *,
-    conversation: np.ndarray | None = None,
-    twin_conversation: np.ndarray | None = None,
-    window_s: float | None = None,
-    cluster: Any = None,
-) -> dict[str, Any]:
-    """How close ``twin`` is to ``trace``: a dict of named statistics.
-
-    Arrivals: rate, inter-arrival CV overall and per window (lists under ``iat_cv_by_window``,
-    their mean absolute difference), KS distance of the inter-arrival times. Lengths: KS
-    distances of request and response tokens (responses of successful requests), the
-    response-vs-request rank correlations, failure shares, the model mix's total variation.
-    Conversations (when both id arrays are given): turns, intervals, KS of intervals. Serving:
-    p50/p99 TTFT, TBT and end-to-end latency of the serving simulator (``cluster``: a
-    ``ServingCluster``; default ``default_cluster()``; False skips it) on both."""
-    if len(trace) < 3 or len(twin) < 3:
-        raise TwinError("twin_report needs at least 3 requests in both traces")
-    window_s = default_window_s(trace.duration_s, len(trace)) if window_s is None else float(window_s)
-    n_windows = max(1, int(np.ceil(min(trace.duration_s, twin.duration_s) / window_s)))
-    gaps_a, gaps_b = np.diff(trace.arrival_s), np.diff(twin.arrival_s)
-    cv_a, cv_b = _window_cvs(trace.arrival_s, window_s, n_windows), _window_cvs(twin.arrival_s, window_s, n_windows)
-    both = np.isfinite(cv_a) & np.isfinite(cv_b)
-    ok_a = ~trace.failed & (trace.output_tokens > 0)
-    ok_b = ~twin.failed & (twin.output_tokens > 0)
-    report: dict[str, Any] = {
-        "requests/trace": float(len(trace)),
-        "requests/twin": float(len(twin)),
-        "rate/trace": trace.rate,
-        "rate/twin": twin.rate,
-        "iat_cv/trace": _cv(gaps_a),
-        "iat_cv/twin": _cv(gaps_b),
-        "iat_ks": float(stats.ks_2samp(gaps_a, gaps_b).statistic),
-        "window_s": window_s,
-        "iat_cv_by_window": {"trace": cv_a.tolist(), "twin": cv_b.tolist()},
-        "iat_cv_window_mae": float(np.mean(np.abs(cv_a[both] - cv_b[both]))) if both.any() else float("nan"),
-        "prompt_ks": float(stats.ks_2samp(trace.prompt_tokens, twin.prompt_tokens).statistic),
-        "output_ks": float(stats.ks_2samp(trace.output_tokens[ok_a], twin.output_tokens[ok_b]).statistic)
-        if ok_a.any() and ok_b.any()
-        else float("nan"),
-        "prompt_mean/trace": float(trace.prompt_tokens.mean()),
-        "prompt_mean/twin": float(twin.prompt_tokens.mean()),
-        "output_mean/trace": float(trace.output_tokens[ok_a].mean()) if ok_a.any() else float("nan"),
-        "output_mean/twin": float(twin.output_tokens[ok_b].mean()) if ok_b.any() else float("nan"),
-        "response_spearman/trace": _spearman(trace.prompt_tokens[ok_a], trace.output_tokens[ok_a]),
-        "response_spearman/twin": _spearman(twin.prompt_tokens[ok_b], twin.output_tokens[ok_b]),
-        "failed/trace": float(trace.failed.mean()),
-        "failed/twin": float(twin.failed.mean()),
-    }
-    if trace.models == twin.models:
-        mix_a = np.bincount(trace.model, minlength=len(trace.models)) / len(trace)
-        mix_b = np.bincount(twin.model, minlength=len(twin.models)) / len(twin)
-        report["model_mix_tv"] = float(0.5 * np.abs(mix_a - mix_b).sum())
-    if conversation is not None and twin_conversation is not None:
-        pairs = (("trace", trace.arrival_s, conversation), ("twin", twin.arrival_s, twin_conversation))
-        for name, arrival, ids in pairs:
-            for key, value in _conversation_stats(arrival, ids).items():
-                report[f"conversation/{key}/{name}"] = value
-        ia, ib = _turn_intervals(trace.arrival_s, conversation), _turn_intervals(twin.arrival_s, twin_conversation)
-        if ia.size and ib.size:
-            report["conversation/interval_ks"] = float(stats.ks_2samp(ia, ib).statistic)
-    if cluster is not False:
-        report.update(serving_latency(trace, twin, cluster))
-    return report
-
-
-def _turn_intervals(arrival: np.ndarray, conversation: np.ndarray) -> np.ndarray:
-    conv = np.asarray(conversation, dtype=np.int64)
-    rows = np.flatnonzero(conv >= 0)
-    order = rows[np.lexsort((arrival[rows], conv[rows]))]
-    same = conv[order][1:] == conv[order][:-1]
-    return np.diff(arrival[order])[same]
-
-
-def default_cluster() -> Any:
-    """One H100 replica of Llama-3.1-8B with vLLM's defaults and chunked prefill (vLLM V1's
-    default): without it a prompt beyond the 8,192-token step budget is refused and holds up
-    the queue behind it, and a twin's sampled tail is bound to draw such prompts."""
-    from infragym.envs.serving.simulator import ReplicaConfig, ServingCluster
-
-    return ServingCluster(replica=ReplicaConfig(chunked_prefill=True))
-
-
-LATENCY_KEYS = ("ttft_s_p50", "ttft_s_p99", "tbt_s_p50", "tbt_s_p99", "e2e_s_p50", "e2e_s_p99")
-
-
-def serving_latency(trace: RequestTrace, twin: RequestTrace, cluster: Any = None) -> dict[str, float]:
-    """The serving simulator's latency percentiles on trace and twin, and the twin's relative
-    error (``latency/<metric>/trace``, ``.../twin``, ``.../rel_err``)."""
-    cluster = cluster if cluster is not None else default_cluster()
-    out: dict[str, float] = {}
-    metrics = {name: cluster.run(t).metrics for name, t in (("trace", trace), ("twin", twin))}
-    for key in LATENCY_KEYS:
-        a, b = metrics["trace"].get(key, float("nan")), metrics["twin"].get(key, float("nan"))
-        out[f"latency/{key}/trace"] = a
-        out[f"latency/{key}/twin"] = b
-        out[f"latency/{key}/rel_err"] = abs(b - a) / a if a > 0 else float("nan")
-    return out
-
-
 # ---------------------------------------------------------------------- a BurstGPT-like reference
 def burstgpt_reference_model(
     *,
@@ -885,16 +587,13 @@ __all__ = [
     "WorkloadModel",
     "burstgpt_reference_model",
     "conversation_structure",
-    "default_cluster",
     "default_window_s",
     "fit_arrivals",
+    "fit_conversations",
     "fit_lengths",
-    "fit_response",
     "fit_workload",
     "gamma_arrivals",
     "load_burstgpt_conversations",
     "quantile_knots",
-    "serving_latency",
     "split_halves",
-    "twin_report",
 ]

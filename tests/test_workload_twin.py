@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from infragym.datasets.llm_traces import RequestTrace, fit_workload, load_azure_trace, poisson_trace, twin_report
+from infragym.datasets.twin_report import default_cluster
 from infragym.datasets.workload_twin import (
     DAY_S,
     TwinError,
     WorkloadModel,
     burstgpt_reference_model,
     conversation_structure,
-    default_cluster,
     fit_lengths,
     load_burstgpt_conversations,
     split_halves,
@@ -171,8 +171,9 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
 
 def test_the_reexport_works_whichever_module_is_imported_first() -> None:
     code = (
-        "import infragym.datasets.workload_twin as w, infragym.datasets.llm_traces as l; "
-        "assert l.fit_workload is w.fit_workload and l.twin_report is w.twin_report"
+        "import infragym.datasets.twin_report as r, infragym.datasets.llm_traces as l, "
+        "infragym.datasets.workload_twin as w; "
+        "assert l.fit_workload is w.fit_workload and l.twin_report is r.twin_report"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

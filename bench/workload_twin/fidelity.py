@@ -135,7 +135,7 @@ def trace_fidelity(name: str, n_seeds: int) -> dict:
     import numpy as np
 
     from infragym.datasets.llm_traces import fit_workload, twin_report
-    from infragym.datasets.workload_twin import LATENCY_KEYS, default_cluster
+    from infragym.datasets.twin_report import LATENCY_KEYS, default_cluster
 
     (first, first_conv), (second, second_conv), scale, second_start = _halves(name, 0)
     cluster = default_cluster()
