@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infragym.datasets.llm_traces import RequestTrace, fit_workload, load_azure_trace, poisson_trace, twin_report
 from infragym.datasets.twin_report import default_cluster
@@ -202,3 +204,45 @@ def test_azure_twins_match_the_held_out_half_and_the_simulated_latency() -> None
     closer = twin_report(second, empirical, cluster=False)
     assert closer["iat_ks"] < 0.25 < report["iat_ks"]
     assert closer["iat_cv/twin"] > 5
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(10, 400),
+    tie_share=st.floats(0.0, 0.9),
+    whole_seconds=st.booleans(),
+    n_models=st.integers(1, 3),
+    fail_share=st.floats(0.0, 0.5),
+    conversations=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_any_valid_trace_fits_and_generates_a_valid_twin(
+    n: int, tie_share: float, whole_seconds: bool, n_models: int, fail_share: float, conversations: bool, seed: int
+) -> None:
+    """Ties, whole-second timestamps, failures, several models, sparse conversations: the fit
+    never fails on a valid trace, and its twin is a valid trace of the requested size."""
+    rng = np.random.default_rng(seed)
+    gaps = np.where(rng.random(n) < tie_share, 0.0, rng.exponential(3.0, n))
+    gaps[1] = max(gaps[1], 1.0)  # not all at one instant
+    arrival = np.cumsum(gaps)
+    if whole_seconds:
+        arrival = np.floor(arrival)
+    failed = rng.random(n) < fail_share
+    output = np.where(failed, 0, rng.integers(1, 3000, n))
+    trace = RequestTrace(
+        arrival,
+        rng.integers(1, 9000, n),
+        output,
+        rng.integers(0, n_models, n),
+        failed,
+        tuple(f"m{i}" for i in range(n_models)),
+    )
+    conv = np.where(rng.random(n) < 0.5, rng.integers(0, max(n // 4, 1), n), -1) if conversations else None
+    model = fit_workload(trace, conversation=conv)
+    twin, twin_conv = model.generate_with_conversations(300, np.random.default_rng(seed + 1))
+    assert len(twin) == 300 and len(twin_conv) == 300 and twin.models == trace.models
+    assert np.all(np.diff(twin.arrival_s) >= 0) and np.all(np.isfinite(twin.arrival_s))
+    assert np.all(twin.prompt_tokens >= 1) and np.all((twin.output_tokens == 0) == twin.failed)
+    assert twin.prompt_tokens.max() <= trace.prompt_tokens.max()
+    if whole_seconds:
+        assert np.all(twin.arrival_s == np.round(twin.arrival_s))
