@@ -17,9 +17,9 @@ def render() -> str:
         "effects are simulated (allocation granularity, i.e. internal fragmentation, and swap copies): page-mapping "
         "time and the attention kernels' speed are not in the cost model, so the paper's gains, up to 1.97x decode "
         "throughput vs vLLM and prefill up to 3.92x vs paged FlashAttention (vAttention, PAPERS.md), which come "
-        "mostly from its kernels, are not reproduced here; the table shows what the memory layout alone changes. Under overload, a few percent between "
-        "variants of equal capacity (e.g. paged_16 and paged_32) is the chaos of which request gets preempted "
-        "when, not a memory effect.",
+        "mostly from its kernels, are not reproduced here; the table shows what the memory layout alone changes. "
+        "Under overload, a few percent between variants of equal capacity (e.g. paged_16 and paged_32) is "
+        "the chaos of which request gets preempted when, not a memory effect.",
     ]
     names = {"arxiv": "arXiv summarisation (long prompts, Poisson)", "azure_conv": "Azure 2023 conversation"}
     for key, setup in result["setups"].items():
