@@ -35,6 +35,17 @@ def _window_cvs(t: np.ndarray, window_s: float, n_windows: int) -> np.ndarray:
     return np.where(count >= 3, cv, np.nan)
 
 
+def _window_ks(trace: RequestTrace, twin: RequestTrace, window_s: float, n_windows: int) -> list[float | None]:
+    """KS distance of request lengths in each window (None with fewer than 50 requests in either)."""
+    out: list[float | None] = []
+    wa = ((trace.arrival_s - trace.arrival_s[0]) // window_s).astype(np.int64)
+    wb = ((twin.arrival_s - twin.arrival_s[0]) // window_s).astype(np.int64)
+    for w in range(n_windows):
+        a, b = trace.prompt_tokens[wa == w], twin.prompt_tokens[wb == w]
+        out.append(float(stats.ks_2samp(a, b).statistic) if a.size >= 50 and b.size >= 50 else None)
+    return out
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(stats.spearmanr(x, y).statistic) if x.size > 2 else float("nan")
 
@@ -65,7 +76,8 @@ def twin_report(
 
     Arrivals: rate, inter-arrival CV overall and per window (lists under ``iat_cv_by_window``,
     their mean absolute difference), KS distance of the inter-arrival times. Lengths: KS
-    distances of request and response tokens (responses of successful requests), the
+    distances of request and response tokens (responses of successful requests; request
+    lengths also per window, ``prompt_ks_by_window`` and its mean), the
     response-vs-request rank correlations, failure shares, the model mix's total variation.
     Conversations (when both id arrays are given): turns, intervals, KS of intervals. Serving:
     p50/p99 TTFT, TBT and end-to-end latency of the serving simulator (``cluster``: a
@@ -77,6 +89,8 @@ def twin_report(
     gaps_a, gaps_b = np.diff(trace.arrival_s), np.diff(twin.arrival_s)
     cv_a, cv_b = _window_cvs(trace.arrival_s, window_s, n_windows), _window_cvs(twin.arrival_s, window_s, n_windows)
     both = np.isfinite(cv_a) & np.isfinite(cv_b)
+    ks_by_window = _window_ks(trace, twin, window_s, n_windows)
+    ks_found = [k for k in ks_by_window if k is not None]
     ok_a = ~trace.failed & (trace.output_tokens > 0)
     ok_b = ~twin.failed & (twin.output_tokens > 0)
     report: dict[str, Any] = {
@@ -91,6 +105,8 @@ def twin_report(
         "iat_cv_by_window": {"trace": cv_a.tolist(), "twin": cv_b.tolist()},
         "iat_cv_window_mae": float(np.mean(np.abs(cv_a[both] - cv_b[both]))) if both.any() else float("nan"),
         "prompt_ks": float(stats.ks_2samp(trace.prompt_tokens, twin.prompt_tokens).statistic),
+        "prompt_ks_by_window": ks_by_window,
+        "prompt_ks_window_mean": float(np.mean(ks_found)) if ks_found else float("nan"),
         "output_ks": float(stats.ks_2samp(trace.output_tokens[ok_a], twin.output_tokens[ok_b]).statistic)
         if ok_a.any() and ok_b.any()
         else float("nan"),

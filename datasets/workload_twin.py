@@ -61,6 +61,8 @@ SHRINK_GAPS = 200.0
 # with 3 requests should not get a failure probability of 0 or 1/3).
 WINDOW_PRIOR_COUNT = 20.0
 DAY_S = 86_400.0
+# Requests of a model a window needs for its own request-length fit (else the model's overall).
+MIN_WINDOW_LENGTHS = 500
 
 
 # ---------------------------------------------------------------------- arrivals
@@ -290,7 +292,8 @@ class WorkloadModel:
     """A fitted workload (BurstGPT's characterisation, per window where it varies).
 
     Per window: Gamma session arrivals, the model mix and each model's failure probability.
-    Per model: request-length distribution and response-given-request distribution."""
+    Per model: request-length distribution (also per window, where fitted) and
+    response-given-request distribution."""
 
     arrivals: ArrivalWindows
     models: tuple[str, ...]
@@ -301,6 +304,9 @@ class WorkloadModel:
     conversations: ConversationModel | None
     request_rate: float  # requests/s of the fitted trace (all turns)
     time_resolution_s: float  # 1.0 when the trace logs whole seconds (BurstGPT), else 0
+    # Request lengths by window and model where they vary over the day (None: the model's own);
+    # see ``fit_workload(length_by_window=...)``.
+    prompt_by_window: tuple[tuple[LengthModel | None, ...], ...] | None = None
 
     def generate(
         self, n_requests: int, rng: np.random.Generator, rate: float | None = None, *, start_s: float | None = None
@@ -374,9 +380,16 @@ class WorkloadModel:
         output = np.empty(n, np.int64)
         for m in range(len(self.models)):
             rows = np.flatnonzero(model == m)
-            if rows.size:
-                prompt[rows] = self.prompt[m].sample(rng, rows.size)
-                output[rows] = self.response[m].sample(prompt[rows], rng)
+            if not rows.size:
+                continue
+            prompt[rows] = self.prompt[m].sample(rng, rows.size)
+            if self.prompt_by_window is not None:
+                for w in np.unique(window[rows]):
+                    own = self.prompt_by_window[w][m]
+                    if own is not None:
+                        in_window = rows[window[rows] == w]
+                        prompt[in_window] = own.sample(rng, in_window.size)
+            output[rows] = self.response[m].sample(prompt[rows], rng)
         failed = rng.random(n) < self.failure[window, model]
         output[failed] = 0
         if self.time_resolution_s > 0:
@@ -399,6 +412,9 @@ class WorkloadModel:
             "model_mix": self.model_mix.mean(axis=0).tolist(),
             "failure_by_window": self.failure.tolist(),
             "prompt": [p.summary() for p in self.prompt],
+            "prompt_median_by_window": None
+            if self.prompt_by_window is None
+            else [[None if p is None else p.summary()["median"] for p in row] for row in self.prompt_by_window],
             "response_spearman": [r.spearman for r in self.response],
             "conversations": None if self.conversations is None else self.conversations.summary(),
         }
@@ -422,6 +438,7 @@ def fit_workload(
     length_family: str = "auto",
     response_bins: int = 8,
     arrival_fit: str = "moments",
+    length_by_window: bool | None = None,
 ) -> WorkloadModel:
     """Fit BurstGPT's workload model to ``trace``.
 
@@ -429,7 +446,10 @@ def fit_workload(
     see ``load_burstgpt_conversations``). ``window_s``: windows of the per-window fits (default
     ``default_window_s``). ``period_s``: fold windows by time of the period (default: the day
     when the trace spans a day or more, else no folding). ``length_family``: see
-    ``fit_lengths``; ``arrival_fit``: see ``fit_arrivals``."""
+    ``fit_lengths``; ``arrival_fit``: see ``fit_arrivals``. ``length_by_window``: fit request
+    lengths per window (time of day) and model too, where a window has at least
+    ``MIN_WINDOW_LENGTHS`` requests of the model (default: when windows fold by day, i.e. the
+    lengths' daily variation is observed more than once)."""
     if len(trace) < 10:
         raise TwinError(f"a workload fit needs at least 10 requests, the trace has {len(trace)}")
     n = len(trace)
@@ -485,6 +505,17 @@ def fit_workload(
                 family=length_family,
             )
         )
+    by_window = None
+    if length_by_window or (length_by_window is None and period_s is not None):
+        by_window = tuple(
+            tuple(
+                fit_lengths(trace.prompt_tokens[sel], length_family)
+                if (sel := (window == w) & (trace.model == m)).sum() >= MIN_WINDOW_LENGTHS
+                else None
+                for m in range(n_models)
+            )
+            for w in range(arrivals.n_windows)
+        )
     resolution = 1.0 if np.all(t == np.round(t)) else 0.0
     return WorkloadModel(
         arrivals=arrivals,
@@ -496,6 +527,7 @@ def fit_workload(
         conversations=fit_conversations(t, conversation),
         request_rate=(n - 1) / duration,
         time_resolution_s=resolution,
+        prompt_by_window=by_window,
     )
 
 

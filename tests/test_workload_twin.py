@@ -246,3 +246,26 @@ def test_any_valid_trace_fits_and_generates_a_valid_twin(
     assert twin.prompt_tokens.max() <= trace.prompt_tokens.max()
     if whole_seconds:
         assert np.all(twin.arrival_s == np.round(twin.arrival_s))
+
+
+def test_request_lengths_that_change_over_the_day_are_fitted_by_hour() -> None:
+    """Short prompts by night, long ones by day (two days observed): the twin keeps the change."""
+    rng = np.random.default_rng(11)
+    n = 2 * 86_400 // 4
+    arrival = np.sort(rng.uniform(0, 2 * DAY_S, n))
+    daytime = (arrival % DAY_S) >= DAY_S / 2
+    prompt = np.maximum(1, np.round(rng.lognormal(np.where(daytime, np.log(3000), np.log(200)), 0.5))).astype(np.int64)
+    output = rng.integers(1, 500, n)
+    trace = RequestTrace(arrival, prompt, output, np.zeros(n, np.int64), np.zeros(n, bool))
+    model = fit_workload(trace)
+    assert model.prompt_by_window is not None and len(model.prompt_by_window) == 24
+    twin = model.generate(20_000, np.random.default_rng(0), start_s=0.0)
+    twin_day = (twin.arrival_s % DAY_S) >= DAY_S / 2
+    assert np.median(twin.prompt_tokens[~twin_day]) == pytest.approx(200, rel=0.1)
+    assert np.median(twin.prompt_tokens[twin_day]) == pytest.approx(3000, rel=0.1)
+    pooled = fit_workload(trace, length_by_window=False).generate(20_000, np.random.default_rng(0), start_s=0.0)
+    pooled_day = (pooled.arrival_s % DAY_S) >= DAY_S / 2
+    long_prompts = pooled.prompt_tokens > 1000  # one distribution all day long: half long, day or night
+    assert long_prompts[pooled_day].mean() == pytest.approx(long_prompts[~pooled_day].mean(), abs=0.05)
+    report = twin_report(trace, twin, window_s=3600.0, cluster=False)
+    assert report["prompt_ks_window_mean"] < 0.1

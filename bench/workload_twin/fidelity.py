@@ -44,6 +44,7 @@ STATS = (
     "iat_cv_window_mae",
     "iat_ks",
     "prompt_ks",
+    "prompt_ks_window_mean",
     "output_ks",
     "latency/ttft_s_p50/rel_err",
     "latency/ttft_s_p99/rel_err",

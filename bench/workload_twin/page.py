@@ -13,6 +13,7 @@ COLUMNS = (
     ("iat_cv_window_mae", "CV by window, MAE"),
     ("iat_ks", "KS gaps"),
     ("prompt_ks", "KS request"),
+    ("prompt_ks_window_mean", "KS request by window"),
     ("output_ks", "KS response"),
     ("latency/ttft_s_p50/rel_err", "TTFT p50 err"),
     ("latency/ttft_s_p99/rel_err", "TTFT p99 err"),
