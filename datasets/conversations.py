@@ -233,9 +233,11 @@ def _draw(
     rows = np.flatnonzero(too_long)
     np.minimum.at(over, session[rows], turn[rows])
     keep = (turn < over[session]) | (turn == 0)
-    # A first turn that alone is too long is cut to fit (a client truncates the prompt).
-    output = np.where(turn == 0, np.minimum(output, max_context // 2), output)
-    new = np.where(turn == 0, np.minimum(new, max_context - output), new)
+    # A first turn that alone is too long is cut to fit (a client truncates the prompt); its
+    # conversation ends with it, so no later turn's context counted the uncut lengths.
+    cut = (turn == 0) & too_long
+    output = np.where(cut, np.minimum(output, max_context // 2), output)
+    new = np.where(cut, np.minimum(new, max_context - output), new)
     order = np.argsort(arrival[keep], kind="stable")
     fields = (arrival, session, turn, prior, new, output, think)
     return tuple(f[keep][order] for f in fields)

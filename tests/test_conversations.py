@@ -123,3 +123,16 @@ def test_bad_input_is_refused() -> None:
             profile.new_tokens,
             profile.output_tokens,
         )
+
+
+def test_a_first_turn_beyond_the_window_is_cut_and_ends_its_conversation(fitted_profile) -> None:
+    requests = generate_conversations(fitted_profile, 5_000, np.random.default_rng(6), rate=0.5, max_context_tokens=600)
+    total = requests.trace.prompt_tokens + requests.trace.output_tokens
+    assert total.max() <= 600 and np.all(requests.new_tokens >= 1)
+    order = np.lexsort((requests.turn, requests.conversation))
+    conv, turn = requests.conversation[order], requests.turn[order]
+    prior, prompt = requests.prior_context_tokens[order], requests.trace.prompt_tokens[order]
+    output = requests.trace.output_tokens[order]
+    same = conv[1:] == conv[:-1]
+    np.testing.assert_array_equal(prior[1:][same], prompt[:-1][same] + output[:-1][same])
+    assert np.all(turn[1:][same] == turn[:-1][same] + 1)
