@@ -561,7 +561,7 @@ def burstgpt_reference_model(
     with hour-of-day variation and conversations (no public BurstGPT sample ships with the data).
 
     Published (PAPERS.md): Gamma shapes 0.25-0.5 (varied here over the day, burstiest at the
-    daily peak), Zipf a = 1.1 lengths below a cap, failures 1.8-7.3% (varied here with the load).
+    daily peak), Zipf a = 1.1 lengths below a cap, failures 1.8-7.3% (assumed here to rise with the load).
     Assumptions (not in PAPERS.md): the daily rate profile (peak/trough 3x), caps 4,096 request
     and 2,048 response tokens (``burstgpt_like``'s), the model mix, the conversation share (60%
     of sessions), turns (geometric, mean 3, at most 40) and turn intervals (log-normal, median
