@@ -143,6 +143,20 @@ def test_time_scale_stretches_every_iteration() -> None:
     capped = slow.run(one)
     assert capped.table.completion[0] == pytest.approx(2 * base.table.completion[0], rel=1e-12)
     assert capped.table.first_token[0] == pytest.approx(2 * base.table.first_token[0], rel=1e-12)
+    # A cap set mid-run leaves what finished before it untouched and slows what runs after it.
+    trace = _trace(300, seed=4, rate=50.0)
+    plain = ServingCluster(n_replicas=2).run(trace)
+    middle = float(trace.arrival_s[150])
+    late = ServingCluster(n_replicas=2)
+    late.at(middle, cap)
+    later = late.run(trace)
+    before = plain.table.completion < middle
+    np.testing.assert_array_equal(later.table.completion[before], plain.table.completion[before])
+    after = (plain.table.arrival > middle) & (plain.table.state == FINISHED)
+    assert after.sum() > 100 and np.all(
+        later.table.completion[after] - later.table.arrival[after]
+        > plain.table.completion[after] - plain.table.arrival[after]
+    )
 
 
 def test_replicas_join_and_leave_between_events() -> None:

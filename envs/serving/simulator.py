@@ -39,6 +39,7 @@ from infragym.envs.serving.events import EventLoop
 from infragym.envs.serving.hardware import BYTES_BF16, GPUS, MODELS
 from infragym.envs.serving.kv import SWAP_COPY_OVERHEAD_S, KVManager, PagedKVManager
 from infragym.envs.serving.policies import ReplicaScheduler, Router, make_router, make_scheduler
+from infragym.envs.serving.trace import ChromeTrace
 
 # Request states.
 PENDING, WAITING, RUNNING, SWAPPED, FINISHED, FAILED, TIMED_OUT = range(7)
@@ -844,6 +845,8 @@ class ServingCluster:
         self.fast_forward = fast_forward
         self.trace_path = trace_path
         self._timed: list[tuple[float, Callable[[ServingCluster, float], None]]] = []
+        self._tracer: ChromeTrace | None = None
+        self._run_scheduler = self.scheduler
         self.replicas: list[Replica] = []  # every replica of the current run (removed ones too)
         self.active: list[Replica] = []  # those the router may choose
         self.loop: EventLoop | None = None
@@ -851,7 +854,7 @@ class ServingCluster:
 
     # ------------------------------------------------------------------ run-time changes
     def at(self, time: float, action: Callable[[ServingCluster, float], None]) -> None:
-        """Call ``action(cluster, time)`` at ``time`` of the next run (e.g. add or remove a
+        """Call ``action(cluster, time)`` at ``time`` in every later run (e.g. add or remove a
         replica, change a replica's ``time_scale``)."""
         self._timed.append((float(time), action))
 
@@ -879,7 +882,7 @@ class ServingCluster:
             config,
             self.table,
             self.slo,
-            scheduler=self.scheduler,
+            scheduler=self._run_scheduler,
             kv_manager=self.kv_manager,
             fast_forward=self.fast_forward,
         )
@@ -897,12 +900,9 @@ class ServingCluster:
     ) -> SimulationResult:
         """Replay ``trace`` (with ``scheduler`` instead of the cluster's, if given; ``columns``:
         extra per-request arrays for the scheduler, see ``RequestTable``)."""
-        from infragym.envs.serving.trace import ChromeTrace
-
         table = self.table = RequestTable(trace, columns)
         self._tracer = ChromeTrace() if self.trace_path else None
-        if scheduler is not None:
-            self.scheduler = make_scheduler(scheduler)
+        self._run_scheduler = self.scheduler if scheduler is None else make_scheduler(scheduler)
         self.replicas = []
         for i in range(self.n_replicas):
             self._new_replica(i, self.replica_config)
@@ -928,9 +928,16 @@ class ServingCluster:
                 chosen.advance_until(now)
             chosen.enqueue(rid, now)
 
+        def timed(now: float, action: Callable[[ServingCluster, float], None]) -> None:
+            # Bring every replica up to ``now`` first: the action may change how they run.
+            for r in self.replicas:
+                if r.clock < now and (r.n or r.waiting or r.swapped):
+                    r.advance_until(now)
+            action(self, now)
+
         loop.stream(table.arrival, arrive)
         for time, action in self._timed:
-            loop.at(time, lambda t, action=action: action(self, t), order=-1)
+            loop.at(time, timed, action, order=-1)
         end = (float(table.arrival[-1]) if table.n else 0.0) + self.drain_s
         loop.run(until=end)
         for r in self.replicas:
