@@ -234,7 +234,7 @@ class Replica:
             4.0 * model.layers * (model.q_heads / config.tp) * model.head_dim / (gpu.peak_flops * eff.flop_eff)
         ) * attention
         self.time_scale = 1.0  # iteration-time multiplier (a frequency cap: > 1), set between events
-        self._pending_swap_s = 0.0  # swap-in time charged to the next iteration
+        self._pending_swap_s = 0.0  # swap / page-mapping time charged to the next iteration
         self.clock = 0.0
         self.waiting: deque[int] = deque()
         self.swapped: deque[int] = deque()
@@ -349,6 +349,13 @@ class Replica:
             free_blocks=self.kv.free_blocks,
             total_blocks=self.kv.total_blocks,
         )
+
+    def charge(self, seconds: float) -> None:
+        """Charge ``seconds`` of GPU stall to the next iteration (a swap a scheduler started
+        outside ``make_room``, e.g. a fairness preemption)."""
+        if not seconds >= 0:
+            raise ValueError(f"replica {self.index}: a charge must be >= 0 seconds, got {seconds!r}")
+        self._pending_swap_s += seconds
 
     def prefill_len(self, rid: int) -> int:
         """Tokens to prefill on (re)admission: the prompt plus anything generated before a
@@ -503,7 +510,9 @@ class Replica:
         cached = kv.cached_tokens(rid, generated)
         # Reserve the context and the token the prefill emits, so the prefill never stalls.
         blocks = -(-(tokens + 1) // self.config.block_size)
-        kv.allocate(rid, blocks, cached=cached, generated=generated, now=self.clock)
+        mapped = kv.allocate(rid, blocks, cached=cached, generated=generated, now=self.clock)
+        if mapped:
+            self._pending_swap_s += mapped  # an allocation on the critical path (page mapping)
         self._append_running(rid, context=cached, prefill=tokens - cached, blocks=blocks)
         if generated == 0:
             t.admitted[rid] = self.clock
@@ -634,7 +643,9 @@ class Replica:
         self.iterations += 1
         self.busy_s += seconds
         if decodes:
-            kv.grow(need)
+            mapped = kv.grow(need)
+            if mapped:
+                self._pending_swap_s += mapped  # charged to the next iteration
             if self._resuming:
                 self._resumed_gaps(end)
         if prefill_tokens:
@@ -741,7 +752,9 @@ class Replica:
         self.clock += elapsed
         self.busy_s += elapsed
         self.iterations += k
-        kv.grow(grown)
+        mapped = kv.grow(grown)
+        if mapped:
+            self._pending_swap_s += mapped  # charged to the next (stepped) iteration
         if completion:
             self._finish_completed()
         self._log_segment(base + slope * (k - 1))
