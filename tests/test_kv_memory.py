@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from infragym.datasets.llm_traces import RequestTrace, burstgpt_like
 from infragym.envs.serving.kv import KV_MANAGERS, PagedKVManager
 from infragym.envs.serving.kv_memory import (
+    MAP_S_PER_PAGE,
     PAGED_BLOCK_SIZES,
     VATTENTION_PAGE_BYTES,
     VAttentionKVManager,
@@ -110,8 +111,8 @@ class AuditingFCFS(FCFSScheduler):
         return AuditingFCFS()
 
 
-def _run(name: str, trace: RequestTrace, preemption: str, memory: float = 0.25):
-    overrides, factory = kv_memory_variant(name)
+def _run(name: str, trace: RequestTrace, preemption: str, memory: float = 0.25, background: bool = True):
+    overrides, factory = kv_memory_variant(name, background=background)
     config = ReplicaConfig(**overrides, preemption=preemption, gpu_memory_utilisation=memory, max_batched_tokens=4096)
     schedulers: list[AuditingFCFS] = []
 
@@ -131,12 +132,13 @@ def _run(name: str, trace: RequestTrace, preemption: str, memory: float = 0.25):
     preemption=st.sampled_from(["swap", "recompute"]),
     seed=st.integers(0, 2**16),
     rate=st.floats(20.0, 200.0),
+    background=st.booleans(),
 )
 def test_every_manager_keeps_the_invariants_under_memory_pressure(
-    variant: str, preemption: str, seed: int, rate: float
+    variant: str, preemption: str, seed: int, rate: float, background: bool
 ) -> None:
     trace = burstgpt_like(250, np.random.default_rng(seed), rate=rate, prompt_cap=6000, output_cap=1500, zipf_a=1.02)
-    result, _ = _run(variant, trace, preemption)
+    result, _ = _run(variant, trace, preemption, background=background)
     t = result.table
     assert np.isin(t.state, (FINISHED, FAILED, TIMED_OUT)).all()
     finished = t.state == FINISHED
@@ -163,3 +165,38 @@ def test_large_pages_fragment_and_lower_the_batch_before_preemption() -> None:
     # 2 MB pages hold 1,024 tokens: a 60-token request wastes most of its page in every layer.
     assert batches["vattention_2mb"] < batches["vattention_64kb"] <= batches["paged_16"]
     assert PagedKVManager.name == "paged"
+
+
+def test_page_mapping_time_is_charged_where_the_mode_says() -> None:
+    # Requests far apart: each runs alone, so its times show exactly what mapping costs.
+    n, prompt, output = 20, 3000, 400
+    trace = RequestTrace(
+        np.arange(n) * 30.0, np.full(n, prompt), np.full(n, output), np.zeros(n, np.int64), np.zeros(n, bool)
+    )
+    results = {}
+    for label, background, map_s in (("free", True, 0.0), ("background", True, MAP_S_PER_PAGE), ("sync", False, None)):
+
+        def factory(total, block, swap, background=background, map_s=map_s):
+            kwargs = {} if map_s is None else {"map_s_per_page": map_s}
+            return VAttentionKVManager(total, block, swap, page_bytes="64kb", background=background, **kwargs)
+
+        results[label] = ServingCluster(replica=ReplicaConfig(block_size=32), kv_manager=factory).run(trace)
+    # Free mapping: vAttention's 64 KB pages are 32-token blocks, so it serves exactly as paged_32.
+    paged = ServingCluster(replica=ReplicaConfig(block_size=32)).run(trace)
+    np.testing.assert_array_equal(results["free"].table.completion, paged.table.completion)
+    t = {label: r.table for label, r in results.items()}
+    ttft = {label: tab.first_token - tab.arrival for label, tab in t.items()}
+    # A prompt's pages (its 3,001 tokens: 94 blocks x 64 pages of Llama-3-8B) are mapped before
+    # its prefill in both modes.
+    np.testing.assert_allclose(ttft["background"] - ttft["free"], 94 * 64 * MAP_S_PER_PAGE, rtol=1e-6)
+    np.testing.assert_allclose(ttft["sync"], ttft["background"], rtol=1e-9)
+    # Decode growth: hidden in the background; on the critical path it opens 13 more blocks
+    # (3,400 tokens: 107 blocks) per request.
+    decode_bg = t["background"].completion - t["background"].first_token
+    decode_free = t["free"].completion - t["free"].first_token
+    decode_sync = t["sync"].completion - t["sync"].first_token
+    np.testing.assert_allclose(decode_bg, decode_free, rtol=1e-9)
+    np.testing.assert_allclose(decode_sync - decode_free, 13 * 64 * MAP_S_PER_PAGE, rtol=1e-3)
+    kv = {label: r.replicas[0].kv for label, r in results.items()}
+    assert kv["sync"].map_s_charged == pytest.approx(kv["sync"].mapped_pages * MAP_S_PER_PAGE)
+    assert kv["background"].map_s_charged == pytest.approx(n * 94 * 64 * MAP_S_PER_PAGE)

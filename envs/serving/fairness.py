@@ -67,7 +67,7 @@ class VTCFairScheduler(ReplicaScheduler):
         self._bound = False
 
     def bind(self, replica: Replica) -> VTCFairScheduler:
-        s = VTCFairScheduler(
+        s = type(self)(
             self.update_every,
             input_weight=self.input_weight,
             output_weight=self.output_weight,

@@ -14,10 +14,15 @@ the vAttention paper compares, and vAttention's virtually contiguous buffers.
   tokens). The contiguous buffer changes the swap: one copy per layer and K/V per request
   instead of one per block.
 
-What this module does not model (the kernel's interface has no hook for it yet): the page-mapping
-time on the critical path (it counts the pages mapped and unmapped, so a cost per page can be
-charged once the interface can), and attention-kernel speed differences (``attention_cost_factor``
-stays 1: no published per-kernel factor is recorded in PAPERS.md).
+Page mapping time: mapping a physical page into a request's virtual buffer (CUDA VMM
+``cuMemCreate`` + ``cuMemMap`` + ``cuMemSetAccess``, or vAttention's driver calls for pages below
+2 MB) costs ``map_s_per_page`` per page on each GPU (the GPUs of a tensor-parallel replica map in
+parallel). ``background=False``: every page is mapped on the critical path, before the iteration
+that needs it. ``background=True`` (vAttention's design): decode growth is predictable, so a
+background thread maps the next iteration's pages while the current one computes (hidden);
+a newly admitted prompt's pages are still mapped before its prefill. Unmapping (eager
+reclamation on completion) is off the critical path. Attention-kernel speed differences
+(``attention_cost_factor``) stay 1: no published per-kernel factor is recorded in PAPERS.md.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from infragym.envs.serving.kv import SWAP_COPY_OVERHEAD_S, KVManager, register_k
 
 # Page sizes vAttention supports (below 2 MB with its modified driver; PAPERS.md).
 VATTENTION_PAGE_BYTES = {"64kb": 64 * 1024, "128kb": 128 * 1024, "256kb": 256 * 1024, "2mb": 2 * 1024 * 1024}
+# Assumption: seconds to map one physical page on one GPU. The vAttention paper measures the CUDA
+# VMM calls per page size; that table could not be retrieved here, so we take 10 us per page (the
+# order of one driver call that updates the GPU page table) for every page size. Configurable.
+MAP_S_PER_PAGE = 10e-6
 # Block sizes of the paged study (vLLM's 16; the paged FlashAttention kernels' 32-256).
 PAGED_BLOCK_SIZES = (16, 32, 64, 128, 256)
 
@@ -63,6 +72,9 @@ class VAttentionKVManager(KVManager):
         page_bytes: the physical page size (a key of ``VATTENTION_PAGE_BYTES`` or bytes).
         model, tp: the served model and tensor-parallel degree (to check ``block_size``).
         max_context_tokens: the virtual buffer each request reserves (the model's context).
+        map_s_per_page: seconds to map one page on one GPU (``MAP_S_PER_PAGE``: an assumption).
+        background: decode growth mapped in the background, overlapped with compute (the
+            paper's design); False: on the critical path.
     """
 
     name = "vattention"
@@ -77,6 +89,8 @@ class VAttentionKVManager(KVManager):
         model: ModelSpec | str = "llama3.1_8b",
         tp: int = 1,
         max_context_tokens: int = 131_072,
+        map_s_per_page: float = MAP_S_PER_PAGE,
+        background: bool = True,
     ) -> None:
         super().__init__(total_blocks, block_size, swap_s_per_block)
         if isinstance(page_bytes, str):
@@ -95,6 +109,11 @@ class VAttentionKVManager(KVManager):
             )
         self.pages_per_block = 2 * self.model.layers  # per GPU: one page per layer, K and V
         self.max_context_tokens = int(max_context_tokens)
+        if not map_s_per_page >= 0:
+            raise ValueError(f"map_s_per_page must be >= 0 seconds, got {map_s_per_page!r}")
+        self.map_s_per_page = float(map_s_per_page)
+        self.background = bool(background)
+        self.map_s_charged = 0.0  # mapping seconds put on the critical path
         # Per-copy overheads: paged swaps one copy per block per layer and K/V; a contiguous
         # buffer is one copy per layer and K/V per request.
         self._bytes_s_per_block = max(swap_s_per_block - self.pages_per_block * SWAP_COPY_OVERHEAD_S, 0.0)
@@ -120,14 +139,23 @@ class VAttentionKVManager(KVManager):
         pages = -(-self.max_context_tokens // self.block_size)
         return pages * self.pages_per_block * self.page_bytes
 
-    def allocate(self, rid: int, blocks: int, *, cached: int, generated: int, now: float) -> None:
+    def _charge(self, blocks: int) -> float | None:
+        seconds = blocks * self.pages_per_block * self.map_s_per_page
+        if not seconds:
+            return None
+        self.map_s_charged += seconds
+        return seconds
+
+    def allocate(self, rid: int, blocks: int, *, cached: int, generated: int, now: float) -> float | None:
         self._map(blocks)
         self.held[rid] = self.held.get(rid, 0) + blocks
+        return self._charge(blocks)  # a prompt's pages are mapped before its prefill
 
-    def grow(self, blocks: int) -> None:
+    def grow(self, blocks: int) -> float | None:
         # The batch's growth comes summed over requests (the kernel fast-forwards decode
         # stretches); per-request holdings are the replica's (ceil(context / block_size)).
         self._map(blocks)
+        return None if self.background else self._charge(blocks)
 
     def release(self, rid: int, blocks: int, now: float, *, finished: bool) -> None:
         self._unmap(blocks)  # eager reclamation: unmapped as soon as the request leaves
@@ -172,10 +200,13 @@ class VAttentionKVManager(KVManager):
             raise AssertionError("vattention: a request holds device pages and a host copy at once")
 
 
-def kv_memory_variant(name: str, *, model: str = "llama3.1_8b", tp: int = 1) -> tuple[dict[str, Any], Any]:
+def kv_memory_variant(
+    name: str, *, model: str = "llama3.1_8b", tp: int = 1, background: bool = True
+) -> tuple[dict[str, Any], Any]:
     """The replica settings and KV-manager factory of a study variant: ``paged_<block>`` (e.g.
-    ``paged_16``) or ``vattention_<page>`` (e.g. ``vattention_2mb``). Returns
-    ``(ReplicaConfig keyword overrides, kv_manager factory)``."""
+    ``paged_16``) or ``vattention_<page>`` (e.g. ``vattention_2mb``; ``background``: decode
+    pages mapped off the critical path). Returns ``(ReplicaConfig keyword overrides, kv_manager
+    factory)``."""
     kind, _, size = name.partition("_")
     if kind == "paged" and size.isdigit() and int(size) > 0:
         from infragym.envs.serving.kv import PagedKVManager
@@ -185,7 +216,9 @@ def kv_memory_variant(name: str, *, model: str = "llama3.1_8b", tp: int = 1) -> 
         block = tokens_per_page(VATTENTION_PAGE_BYTES[size], model, tp)
 
         def factory(total_blocks: int, block_size: int, swap_s_per_block: float) -> VAttentionKVManager:
-            return VAttentionKVManager(total_blocks, block_size, swap_s_per_block, page_bytes=size, model=model, tp=tp)
+            return VAttentionKVManager(
+                total_blocks, block_size, swap_s_per_block, page_bytes=size, model=model, tp=tp, background=background
+            )
 
         return {"block_size": block}, factory
     raise ValueError(
@@ -195,6 +228,7 @@ def kv_memory_variant(name: str, *, model: str = "llama3.1_8b", tp: int = 1) -> 
 
 
 __all__ = [
+    "MAP_S_PER_PAGE",
     "PAGED_BLOCK_SIZES",
     "VATTENTION_PAGE_BYTES",
     "VAttentionKVManager",

@@ -619,6 +619,10 @@ class Replica:
             return
         t = self.table
         decodes = self._decoding
+        if decodes:
+            mapped = kv.grow(need)  # the blocks this iteration's decodes open
+            if mapped:
+                swap_s += mapped  # allocated on the critical path, before the iteration
         seconds, prefill_tokens, completed, finished = kernels.run_iteration(
             slots,
             self.n,
@@ -643,9 +647,6 @@ class Replica:
         self.iterations += 1
         self.busy_s += seconds
         if decodes:
-            mapped = kv.grow(need)
-            if mapped:
-                self._pending_swap_s += mapped  # charged to the next iteration
             if self._resuming:
                 self._resumed_gaps(end)
         if prefill_tokens:
@@ -753,8 +754,9 @@ class Replica:
         self.busy_s += elapsed
         self.iterations += k
         mapped = kv.grow(grown)
-        if mapped:
-            self._pending_swap_s += mapped  # charged to the next (stepped) iteration
+        if mapped:  # allocated on the critical path: the stretch takes that much longer
+            self.clock += mapped
+            self.busy_s += mapped
         if completion:
             self._finish_completed()
         self._log_segment(base + slope * (k - 1))
