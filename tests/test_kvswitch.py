@@ -144,14 +144,14 @@ class AuditingVTC(VTCFairScheduler):
         return progress
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     variant=st.sampled_from(sorted(SWAP_VARIANTS)),
     update_every=st.sampled_from([1, 3, 20]),
     seed=st.integers(0, 2**16),
 )
 def test_every_swap_variant_keeps_the_invariants(variant: str, update_every: int, seed: int) -> None:
-    requests = conversation_workload(150, 4.0, np.random.default_rng(seed), max_context_tokens=6000)
+    requests = conversation_workload(120, 4.0, np.random.default_rng(seed), max_context_tokens=6000)
     config = ReplicaConfig(gpu="a100_80gb", preemption="swap", gpu_memory_utilisation=0.24)
     result = ServingCluster(
         replica=config,

@@ -53,6 +53,16 @@ class KVManager:
     # reads): a manager whose kernels read the cache faster or slower than paged attention.
     attention_cost_factor: ClassVar[float] = 1.0
 
+    @property
+    def prefill_attention_factor(self) -> float:
+        """Multiplies prefill attention time (default ``attention_cost_factor``)."""
+        return self.attention_cost_factor
+
+    @property
+    def decode_attention_factor(self) -> float:
+        """Multiplies decode attention time, the KV reads (default ``attention_cost_factor``)."""
+        return self.attention_cost_factor
+
     def __init__(self, total_blocks: int, block_size: int, swap_s_per_block: float) -> None:
         if total_blocks <= 0 or block_size <= 0:
             raise ValueError(f"a KV cache needs positive blocks and block size, got {total_blocks}, {block_size}")

@@ -21,8 +21,16 @@ parallel). ``background=False``: every page is mapped on the critical path, befo
 that needs it. ``background=True`` (vAttention's design): decode growth is predictable, so a
 background thread maps the next iteration's pages while the current one computes (hidden);
 a newly admitted prompt's pages are still mapped before its prefill. Unmapping (eager
-reclamation on completion) is off the critical path. Attention-kernel speed differences
-(``attention_cost_factor``) stay 1: no published per-kernel factor is recorded in PAPERS.md.
+reclamation on completion) is off the critical path.
+
+Attention kernels (kept apart from the memory effects; ``contiguous_kernels``): the kernel's cost
+model is calibrated on vLLM, whose decode attention is the paged kernel. vLLM's paper (Kwon et
+al., SOSP'23, section 7.1) measures its PagedAttention decode kernel at 20-26% higher latency than
+FasterTransformer's contiguous kernel: a contiguous buffer (vAttention runs unmodified
+FlashAttention kernels) reads the KV cache in 1 / 1.23 of the time (the midpoint). Prefill: vLLM
+has no prefill kernel of its own and runs FlashAttention's (vAttention paper, section 7.1), so the
+prefill factor stays 1; the paper's prefill gains (up to 3.92x vs paged FlashAttention/FlashInfer
+with chunked prefill) are end-to-end measurements, not a per-kernel factor we could apply.
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ VATTENTION_PAGE_BYTES = {"64kb": 64 * 1024, "128kb": 128 * 1024, "256kb": 256 * 
 # VMM calls per page size; that table could not be retrieved here, so we take 10 us per page (the
 # order of one driver call that updates the GPU page table) for every page size. Configurable.
 MAP_S_PER_PAGE = 10e-6
+# Decode attention of a contiguous KV buffer relative to vLLM's paged kernel: PagedAttention is
+# 20-26% slower than a contiguous kernel (vLLM paper, SOSP'23, section 7.1); 1 / 1.23.
+CONTIGUOUS_DECODE_FACTOR = 1 / 1.23
 # Block sizes of the paged study (vLLM's 16; the paged FlashAttention kernels' 32-256).
 PAGED_BLOCK_SIZES = (16, 32, 64, 128, 256)
 
@@ -75,6 +86,8 @@ class VAttentionKVManager(KVManager):
         map_s_per_page: seconds to map one page on one GPU (``MAP_S_PER_PAGE``: an assumption).
         background: decode growth mapped in the background, overlapped with compute (the
             paper's design); False: on the critical path.
+        contiguous_kernels: decode attention at ``CONTIGUOUS_DECODE_FACTOR`` of the paged
+            kernel's time (vAttention's unmodified kernels); False: memory effects only.
     """
 
     name = "vattention"
@@ -91,8 +104,10 @@ class VAttentionKVManager(KVManager):
         max_context_tokens: int = 131_072,
         map_s_per_page: float = MAP_S_PER_PAGE,
         background: bool = True,
+        contiguous_kernels: bool = False,
     ) -> None:
         super().__init__(total_blocks, block_size, swap_s_per_block)
+        self.contiguous_kernels = bool(contiguous_kernels)
         if isinstance(page_bytes, str):
             if page_bytes not in VATTENTION_PAGE_BYTES:
                 raise ValueError(
@@ -121,6 +136,10 @@ class VAttentionKVManager(KVManager):
         self.unmapped_pages = 0  # pages ever unmapped (eager reclamation, swaps)
         self.held: dict[int, int] = {}  # request -> blocks mapped for it (running)
         self.swapped_out: dict[int, int] = {}  # request -> blocks in host memory
+
+    @property
+    def decode_attention_factor(self) -> float:
+        return CONTIGUOUS_DECODE_FACTOR if self.contiguous_kernels else 1.0
 
     # ------------------------------------------------------------------ mapping
     def _map(self, blocks: int) -> None:
@@ -201,12 +220,18 @@ class VAttentionKVManager(KVManager):
 
 
 def kv_memory_variant(
-    name: str, *, model: str = "llama3.1_8b", tp: int = 1, background: bool = True
+    name: str,
+    *,
+    model: str = "llama3.1_8b",
+    tp: int = 1,
+    background: bool = True,
+    contiguous_kernels: bool = False,
 ) -> tuple[dict[str, Any], Any]:
     """The replica settings and KV-manager factory of a study variant: ``paged_<block>`` (e.g.
     ``paged_16``) or ``vattention_<page>`` (e.g. ``vattention_2mb``; ``background``: decode
-    pages mapped off the critical path). Returns ``(ReplicaConfig keyword overrides, kv_manager
-    factory)``."""
+    pages mapped off the critical path; ``contiguous_kernels``: with the contiguous decode
+    kernel's speed, else memory effects only). Returns ``(ReplicaConfig keyword overrides,
+    kv_manager factory)``."""
     kind, _, size = name.partition("_")
     if kind == "paged" and size.isdigit() and int(size) > 0:
         from infragym.envs.serving.kv import PagedKVManager
@@ -217,7 +242,14 @@ def kv_memory_variant(
 
         def factory(total_blocks: int, block_size: int, swap_s_per_block: float) -> VAttentionKVManager:
             return VAttentionKVManager(
-                total_blocks, block_size, swap_s_per_block, page_bytes=size, model=model, tp=tp, background=background
+                total_blocks,
+                block_size,
+                swap_s_per_block,
+                page_bytes=size,
+                model=model,
+                tp=tp,
+                background=background,
+                contiguous_kernels=contiguous_kernels,
             )
 
         return {"block_size": block}, factory
@@ -228,6 +260,7 @@ def kv_memory_variant(
 
 
 __all__ = [
+    "CONTIGUOUS_DECODE_FACTOR",
     "MAP_S_PER_PAGE",
     "PAGED_BLOCK_SIZES",
     "VATTENTION_PAGE_BYTES",

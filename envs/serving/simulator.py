@@ -227,12 +227,12 @@ class Replica:
         self._layers_s = self._costs[kernels.LAYERS]
         self._head_s = self._costs[kernels.HEAD]
         eff = self.cost.eff
-        attention = self.kv.attention_cost_factor
         self._overhead_s = eff.iteration_overhead_s
-        self._kv_read_s_per_token = kv_per_gpu_per_token / (gpu.hbm_bandwidth * eff.mem_eff) * attention
+        decode_factor, prefill_factor = self.kv.decode_attention_factor, self.kv.prefill_attention_factor
+        self._kv_read_s_per_token = kv_per_gpu_per_token / (gpu.hbm_bandwidth * eff.mem_eff) * decode_factor
         self._attn_flop_s = (
             4.0 * model.layers * (model.q_heads / config.tp) * model.head_dim / (gpu.peak_flops * eff.flop_eff)
-        ) * attention
+        ) * prefill_factor
         self.time_scale = 1.0  # iteration-time multiplier (a frequency cap: > 1), set between events
         self._pending_swap_s = 0.0  # swap / page-mapping time charged to the next iteration
         self.clock = 0.0

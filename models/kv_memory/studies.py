@@ -106,10 +106,14 @@ def run_memory_variant(
     model: str = "llama3.1_8b",
     tp: int = 1,
     background: bool = True,
+    contiguous_kernels: bool = False,
 ) -> dict[str, float]:
     """One replica serving ``trace`` with a memory variant (``paged_16``, ``vattention_2mb``...);
-    ``background``: vAttention maps decode pages off the critical path."""
-    overrides, factory = kv_memory_variant(variant, model=model, tp=tp, background=background)
+    ``background``: vAttention maps decode pages off the critical path; ``contiguous_kernels``:
+    vAttention's decode kernel speed (else memory effects only)."""
+    overrides, factory = kv_memory_variant(
+        variant, model=model, tp=tp, background=background, contiguous_kernels=contiguous_kernels
+    )
     config = ReplicaConfig(gpu=gpu, model=model, tp=tp, chunked_prefill=True, **overrides)
     recorder = _BatchRecorder()
     started = time.perf_counter()
