@@ -7,12 +7,13 @@ usable KV capacity (tokens), the largest running batch before the first preempti
 (vAttention's artifact; Poisson arrivals) and the Azure 2023 conversation trace. One replica,
 vLLM defaults with chunked prefill, FCFS, recompute preemption.
 
-Only memory effects are simulated: the KV managers differ in allocation granularity (internal
-fragmentation: the unused tail of each request's last block or page in every layer) and swap
-copies; page-mapping time and attention-kernel speed (paged vs contiguous kernels) are not in
-the kernel's cost model yet. The paper's gains (up to 1.97x decode throughput vs vLLM, prefill up
-to 3.92x vs paged FlashAttention; PAPERS.md) come mostly from the kernels; this table shows what
-memory alone contributes.
+Only memory effects are simulated here: allocation granularity (internal fragmentation: the
+unused tail of each request's last block or page in every layer), swap copies and vAttention's
+page mapping (decode pages mapped in the background, a prompt's pages before its prefill, at an
+assumed 10 us per page); every variant runs at the paged kernel's speed. The kernel part of the
+gain (contiguous decode kernel) is split out in ``experiment=kv_memory``. The paper's gains (up
+to 1.97x decode throughput vs vLLM, prefill up to 3.92x vs paged FlashAttention; PAPERS.md) come
+mostly from the kernels; this table shows what memory alone contributes.
 
     python bench/kv_memory/memory.py [--requests 1500]
 """
