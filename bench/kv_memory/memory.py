@@ -9,11 +9,12 @@ vLLM defaults with chunked prefill, FCFS, recompute preemption.
 
 Only memory effects are simulated here: allocation granularity (internal fragmentation: the
 unused tail of each request's last block or page in every layer), swap copies and vAttention's
-page mapping (decode pages mapped in the background, a prompt's pages before its prefill, at an
-assumed 10 us per page); every variant runs at the paged kernel's speed. The kernel part of the
-gain (contiguous decode kernel) is split out in ``experiment=kv_memory``. The paper's gains (up
-to 1.97x decode throughput vs vLLM, prefill up to 3.92x vs paged FlashAttention; PAPERS.md) come
-mostly from the kernels; this table shows what memory alone contributes.
+page mapping (decode pages mapped in the background, a prompt's pages before its prefill, at
+37.4 us per page: measured for 2 MB pages on an A100, assumed for smaller pages); every variant
+runs at the paged kernel's speed. The kernel part of the gain (contiguous decode kernel) is split
+out in ``experiment=kv_memory``. The paper's gains (up to 1.97x decode throughput vs vLLM,
+prefill up to 3.92x vs paged FlashAttention; PAPERS.md) come mostly from the kernels; this table
+shows what memory alone contributes.
 
     python bench/kv_memory/memory.py [--requests 1500]
 """
@@ -44,8 +45,9 @@ SETUPS = (
 RATES = {("arxiv", "llama3.1_8b"): 1.5, ("arxiv", "llama3.1_70b"): 1.0, ("azure_conv", "llama3.1_8b"): 20.0}
 RATES[("azure_conv", "llama3.1_70b")] = 10.0
 # Issue 15 names the outputs, no goal: they are reported. Checked (the accounting): a vAttention
-# page holding as many tokens as a paged block gives the same capacity and batch (64 KB pages of
-# Llama-3-8B are 32-token blocks), and 2 MB pages never hold a larger batch than 16-token blocks.
+# page holding as many tokens as a paged block gives the same capacity (64 KB pages of Llama-3-8B
+# are 32-token blocks; the batch before preemption is reported beside it: page-mapping time shifts
+# the schedule), and 2 MB pages never hold a larger batch than 16-token blocks.
 
 
 def check(result: dict) -> list[Check]:
@@ -56,16 +58,13 @@ def check(result: dict) -> list[Check]:
             for variant, row in rows.items():
                 twin = paged.get(row["block_tokens"]) if variant.startswith("vattention_") else None
                 if twin is not None:
-                    same = (twin["capacity_tokens"], twin["max_batch_before_preemption"]) == (
-                        row["capacity_tokens"],
-                        row["max_batch_before_preemption"],
-                    )
+                    same = twin["capacity_tokens"] == row["capacity_tokens"]
                     checks.append(
                         Check(
                             f"{key} {workload}: {variant} vs paged_{row['block_tokens']} (same granularity)",
                             f"capacity {row['capacity_tokens']} vs {twin['capacity_tokens']}, batch "
                             f"{row['max_batch_before_preemption']} vs {twin['max_batch_before_preemption']}",
-                            "equal",
+                            "equal capacity",
                             same,
                         )
                     )

@@ -26,7 +26,7 @@ from bench._common import Benchmark, Check, finish, write_result
 BENCHMARKS = (Benchmark("kv_memory_switch", minutes=4),)
 RESULT = "kv_memory_switch"
 VARIANTS = ("vllm_swap", "block_groups", "async_swap", "kv_reuse", "fastswitch")
-RATES = (1.5, 2.0, 2.5, 3.0)
+RATES = (1.5, 2.0, 2.2, 2.4, 2.6, 3.0)
 UPDATE_EVERY = (1, 5, 10, 50, 200)
 MAIN_RATE = 3.0
 # FastSwitch (arXiv 2411.18424; PAPERS.md): 1.4-11.2x better tail TTFT/TBT than vLLM; preemption

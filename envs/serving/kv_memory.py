@@ -15,8 +15,8 @@ the vAttention paper compares, and vAttention's virtually contiguous buffers.
   instead of one per block.
 
 Page mapping time: mapping a physical page into a request's virtual buffer (CUDA VMM
-``cuMemCreate`` + ``cuMemMap`` + ``cuMemSetAccess``, or vAttention's driver calls for pages below
-2 MB) costs ``map_s_per_page`` per page on each GPU (the GPUs of a tensor-parallel replica map in
+``cuMemMap`` + ``cuMemSetAccess`` of a pre-created physical page, or vAttention's driver calls for
+pages below 2 MB) costs ``map_s_per_page`` per page on each GPU (the GPUs of a tensor-parallel replica map in
 parallel). ``background=False``: every page is mapped on the critical path, before the iteration
 that needs it. ``background=True`` (vAttention's design): decode growth is predictable, so a
 background thread maps the next iteration's pages while the current one computes (hidden);
@@ -42,10 +42,13 @@ from infragym.envs.serving.kv import SWAP_COPY_OVERHEAD_S, KVManager, register_k
 
 # Page sizes vAttention supports (below 2 MB with its modified driver; PAPERS.md).
 VATTENTION_PAGE_BYTES = {"64kb": 64 * 1024, "128kb": 128 * 1024, "256kb": 256 * 1024, "2mb": 2 * 1024 * 1024}
-# Assumption: seconds to map one physical page on one GPU. The vAttention paper measures the CUDA
-# VMM calls per page size; that table could not be retrieved here, so we take 10 us per page (the
-# order of one driver call that updates the GPU page table) for every page size. Configurable.
-MAP_S_PER_PAGE = 10e-6
+# Seconds to map one physical page on one GPU: cuMemMap (1.45 us) + cuMemSetAccess (35.99 us),
+# the averages of a public CUDA VMM benchmark on an A100 with 2 MB pages (kvcached's bench_vmm,
+# README "Sample Output on A100"). The physical handles (cuMemCreate, ~193 us) are created ahead
+# of time (a pool), so they are not on the path. Assumption: the same per-page cost for the
+# 64-256 KB pages of vAttention's driver (no published figure found); the vAttention paper's own
+# per-API table could not be retrieved here.
+MAP_S_PER_PAGE = 37.4e-6
 # Decode attention of a contiguous KV buffer relative to vLLM's paged kernel: PagedAttention is
 # 20-26% slower than a contiguous kernel (vLLM paper, SOSP'23, section 7.1); 1 / 1.23.
 CONTIGUOUS_DECODE_FACTOR = 1 / 1.23
@@ -83,7 +86,8 @@ class VAttentionKVManager(KVManager):
         page_bytes: the physical page size (a key of ``VATTENTION_PAGE_BYTES`` or bytes).
         model, tp: the served model and tensor-parallel degree (to check ``block_size``).
         max_context_tokens: the virtual buffer each request reserves (the model's context).
-        map_s_per_page: seconds to map one page on one GPU (``MAP_S_PER_PAGE``: an assumption).
+        map_s_per_page: seconds to map one page on one GPU (``MAP_S_PER_PAGE``: measured for 2 MB
+            pages on an A100, assumed for smaller ones).
         background: decode growth mapped in the background, overlapped with compute (the
             paper's design); False: on the critical path.
         contiguous_kernels: decode attention at ``CONTIGUOUS_DECODE_FACTOR`` of the paged
