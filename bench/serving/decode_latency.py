@@ -75,8 +75,9 @@ def main() -> int:
     import numpy as np
 
     from infragym.datasets.llm_traces import RequestTrace
+    from infragym.envs.serving.cluster import ServingCluster
     from infragym.envs.serving.cost_model import CostModel
-    from infragym.envs.serving.simulator import ReplicaConfig, ServingCluster
+    from infragym.envs.serving.simulator import ReplicaConfig
 
     def ci_batch(gpu: str, model: str, tp: int) -> tuple[float, float, int, float]:
         """Simulated end-to-end ms of the CI batch, its prefill ms, its iterations, the shipped

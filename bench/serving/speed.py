@@ -103,7 +103,8 @@ def main() -> int:
     import numpy as np
 
     from infragym.datasets.llm_traces import burstgpt_like
-    from infragym.envs.serving.simulator import ReplicaConfig, ServingCluster
+    from infragym.envs.serving.cluster import ServingCluster
+    from infragym.envs.serving.simulator import ReplicaConfig
 
     config = ReplicaConfig(gpu="h100", model="llama3.1_8b")
     started = time.perf_counter()
