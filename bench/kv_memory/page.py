@@ -44,6 +44,20 @@ def _switch() -> str:
             f"{row['gb_swapped']:,.0f} | {row['copies']:,.0f} | {row['gpu_stall_s']:,.1f} | "
             f"{row['stall_share_of_busy']:.1%} |"
         )
+    if result.get("azure"):
+        out += [
+            "",
+            f"The Azure 2023 conversation trace at {result['azure_rate']:g} req/s (every request its own client, "
+            "nothing to reuse across turns):",
+            "",
+            "| variant | p99 TTFT (s) | p99 TBT (s) | throughput (tok/s) | GB swapped | GPU stall (s) | preemptions |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for variant, row in result["azure"].items():
+            out.append(
+                f"| {variant} | {row['p99_ttft_s']:.3g} | {row['p99_tbt_s']:.3g} | {row['throughput_tok_s']:,.0f} | "
+                f"{row['gb_swapped']:,.0f} | {row['gpu_stall_s']:,.1f} | {row['preemptions']:.0f} |"
+            )
     out += [
         "",
         "Against load (seed 0): p99 TTFT / p99 TBT (s), vLLM's swap vs FastSwitch.",

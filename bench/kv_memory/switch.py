@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench._common import Benchmark, Check, finish, write_result
+from bench._common import Benchmark, Check, data_dir, finish, write_result
 
 BENCHMARKS = (Benchmark("kv_memory_switch", minutes=4),)
 RESULT = "kv_memory_switch"
@@ -29,6 +29,7 @@ VARIANTS = ("vllm_swap", "block_groups", "async_swap", "kv_reuse", "fastswitch")
 RATES = (1.5, 2.0, 2.2, 2.4, 2.6, 3.0)
 UPDATE_EVERY = (1, 5, 10, 50, 200)
 MAIN_RATE = 3.0
+AZURE_RATE = 3.5  # requests/s: just past the rate at which this replica starts to preempt
 # FastSwitch (arXiv 2411.18424; PAPERS.md): 1.4-11.2x better tail TTFT/TBT than vLLM; preemption
 # stalls up to 59.9% of P99 latency.
 PAPER_SPEEDUP = (1.4, 11.2)
@@ -110,8 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         by_update[str(k)] = {
             v: run_switch_variant(v, workloads[0], update_every=k) for v in ("vllm_swap", "fastswitch")
         }
+    # The Azure conversation trace (no conversations: every request its own client).
+    azure_rows = {}
+    azure = data_dir() / "llm_traces" / "azure_conv_splitwise.csv"
+    if azure.is_file():
+        from infragym.models.kv_memory.studies import azure_trace, single_turn_workload
+
+        requests = single_turn_workload(azure_trace(azure, args.requests, AZURE_RATE))
+        azure_rows = {v: run_switch_variant(v, requests) for v in VARIANTS}
     payload = {
         "requests": args.requests,
+        "azure_rate": AZURE_RATE,
+        "azure": azure_rows,
         "seeds": args.seeds,
         "rate": MAIN_RATE,
         "setup": "llama3.1_8b on a100_80gb, gpu_memory_utilisation 0.3, VTC fair, update every 10 iterations",

@@ -82,6 +82,7 @@ class VTCFairScheduler(ReplicaScheduler):
         s.counter = np.zeros(n_clients)
         s.active = np.zeros(n_clients, dtype=np.int64)  # requests of each client on this replica
         s.charged = np.zeros(table.n, dtype=np.int64)  # output tokens already counted per request
+        s.input_charged = np.zeros(table.n, dtype=bool)  # prompt counted (once, at first admission)
         s.last_update = 0
         s.updates = 0
         s.switches = 0
@@ -99,6 +100,13 @@ class VTCFairScheduler(ReplicaScheduler):
         if np.any(delta):
             np.add.at(self.counter, self.client[ids], self.output_weight * delta)
             self.charged[ids] = generated
+
+    def _charge_input(self, replica: Replica, rid: int) -> None:
+        """VTC charges a request's prompt when it is first admitted (a re-admission after a
+        preemption is not new service)."""
+        if not self.input_charged[rid]:
+            self.input_charged[rid] = True
+            self.counter[self.client[rid]] += self.input_weight * int(replica.table.prompt[rid])
 
     def _priority(self, rids: np.ndarray) -> np.ndarray:
         return self.counter[self.client[rids]]
@@ -201,10 +209,8 @@ class VTCFairScheduler(ReplicaScheduler):
             if is_swapped:
                 self._swap_in_one(replica, rid)
             elif replica.admissible(rid):
-                fresh = replica.table.generated[rid] == 0
                 replica.admit(rid)
-                if fresh:
-                    self.counter[self.client[rid]] += self.input_weight * int(replica.table.prompt[rid])
+                self._charge_input(replica, rid)
         self.switches += switches
 
     def schedule(self, replica: Replica) -> bool:
@@ -221,13 +227,10 @@ class VTCFairScheduler(ReplicaScheduler):
             self._begin(replica)
             replica.swap_in()
         waiting = replica.waiting
-        t = replica.table
         while waiting and replica.admissible(waiting[0]):
             rid = waiting[0]
-            fresh = t.generated[rid] == 0
             replica.admit_head()
-            if fresh:
-                self.counter[self.client[rid]] += self.input_weight * int(t.prompt[rid])
+            self._charge_input(replica, rid)
         if waiting and not replica.n and not replica.swapped:
             head = waiting[0]
             if not replica.kv.reclaim_for(head, replica.clock):

@@ -75,6 +75,16 @@ def conversation_workload(
     return generate_conversations(profile, n, rng, rate=rate, max_context_tokens=max_context_tokens)
 
 
+def single_turn_workload(trace: RequestTrace) -> ConversationRequests:
+    """A trace without conversations (the Azure traces) for the switching study: every request
+    is its own client and conversation (no context repeats, so nothing to reuse across turns)."""
+    n = len(trace)
+    ids = np.arange(n, dtype=np.int64)
+    return ConversationRequests(
+        trace, ids, np.zeros(n, np.int64), np.zeros(n, np.int64), trace.prompt_tokens.astype(np.int64), np.zeros(n)
+    )
+
+
 # ---------------------------------------------------------------------- memory study
 class _BatchRecorder(FCFSScheduler):
     """FCFS that records the largest running batch before the first preemption."""
@@ -213,4 +223,5 @@ __all__ = [
     "jain_index",
     "run_memory_variant",
     "run_switch_variant",
+    "single_turn_workload",
 ]

@@ -37,6 +37,7 @@ from infragym.models.kv_memory.studies import (
     conversation_workload,
     run_memory_variant,
     run_switch_variant,
+    single_turn_workload,
 )
 from infragym.results import ResultsTable
 from infragym.seeding import child_seeds
@@ -120,6 +121,8 @@ class KVMemoryTask:
         update_every: iterations between priority updates for the ablation.
         update_sweep: the priority-update periods swept (vLLM's swap and FastSwitch).
         seeds: conversation workloads per variant (bootstrap intervals over them).
+        switch_azure_rate: the Azure conversation trace replayed at this rate (requests/s) for
+            the switching study too (every request its own client; None or no file: skipped).
         variants: the swap variants (``swap.SWAP_VARIANTS`` names).
     """
 
@@ -145,6 +148,7 @@ class KVMemoryTask:
         update_sweep: Sequence[int] = (1, 5, 10, 50, 200),
         seeds: int = 3,
         variants: Sequence[str] = tuple(SWAP_VARIANTS),
+        switch_azure_rate: float | None = 3.5,
     ) -> None:
         self.dataset = dataset
         self.seed = seed
@@ -174,6 +178,9 @@ class KVMemoryTask:
         if unknown or not variants:
             raise ValueError(f"task.variants: unknown {unknown}; choose from {sorted(SWAP_VARIANTS)}")
         self.variants = list(variants)
+        if switch_azure_rate is not None and not switch_azure_rate > 0:
+            raise ValueError(f"task.switch_azure_rate must be > 0 requests/s or null, got {switch_azure_rate}")
+        self.switch_azure_rate = switch_azure_rate
         self._seeds = child_seeds(seed, self.seeds + 1)
 
     @property
@@ -280,6 +287,21 @@ class KVMemoryTask:
                 metrics[f"test/{variant}/{key}"] = value
             table.add_row(variant, {k: summary[k] for k in SWITCH_COLUMNS})
         tables["context_switching"] = table
+        azure = self.dataset.azure_conv_path
+        if self.switch_azure_rate is not None and azure and Path(azure).is_file():
+            trace = azure_trace(azure, self.switch_requests, self.switch_azure_rate)
+            requests = single_turn_workload(trace)
+            azure_table = ResultsTable(
+                f"Context switching on the Azure conversation trace at {self.switch_azure_rate:g} req/s "
+                "(every request its own client; no turns to reuse), same replica and scheduler",
+                list(SWITCH_COLUMNS),
+            )
+            for variant in tqdm(self.variants, desc="context switching (azure)", unit="run"):
+                row = run_switch_variant(variant, requests, update_every=self.update_every, **common)
+                for key, value in row.items():
+                    metrics[metric_key("test", variant, key, condition="azure_conv")] = float(value)
+                azure_table.add_row(variant, {k: row[k] for k in SWITCH_COLUMNS})
+            tables["context_switching_azure"] = azure_table
         # Tail latency against the priority-update frequency (first seed's workload).
         curves: dict[str, dict[str, list[tuple[float, float]]]] = {"p99 TTFT": {}, "p99 TBT": {}}
         sweep_variants = [v for v in ("vllm_swap", "fastswitch") if v in self.variants]
