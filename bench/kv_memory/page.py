@@ -115,14 +115,14 @@ def _memory() -> str:
         return ""
     out = [
         f"`python bench/kv_memory/memory.py`; {result['machine']['cpus']} cores; {result['requests']:,} requests "
-        "per workload, one replica, vLLM defaults with chunked prefill, FCFS, recompute preemption. Only memory "
-        "effects are simulated (allocation granularity, i.e. internal fragmentation, swap copies and vAttention's page "
-        "mapping at 37.4 us per page (measured for 2 MB on A100, assumed for smaller pages), decode pages in the "
-        "background); every variant runs at the paged "
-        "kernel's speed (the kernel part is split out in `experiment=kv_memory`), so the paper's gains, up to "
-        "1.97x decode throughput vs vLLM and prefill up to 3.92x vs paged FlashAttention (vAttention, PAPERS.md), "
-        "which come mostly from its kernels, are not reproduced here; the table shows what the memory layout "
-        "alone changes. "
+        "per workload, one replica, vLLM defaults with chunked prefill, FCFS, recompute preemption. "
+        "`vattention_<page>_memory` rows hold the memory effects only (allocation granularity, i.e. internal "
+        "fragmentation, swap copies and page mapping at 37.4 us per page: measured for 2 MB on an A100, assumed "
+        "for smaller pages; decode pages mapped in the background) at the paged kernel's speed; "
+        "`vattention_<page>` rows add the contiguous decode kernel (1/1.23 of paged attention's time, vLLM paper; "
+        "prefill factor 1). The paper's gains, up to 1.97x decode throughput vs vLLM and prefill up to 3.92x vs "
+        "paged FlashAttention (vAttention, PAPERS.md), come mostly from its kernels and from prefill, which we do "
+        "not model per kernel. "
         "Under overload, a few percent between variants of equal capacity (e.g. paged_16 and paged_32) is "
         "the chaos of which request gets preempted when, not a memory effect.",
     ]
