@@ -456,3 +456,7 @@ def diurnal(
         value = u - amplitude / omega * (np.cos(omega * (u + phase_s)) - np.cos(omega * phase_s)) - t
         u -= value / (1.0 + amplitude * np.sin(omega * (u + phase_s)))
     return trace._take(slice(None), np.maximum.accumulate(u))
+
+
+from infragym.datasets.twin_report import twin_report  # noqa: E402,F401  (workload twins)
+from infragym.datasets.workload_twin import WorkloadModel, fit_workload  # noqa: E402,F401

@@ -53,6 +53,16 @@ class KVManager:
     # reads): a manager whose kernels read the cache faster or slower than paged attention.
     attention_cost_factor: ClassVar[float] = 1.0
 
+    @property
+    def prefill_attention_factor(self) -> float:
+        """Multiplies prefill attention time (default ``attention_cost_factor``)."""
+        return self.attention_cost_factor
+
+    @property
+    def decode_attention_factor(self) -> float:
+        """Multiplies decode attention time, the KV reads (default ``attention_cost_factor``)."""
+        return self.attention_cost_factor
+
     def __init__(self, total_blocks: int, block_size: int, swap_s_per_block: float) -> None:
         if total_blocks <= 0 or block_size <= 0:
             raise ValueError(f"a KV cache needs positive blocks and block size, got {total_blocks}, {block_size}")
@@ -91,14 +101,19 @@ class KVManager:
         the token its prefill emits, less what the manager already holds for it."""
         return -(-(tokens + 1) // self.block_size)
 
-    def allocate(self, rid: int, blocks: int, *, cached: int, generated: int, now: float) -> None:
+    def allocate(self, rid: int, blocks: int, *, cached: int, generated: int, now: float) -> float | None:
         """``rid`` (``generated`` > 0: preempted by recompute after that many tokens) joins the
-        batch holding ``blocks`` blocks, ``cached`` tokens of them reused."""
+        batch holding ``blocks`` blocks, ``cached`` tokens of them reused. Returns the seconds
+        of GPU time the allocation costs on the critical path (charged to the next iteration,
+        e.g. vAttention's page mapping), or None: free (the paged pool)."""
         self.free_blocks -= blocks
+        return None
 
-    def grow(self, blocks: int) -> None:
-        """Decode steps of the running batch opened ``blocks`` new blocks."""
+    def grow(self, blocks: int) -> float | None:
+        """Decode steps of the running batch opened ``blocks`` new blocks. Returns the critical-
+        path seconds of the allocation (as ``allocate``), or None: free."""
         self.free_blocks -= blocks
+        return None
 
     def release(self, rid: int, blocks: int, now: float, *, finished: bool) -> None:
         """``rid`` left the batch (finished, or preempted by recompute) holding ``blocks``."""
@@ -168,5 +183,9 @@ def register_kv_manager(cls: type[KVManager]) -> type[KVManager]:
     KV_MANAGERS[cls.name] = cls
     return cls
 
+
+# The built-in managers of other modules register themselves on import: import them with the
+# registry, so every ``conf/kv_manager`` name resolves wherever ``KV_MANAGERS`` is read.
+from infragym.envs.serving import kv_memory, prefix_cache, swap  # noqa: E402, F401  (registration)
 
 __all__ = ["KV_MANAGERS", "SWAP_COPY_OVERHEAD_S", "KVManager", "PagedKVManager", "register_kv_manager"]

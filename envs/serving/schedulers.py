@@ -69,4 +69,7 @@ class ProgramFCFSScheduler(FCFSScheduler):
             waiting.insert(j, rid)
 
 
+# Schedulers of other modules register themselves on import: import them with the built-ins.
+from infragym.envs.serving import fairness  # noqa: E402, F401  (registration: vtc_fair)
+
 __all__ = ["FCFSScheduler", "ProgramFCFSScheduler"]

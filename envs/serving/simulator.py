@@ -225,14 +225,14 @@ class Replica:
         self._layers_s = self._costs[kernels.LAYERS]
         self._head_s = self._costs[kernels.HEAD]
         eff = self.cost.eff
-        attention = self.kv.attention_cost_factor
         self._overhead_s = eff.iteration_overhead_s
-        self._kv_read_s_per_token = kv_per_gpu_per_token / (gpu.hbm_bandwidth * eff.mem_eff) * attention
+        decode_factor, prefill_factor = self.kv.decode_attention_factor, self.kv.prefill_attention_factor
+        self._kv_read_s_per_token = kv_per_gpu_per_token / (gpu.hbm_bandwidth * eff.mem_eff) * decode_factor
         self._attn_flop_s = (
             4.0 * model.layers * (model.q_heads / config.tp) * model.head_dim / (gpu.peak_flops * eff.flop_eff)
-        ) * attention
+        ) * prefill_factor
         self.time_scale = 1.0  # iteration-time multiplier (a frequency cap: > 1), set between events
-        self._pending_swap_s = 0.0  # swap-in time charged to the next iteration
+        self._pending_swap_s = 0.0  # swap / page-mapping time charged to the next iteration
         self.clock = 0.0
         self.waiting: deque[int] = deque()
         self.swapped: deque[int] = deque()
@@ -347,6 +347,13 @@ class Replica:
             free_blocks=self.kv.free_blocks,
             total_blocks=self.kv.total_blocks,
         )
+
+    def charge(self, seconds: float) -> None:
+        """Charge ``seconds`` of GPU stall to the next iteration (a swap a scheduler started
+        outside ``make_room``, e.g. a fairness preemption)."""
+        if not seconds >= 0:
+            raise ValueError(f"replica {self.index}: a charge must be >= 0 seconds, got {seconds!r}")
+        self._pending_swap_s += seconds
 
     def prefill_len(self, rid: int) -> int:
         """Tokens to prefill on (re)admission: the prompt plus anything generated before a
@@ -501,7 +508,9 @@ class Replica:
         cached = kv.cached_tokens(rid, generated)
         # Reserve the context and the token the prefill emits, so the prefill never stalls.
         blocks = -(-(tokens + 1) // self.config.block_size)
-        kv.allocate(rid, blocks, cached=cached, generated=generated, now=self.clock)
+        mapped = kv.allocate(rid, blocks, cached=cached, generated=generated, now=self.clock)
+        if mapped:
+            self._pending_swap_s += mapped  # an allocation on the critical path (page mapping)
         self._append_running(rid, context=cached, prefill=tokens - cached, blocks=blocks)
         if generated == 0:
             t.admitted[rid] = self.clock
@@ -608,6 +617,10 @@ class Replica:
             return
         t = self.table
         decodes = self._decoding
+        if decodes:
+            mapped = kv.grow(need)  # the blocks this iteration's decodes open
+            if mapped:
+                swap_s += mapped  # allocated on the critical path, before the iteration
         seconds, prefill_tokens, completed, finished = kernels.run_iteration(
             slots,
             self.n,
@@ -632,7 +645,6 @@ class Replica:
         self.iterations += 1
         self.busy_s += seconds
         if decodes:
-            kv.grow(need)
             if self._resuming:
                 self._resumed_gaps(end)
         if prefill_tokens:
@@ -739,7 +751,10 @@ class Replica:
         self.clock += elapsed
         self.busy_s += elapsed
         self.iterations += k
-        kv.grow(grown)
+        mapped = kv.grow(grown)
+        if mapped:  # allocated on the critical path: the stretch takes that much longer
+            self.clock += mapped
+            self.busy_s += mapped
         if completion:
             self._finish_completed()
         self._log_segment(base + slope * (k - 1))
