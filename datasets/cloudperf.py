@@ -35,6 +35,7 @@ that is null, non-finite or <= 0.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -325,6 +326,17 @@ def _part_files(folder: Path) -> list[Path]:
     )
     if not files:
         raise CloudPerfError(f"{folder}: no Parquet part files in this task folder")
+    # the same part written twice would count its executions twice; only equal sizes can be copies
+    by_size: dict[int, list[Path]] = {}
+    for file in files:
+        by_size.setdefault(file.stat().st_size, []).append(file)
+    seen: dict[str, Path] = {}
+    for same in (group for group in by_size.values() if len(group) > 1):
+        for file in same:
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            if digest in seen:
+                raise CloudPerfError(f"{file}: the same content as {seen[digest].name} (a part file written twice)")
+            seen[digest] = file
     return files
 
 

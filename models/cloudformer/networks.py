@@ -159,7 +159,7 @@ class SystemBranch(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         average = masked_mean(x, lengths)
         tokens = average[..., None] * self.weight + self.bias
-        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens[:, 0])
