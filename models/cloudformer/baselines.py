@@ -14,6 +14,7 @@ by efficient leave-one-out (``RidgeCV``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import optuna
 from sklearn.base import RegressorMixin, clone
 from sklearn.ensemble import RandomForestRegressor
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import GammaRegressor, LinearRegression, RidgeCV
 from sklearn.model_selection import GroupKFold
 from sklearn.tree import DecisionTreeRegressor
@@ -60,6 +62,13 @@ class FeatureBaseline:
         raise NotImplementedError
 
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> FeatureBaseline:
+        with warnings.catch_warnings():
+            # lbfgs iteration limits (the GLM's) and Optuna's deprecation notices: noise per trial
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return self._fit(x, y, groups)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> FeatureBaseline:
         if type(self).suggest is FeatureBaseline.suggest or self.n_trials < 1 or len(set(groups.tolist())) < 2:
             self.model = self.default().fit(x, y)
             return self
@@ -142,8 +151,8 @@ class RidgeBaseline(FeatureBaseline):
     def default(self) -> RegressorMixin:
         return RidgeCV(alphas=tuple(10.0 ** np.arange(-2, 6)))
 
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> RidgeBaseline:
-        super().fit(x, y, groups)
+    def _fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> RidgeBaseline:
+        super()._fit(x, y, groups)
         self.chosen = {"alpha": float(self.model.alpha_)}  # type: ignore[union-attr]
         return self
 

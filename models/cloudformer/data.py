@@ -137,14 +137,24 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0) -> None:
         self.lengths, self.batch_size, self.shuffle, self.seed = np.asarray(lengths), batch_size, shuffle, seed
-        self.epoch = 0
+        self.epoch, self._epoch_set = 0, False
+        # Lightning calls ``set_epoch`` on ``dataloader.batch_sampler.sampler`` each epoch
+        # (lightning_fabric.utilities.data._set_sampler_epoch): point it at this sampler.
+        self.sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch (also after a resume, so the order is that of an
+        uninterrupted run); without it, each pass over the sampler is the next epoch."""
+        self.epoch, self._epoch_set = epoch, True
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.lengths) / self.batch_size))
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
-        self.epoch += 1
+        if not self._epoch_set:
+            self.epoch += 1
+        self._epoch_set = False
         # ties broken at random each epoch, so equal-length executions meet different neighbours
         jitter = rng.random(len(self.lengths)) if self.shuffle else np.zeros(len(self.lengths))
         order = np.lexsort((jitter, self.lengths))

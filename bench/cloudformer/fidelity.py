@@ -1,0 +1,81 @@
+"""The simulator beside the paper's facts about CloudPerfTrace (Table III): each application's
+P range (min, max) and static share, at the paper's scale of runs per application (P only, no
+telemetry: the calibration's own sample is different, seed 1 here vs 0 there), and the execution
+lengths. The baselines' error regime (linear regression far worse than trees, random forest near
+11 pp) is read from ``cloudformer_quality`` by the page. Nothing here trains a model.
+
+    python bench/cloudformer/fidelity.py                 # 38,704 executions, about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np
+
+from bench._common import Benchmark, Check, finish, write_result
+
+BENCHMARKS = (Benchmark("cloudformer_fidelity", minutes=2),)
+P_TOLERANCE = 0.05  # |simulated - paper| of an application's P min or max (P units)
+SHARE_TOLERANCE = 0.05
+
+
+def check(result: dict) -> list[Check]:
+    apps = result["applications"]
+    p_min_off = max(abs(a["p_min"] - a["paper_p_min"]) for a in apps.values())
+    p_max_off = max(abs(a["p_max"] - a["paper_p_max"]) for a in apps.values())
+    share_off = max(abs(a["static_share"] - a["paper_static_share"]) for a in apps.values())
+    worst_max = max(apps, key=lambda a: abs(apps[a]["p_max"] - apps[a]["paper_p_max"]))
+    return [
+        Check("P min per application vs Table III (calibrated)", f"max |diff| {p_min_off:.3f}", f"<= {P_TOLERANCE}", p_min_off <= P_TOLERANCE),
+        Check("P max per application vs Table III (not calibrated)", f"max |diff| {p_max_off:.3f} ({worst_max})", f"<= {P_TOLERANCE}", None),
+        Check("static share per application vs Table III", f"max |diff| {share_off:.3f}", f"<= {SHARE_TOLERANCE}", share_off <= SHARE_TOLERANCE),
+    ]  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--executions", type=int, default=38704)  # paper: 38,704 runs
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    from infragym.envs.colocation import APPLICATIONS, ColocationSimulator
+
+    started = time.perf_counter()
+    sim = ColocationSimulator(n_executions=args.executions, min_seconds=60, max_seconds=180, chunk=256)
+    ex = sim.simulate(np.random.default_rng(args.seed), telemetry=False)
+    apps = {}
+    for name, app in APPLICATIONS.items():
+        p = ex.perf[ex.application == name]
+        apps[name] = {
+            "runs": int(len(p)),
+            "paper_runs": app.runs,
+            "p_min": float(p.min()),
+            "p_q01": float(np.quantile(p, 0.01)),
+            "p_median": float(np.median(p)),
+            "p_q99": float(np.quantile(p, 0.99)),
+            "p_max": float(p.max()),
+            "paper_p_min": app.p_range[0],
+            "paper_p_max": app.p_range[1],
+            "static_share": float(np.mean(ex.scenario[ex.application == name] == "static")),
+            "paper_static_share": app.static_share,
+            "metric": app.metric,
+        }
+    result = {
+        "applications": apps,
+        "executions": args.executions,
+        "p_overall": {"mean": float(ex.perf.mean()), "median": float(np.median(ex.perf))},
+        "seconds": time.perf_counter() - started,
+        "loadavg": list(os.getloadavg()),
+    }
+    write_result("cloudformer_fidelity", result)
+    return finish("cloudformer_fidelity", check(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
