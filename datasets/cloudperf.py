@@ -203,7 +203,11 @@ def _list_values(column: pa.ChunkedArray | pa.Array, where: str) -> tuple[np.nda
         bad = int(np.flatnonzero(np.asarray(values.is_null()))[0])
         row = int(np.searchsorted(offsets, bad, side="right") - 1)
         raise CloudPerfError(f"{where}, row {row}: a null value inside the list (position {bad - offsets[row]})")
-    return offsets, flat.astype(np.float64, copy=False), pa.types.is_float32(value_type) or pa.types.is_float16(value_type)
+    return (
+        offsets,
+        flat.astype(np.float64, copy=False),
+        pa.types.is_float32(value_type) or pa.types.is_float16(value_type),
+    )
 
 
 def _numbers(table: pa.Table, column: str, where: str) -> np.ndarray:
@@ -389,7 +393,9 @@ def load_cloudperf(
     names = next((p["metric_names"] for p in parts if len(p["metric_names"]) == sum(sizes.values())), None)
     if names is None:
         names = [f"{g}[{i}]" for g in GROUPS for i in range(sizes[g])]
-    joined = {k: [v for p in parts for v in p[k]] for k in ("metrics", "perf", "workload", "scenario", "start", "source")}
+    joined = {
+        k: [v for p in parts for v in p[k]] for k in ("metrics", "perf", "workload", "scenario", "start", "source")
+    }
     application = np.array([a for p in parts for a in p["application"]])
     data = ExecutionSet(
         metrics=joined["metrics"],

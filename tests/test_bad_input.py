@@ -248,7 +248,10 @@ def test_timestamps_that_do_not_increase_are_refused(tmp_path: Path) -> None:
     flat = frame.loc[2, "lin_oth"].copy()
     flat[39] = flat[0]  # second 1's timestamp back to second 0's (stride 1 + 38)
     frame.at[2, "lin_oth"] = flat
-    with pytest.raises(CloudPerfError, match=r"tasks=14/part-0\.parquet, row 2, column 'lin_oth': timestamps not increasing at second 1"):
+    with pytest.raises(
+        CloudPerfError,
+        match=r"tasks=14/part-0\.parquet, row 2, column 'lin_oth': timestamps not increasing at second 1",
+    ):
         load_cloudperf(_layout(tmp_path, frame))
 
 

@@ -98,7 +98,9 @@ def test_metrics_in_the_papers_form(trained: dict[str, Any]) -> None:
         for m in ("mae", "mse"):
             key = f"test_unseen/{model}/{m}"
             per = [metrics[f"partition{k}/{key}"] for k in range(2)]
-            assert metrics[key] == pytest.approx(np.mean(per)) and metrics[f"{key}_std"] == pytest.approx(np.std(per, ddof=1))
+            assert metrics[key] == pytest.approx(np.mean(per)) and metrics[f"{key}_std"] == pytest.approx(
+                np.std(per, ddof=1)
+            )
         assert 0 <= metrics[f"test_unseen/{model}/mae"] <= 100
         assert metrics[f"test_unseen/{model}/mse"] >= metrics[f"test_unseen/{model}/mae"] ** 2 / 1.0001 - 1e-6
     # recompute CloudFormer's partition-1 numbers from its predictions
@@ -200,6 +202,8 @@ def test_long_executions_are_read_at_evenly_spaced_seconds() -> None:
 def test_dataset_batches_are_padded_with_lengths(trained: dict[str, Any]) -> None:
     task: CloudFormerTask = trained["task"]
     data: ExecutionDataset = task.executions(0, "train")
-    x, lengths, y = data.__getitems__([0, 1, 2])
-    assert x.shape[0] == 3 and x.shape[1] == int(lengths.max()) and torch.equal(lengths, torch.as_tensor(data.lengths[:3]))
+    x, lengths, _ = data.__getitems__([0, 1, 2])
+    assert (
+        x.shape[0] == 3 and x.shape[1] == int(lengths.max()) and torch.equal(lengths, torch.as_tensor(data.lengths[:3]))
+    )
     assert (x[torch.arange(x.shape[1])[None, :].expand(3, -1) >= lengths[:, None]] == 0).all()

@@ -101,17 +101,42 @@ def _set(columns: dict, group: str, row: int, index: int, value: float) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: _set(c, "lin_self", 1, 39 + 3, float("nan")), r"row 1, column 'lin_self': metric 2 of second 1 is nan"),
+        (
+            lambda c: _set(c, "lin_self", 1, 39 + 3, float("nan")),
+            r"row 1, column 'lin_self': metric 2 of second 1 is nan",
+        ),
         (lambda c: _set(c, "td_oth", 0, 13, float("inf")), r"row 0, column 'td_oth': timestamp of second 1 is inf"),
         (lambda c: c.update(tr_oth=None), r"required column\(s\) \['tr_oth'\] missing"),
         (lambda c: c["td_self"].__setitem__(1, None), r"row 1, column 'td_self': null"),
-        (lambda c: c["tr_self"].__setitem__(0, c["tr_self"][0][:-3]), r"row 0, column 'tr_self': 267 values is not a multiple of the stride 54"),
-        (lambda c: c["lin_oth"].__setitem__(1, c["lin_oth"][1][:-39]), r"row 1: column 'lin_oth' has 5 seconds but 'tr_self' has 6"),
-        (lambda c: _set(c, "td_self", 0, 13 * 4, T0 + 7), r"row 0: column 'td_self' timestamp of second 4 is 1650000007"),
-        (lambda c: _set(c, "tr_self", 1, 54 * 3, T0 + 1000), r"row 1, column 'tr_self': timestamps not increasing at second 3"),
+        (
+            lambda c: c["tr_self"].__setitem__(0, c["tr_self"][0][:-3]),
+            r"row 0, column 'tr_self': 267 values is not a multiple of the stride 54",
+        ),
+        (
+            lambda c: c["lin_oth"].__setitem__(1, c["lin_oth"][1][:-39]),
+            r"row 1: column 'lin_oth' has 5 seconds but 'tr_self' has 6",
+        ),
+        (
+            lambda c: _set(c, "td_self", 0, 13 * 4, T0 + 7),
+            r"row 0: column 'td_self' timestamp of second 4 is 1650000007",
+        ),
+        (
+            lambda c: _set(c, "tr_self", 1, 54 * 3, T0 + 1000),
+            r"row 1, column 'tr_self': timestamps not increasing at second 3",
+        ),
         (lambda c: c["perf_ori"].__setitem__(1, 0.0), r"row 1, column 'perf_ori': 0.0"),
     ],
-    ids=["nan", "inf_timestamp", "missing_group", "null_group", "stride", "t_disagree", "ts_disagree", "ts_order", "perf"],
+    ids=[
+        "nan",
+        "inf_timestamp",
+        "missing_group",
+        "null_group",
+        "stride",
+        "t_disagree",
+        "ts_disagree",
+        "ts_order",
+        "perf",
+    ],
 )
 def test_bad_rows_are_refused_naming_file_row_and_column(tmp_path: Path, edit, message: str) -> None:
     root = _broken(tmp_path, edit)
@@ -129,7 +154,9 @@ def test_group_sizes_come_from_the_loader_when_the_collector_differs(tmp_path: P
             **{
                 g: pa.array(
                     [
-                        np.column_stack([ex.timestamps[i], ex.metrics[i][:, k * 0 : k * 0 + sim.group_sizes[g]]]).ravel()
+                        np.column_stack(
+                            [ex.timestamps[i], ex.metrics[i][:, k * 0 : k * 0 + sim.group_sizes[g]]]
+                        ).ravel()
                         for i in range(2)
                     ]
                 )
@@ -147,12 +174,14 @@ def test_group_sizes_come_from_the_loader_when_the_collector_differs(tmp_path: P
 # ------------------------------------------------------------------------ the simulator
 @pytest.fixture(scope="module")
 def simulated() -> tuple[ColocationSimulator, object]:
-    sim = ColocationSimulator(n_executions=110, min_seconds=20, max_seconds=40, group_sizes={"tr": 8, "lin": 6, "td": 4})
+    sim = ColocationSimulator(
+        n_executions=110, min_seconds=20, max_seconds=40, group_sizes={"tr": 8, "lin": 6, "td": 4}
+    )
     return sim, sim.simulate(np.random.default_rng(3))
 
 
 def test_simulated_executions_round_trip_through_the_real_layout(simulated, tmp_path: Path) -> None:
-    sim, ex = simulated
+    _, ex = simulated
     write_cloudperf(
         tmp_path / "parquet_ds",
         metrics=ex.metrics,
@@ -198,7 +227,9 @@ def test_more_neighbours_mean_more_interference() -> None:
     many = ColocationSimulator(n_executions=440, max_neighbours=8).simulate(np.random.default_rng(0), telemetry=False)
     assert many.perf.mean() < few.perf.mean() - 0.03
     # the paper's P ranges differ by application: Redis reaches far lower P than Data Analytics
-    assert np.quantile(many.perf[many.application == "redis"], 0.1) < many.perf[many.application == "data_analytics"].min()
+    assert (
+        np.quantile(many.perf[many.application == "redis"], 0.1) < many.perf[many.application == "data_analytics"].min()
+    )
 
 
 def test_partitions_are_fixed_distinct_and_two_static_two_dynamic() -> None:

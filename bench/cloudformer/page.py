@@ -80,7 +80,8 @@ def regime_table(quality: dict) -> str:
             "|---|---|---|",
             f"| linear regression / decision tree MAE | {lr / dt:.2f} | {49.09 / 15.03:.2f} |",
             f"| random forest unseen MAE (pp) | {rf:.2f} | 10.78 +- 3.29 |",
-            f"| gamma GLM unseen MAE (pp, clipped to [0, 1] here) | {_mean(runs, 'test_unseen/gamma_glm/mae'):.2f} | 477 (unclipped) |",
+            f"| gamma GLM unseen MAE (pp, clipped to [0, 1] here) | {_mean(runs, 'test_unseen/gamma_glm/mae'):.2f} "
+            "| 477 (unclipped) |",
         ]
     )
 

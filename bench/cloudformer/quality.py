@@ -78,9 +78,14 @@ def main() -> int:
             home = Path(tempfile.mkdtemp(dir=tmp))
             wall, metrics = timed_train(["experiment=cloudformer", f"seed={seed}", *args.overrides], home)
             per_seed[str(seed)] = {k: metrics[k] for k in KEYS if k in metrics}
-            per_seed[str(seed)].update({k: v for k, v in metrics.items() if k.startswith(("partition", "chosen/", "params/"))})
+            per_seed[str(seed)].update(
+                {k: v for k, v in metrics.items() if k.startswith(("partition", "chosen/", "params/"))}
+            )
             walls[str(seed)] = wall
-            print(f"seed {seed}: {wall:.0f} s, unseen MAE " + ", ".join(f"{m} {metrics[f'test_unseen/{m}/mae']:.2f}" for m in MODELS))
+            print(
+                f"seed {seed}: {wall:.0f} s, unseen MAE "
+                + ", ".join(f"{m} {metrics[f'test_unseen/{m}/mae']:.2f}" for m in MODELS)
+            )
     result = {"per_seed": per_seed, "wall_s": walls, "loadavg": list(os.getloadavg()), "overrides": args.overrides}
     write_result("cloudformer_quality", result)
     return finish("cloudformer_quality", check(result))

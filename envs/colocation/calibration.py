@@ -17,7 +17,6 @@ from infragym.envs.colocation.applications import APPLICATION_NAMES, APPLICATION
 from infragym.envs.colocation.simulator import ColocationSimulator
 
 
-
 def p_minimum(app: str, gamma: float, *, n: int | None = None, seed: int = 0, **simulator: object) -> float:
     """The minimum P over ``n`` executions of ``app`` (default: as many as the paper ran)."""
     n = n or APPLICATIONS[app].runs
@@ -25,10 +24,10 @@ def p_minimum(app: str, gamma: float, *, n: int | None = None, seed: int = 0, **
     return float(sim.simulate(np.random.default_rng(seed), telemetry=False).perf.min())
 
 
-def calibrate(app: str, *, steps: int = 11, **simulator: object) -> float:
-    """gamma in [0.01, 20] whose minimum P matches Table III's (log-space bisection)."""
+def calibrate(app: str, *, steps: int = 11, bracket: tuple[float, float] = (0.01, 20.0), **simulator: object) -> float:
+    """gamma in ``bracket`` whose minimum P matches Table III's (log-space bisection)."""
     target = APPLICATIONS[app].p_range[0]
-    lo, hi = np.log(0.01), np.log(20.0)
+    lo, hi = np.log(bracket[0]), np.log(bracket[1])
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
         if p_minimum(app, float(np.exp(mid)), **simulator) > target:
@@ -38,10 +37,22 @@ def calibrate(app: str, *, steps: int = 11, **simulator: object) -> float:
     return round(float(np.exp(0.5 * (lo + hi))), 3)
 
 
-def main() -> None:
-    for app in APPLICATION_NAMES:
-        gamma = calibrate(app)
-        print(f"{app}: gamma {gamma} (P min {p_minimum(app, gamma):.3f}, Table III min {APPLICATIONS[app].p_range[0]})", flush=True)
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("apps", nargs="*", default=list(APPLICATION_NAMES))
+    parser.add_argument("--around", action="store_true", help="search [gamma / 6, gamma] around the table's value")
+    parser.add_argument("--steps", type=int, default=11)
+    args = parser.parse_args(argv)
+    for app in args.apps:
+        current = APPLICATIONS[app].gamma
+        bracket = (current / 6.0, current) if args.around else (0.01, 20.0)
+        gamma = calibrate(app, steps=args.steps, bracket=bracket)
+        print(
+            f"{app}: gamma {gamma} (P min {p_minimum(app, gamma):.3f}, Table III min {APPLICATIONS[app].p_range[0]})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

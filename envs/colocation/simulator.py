@@ -117,9 +117,7 @@ def make_catalogue(per_vm: dict[str, int], seed: int) -> MetricCatalogue:
         cat.weights[kind] = weights
         cat.scale[kind] = np.where(kind == "td", 1.0, 10.0 ** rng.uniform(-1.0, 4.0, size))
         cat.noise[kind] = rng.uniform(0.02, 0.12 if kind == "lin" else 0.06, size)  # perf multiplexing
-        cat.names[kind] = [
-            f"{'const' if constant[j] else LATENTS[main[j]]}_{j}" for j in range(size)
-        ]
+        cat.names[kind] = [f"{'const' if constant[j] else LATENTS[main[j]]}_{j}" for j in range(size)]
     return cat
 
 
@@ -222,7 +220,9 @@ class ColocationSimulator:
         )
 
     # ------------------------------------------------------------------ traces
-    def _loads(self, app: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _loads(
+        self, app: np.ndarray, length: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Request rate relative to the capacity alone, ``(*app.shape, length)``, per scenario."""
         lo, hi = self.profile["load_lo"][app], self.profile["load_hi"][app]
         static = rng.random(app.shape) < self.profile["static"][app]
@@ -280,7 +280,9 @@ class ColocationSimulator:
         # each VM replayed alone (the paper's PM_ideal): the whole LLC, no SMT sharing, own bandwidth
         alone = self._contention_alone(threads, wss, mlo, mhi, cpi0, net, disk)
         gamma = prof["gamma"][slot_app][..., None]
-        raw = np.maximum(np.maximum(co["cpi"] / alone["cpi"], alone["net_share"] / co["net_share"]), 1.0 / co["disk_share"])
+        raw = np.maximum(
+            np.maximum(co["cpi"] / alone["cpi"], alone["net_share"] / co["net_share"]), 1.0 / co["disk_share"]
+        )
         slowdown = np.where(active, np.maximum(raw, 1.0) ** gamma, 1.0)
 
         perf = np.empty(n)
@@ -379,11 +381,11 @@ class ColocationSimulator:
     def _latents(self, slot_app, load, slowdown, co, active, rng) -> np.ndarray:
         """(n, v, T, len(LATENTS)) black-box quantities of every VM."""
         host, prof = self.host, self.profile
-        n, v, length = load.shape
+        n, v, _ = load.shape
         per_exec = lambda: rng.lognormal(0.0, 0.35, (n, v, 1))  # noqa: E731 - request mix of the execution
         served = np.minimum(load, 1.0 / slowdown)
         cpu = prof["cpu"][slot_app][..., None]
-        util = np.clip(cpu * np.minimum(load, 1.0) * slowdown ** 0.7, 0.0, 1.0) * active
+        util = np.clip(cpu * np.minimum(load, 1.0) * slowdown**0.7, 0.0, 1.0) * active
         cycles = host.vcpus * util * host.ghz
         ipc = 1.0 / co["cpi"]
         # busy-polling threads retire instructions without serving requests (assumed share 0.3)
@@ -417,7 +419,7 @@ class ColocationSimulator:
         count = np.maximum(neigh_active.sum(axis=1), 1)
         others = (latents[:, 1:] * neigh_active).sum(axis=1) / count
         blocks = []
-        for side, values in (("self", own), ("oth", others)):
+        for values in (own, others):
             for kind in ("tr", "lin", "td"):
                 cat = self.catalogue
                 clean = values @ cat.weights[kind] * cat.scale[kind]
@@ -425,5 +427,4 @@ class ColocationSimulator:
                 constant = cat.weights[kind].sum(axis=0) == 0
                 block = np.where(constant, cat.scale[kind], clean * noise)
                 blocks.append(block.astype(np.float32))
-        del side
         return np.concatenate(blocks, axis=-1)

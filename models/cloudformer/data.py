@@ -10,8 +10,8 @@ applications, executions are split into train / val (early stopping, tuning) / t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -31,7 +31,9 @@ def make_partitions(
     when both kinds are present (the paper's 2 + 2), drawn from ``seed``."""
     apps = sorted(set(applications))
     if n_unseen < 1 or n_unseen >= len(apps):
-        raise CloudPerfError(f"dataset.n_unseen must be in [1, {len(apps) - 1}] for {len(apps)} applications, got {n_unseen}")
+        raise CloudPerfError(
+            f"dataset.n_unseen must be in [1, {len(apps) - 1}] for {len(apps)} applications, got {n_unseen}"
+        )
     static = [a for a in apps if a in STATIC_APPLICATIONS]
     dynamic = [a for a in apps if a not in STATIC_APPLICATIONS]
     rng = np.random.default_rng(seed)
@@ -71,12 +73,14 @@ def split_executions(
     """Unseen applications -> test_unseen; each seen application's executions -> train / val / test_seen."""
     missing = sorted(set(unseen) - set(data.application.tolist()))
     if missing:
-        raise CloudPerfError(f"unseen applications {missing} have no executions; present: {sorted(set(data.application))}")
+        raise CloudPerfError(
+            f"unseen applications {missing} have no executions; present: {sorted(set(data.application))}"
+        )
     is_unseen = np.isin(data.application, list(unseen))
     parts: dict[str, list[int]] = {"train": [], "val": [], "test_seen": []}
     for app in sorted(set(data.application[~is_unseen].tolist())):
         rows = rng.permutation(np.flatnonzero(data.application == app))
-        n_val, n_test = int(round(val_fraction * len(rows))), int(round(seen_test_fraction * len(rows)))
+        n_val, n_test = round(val_fraction * len(rows)), round(seen_test_fraction * len(rows))
         if len(rows) >= 3:
             n_val, n_test = max(1, n_val), max(1, n_test)
         parts["val"] += rows[:n_val].tolist()
@@ -275,7 +279,9 @@ class CloudPerfDataset:
 
         if self.path is not None:
             return load_cloudperf(
-                self.path, group_sizes=self.group_sizes, max_executions_per_application=self.max_executions_per_application
+                self.path,
+                group_sizes=self.group_sizes,
+                max_executions_per_application=self.max_executions_per_application,
             )
         if simulator is None:
             raise CloudPerfError("dataset.path is null and no simulator was given to generate executions")

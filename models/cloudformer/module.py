@@ -25,7 +25,7 @@ def log_cosh(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def warmup_cosine(total_steps: int, warmup_fraction: float) -> Any:
     """Learning-rate factor of step k: linear warm-up, then cosine decay to 0."""
-    warmup = max(1, int(round(warmup_fraction * total_steps)))
+    warmup = max(1, round(warmup_fraction * total_steps))
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -118,9 +118,7 @@ class TemporalBranch(nn.Module):
         d = spec.d_model
         self.embed = nn.Sequential(nn.Linear(n_metrics, d), nn.ReLU())
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
-        self.blocks = nn.ModuleList(
-            EncoderBlock(d, spec.n_heads, spec.ff, spec.dropout) for _ in range(spec.n_layers)
-        )
+        self.blocks = nn.ModuleList(EncoderBlock(d, spec.n_heads, spec.ff, spec.dropout) for _ in range(spec.n_layers))
         self.norm = nn.LayerNorm(d)
         nn.init.normal_(self.cls, std=0.02)
 
@@ -150,9 +148,7 @@ class SystemBranch(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, n_metrics, d) * 0.02)
         self.bias = nn.Parameter(torch.zeros(1, n_metrics, d))
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
-        self.blocks = nn.ModuleList(
-            EncoderBlock(d, spec.n_heads, spec.ff, spec.dropout) for _ in range(spec.n_layers)
-        )
+        self.blocks = nn.ModuleList(EncoderBlock(d, spec.n_heads, spec.ff, spec.dropout) for _ in range(spec.n_layers))
         self.norm = nn.LayerNorm(d)
         nn.init.normal_(self.cls, std=0.02)
 
@@ -214,7 +210,9 @@ class LSTMNet(nn.Module):
         self.head = RegressionHead(spec.d_model, spec.d_model, spec.head_dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
         _, (hidden, _) = self.lstm(packed)
         return self.head(hidden[-1])
 

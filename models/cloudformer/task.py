@@ -327,7 +327,14 @@ class CloudFormerTask:
         names = self.model_names + ([f"{n}+{self.blend_with}" for n in self.neural_specs] if self.blend_with else [])
         splits = [*SPLITS, "test_unseen_static", "test_unseen_dynamic", "test_seen_static", "test_seen_dynamic"]
         out = [f"{s}/{n}/{m}{sfx}" for s in splits for n in names for m in METRICS for sfx in ("", "_std")]
-        return [*out, "partition*/*", "test_unseen/cloudformer/margin_vs_best_baseline_pct", "chosen/*", "time/*", "params/*"]
+        return [
+            *out,
+            "partition*/*",
+            "test_unseen/cloudformer/margin_vs_best_baseline_pct",
+            "chosen/*",
+            "time/*",
+            "params/*",
+        ]
 
     def evaluate(self) -> EvaluationReport:
         self.prepare_data()
@@ -347,7 +354,9 @@ class CloudFormerTask:
             for name, by_split in {**predictions, **blends}.items():
                 for split in SPLITS:
                     data: ExecutionSet = getattr(splits, split)
-                    values.update({f"{split}/{name}/{m}": v for m, v in error_stats(by_split[split], data.perf).items()})
+                    values.update(
+                        {f"{split}/{name}/{m}": v for m, v in error_stats(by_split[split], data.perf).items()}
+                    )
                     if split == "val":
                         continue
                     static = data.scenario == "static"
@@ -456,7 +465,9 @@ class CloudFormerTask:
             for name in names[1:]:
                 values = error_stats(self.predict(name, 0, split), data.perf)
                 metrics.update({f"{split}/{name}/{m}": v for m, v in values.items()})
-        title = "Exported CloudFormer (onnxruntime, raw executions) vs refitted baselines, partition 0: error of P in pp"
+        title = (
+            "Exported CloudFormer (onnxruntime, raw executions) vs refitted baselines, partition 0: error of P in pp"
+        )
         table = results_table(
             title, metrics, names, {"unseen_mae": ("test_unseen", "mae"), "seen_mae": ("test_seen", "mae")}
         )
