@@ -220,7 +220,10 @@ def _numbers(table: pa.Table, column: str, where: str) -> np.ndarray:
     return values
 
 
-def _read_file(path: Path, application: str, sizes: Mapping[str, int] | None, row_base: int) -> dict[str, Any]:
+def _read_file(
+    path: Path, application: str, sizes: Mapping[str, int] | None, keep: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The executions of one part file (only the rows in ``keep`` when given: the others are not decoded)."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError, ValueError) as err:
@@ -260,6 +263,8 @@ def _read_file(path: Path, application: str, sizes: Mapping[str, int] | None, ro
                 raise CloudPerfError(f"{path}, row {row0 + row}, column {group!r}: null (the metric group is missing)")
             groups[group] = _list_values(column, f"{path}, column {group!r}")
         for r in range(n):  # one execution per row: the checks are vectorised within it
+            if keep is not None and not keep[row0 + r]:
+                continue
             where = f"{path}, row {row0 + r}"
             blocks, stamps = [], {}
             for group in GROUPS:
@@ -314,7 +319,7 @@ def _read_file(path: Path, application: str, sizes: Mapping[str, int] | None, ro
             out["workload"].append(str(int(value)) if isinstance(value, float) and value.is_integer() else str(value))
             out["scenario"].append(str(scenario[r]) if scenario[r] is not None else "unknown")
             out["start"].append(float(stamps[first][0][0]))
-            out["source"].append(f"{path}#{row_base + row0 + r}")
+            out["source"].append(f"{path}#{row0 + r}")
         row0 += n
     out["group_sizes"] = per_group
     out["metric_names"] = json.loads(meta[METADATA_KEY]).get("metric_names", []) if METADATA_KEY in meta else []
@@ -368,7 +373,8 @@ def load_cloudperf(
         group_sizes: metrics per collector (``tr``/``lin``/``td``) when the files do not say
             (default: the paper's 53 / 38 / 12).
         max_executions_per_application: keep at most this many executions per application (a
-            seeded random choice), e.g. to fit the 18 GB data set in memory.
+            seeded random choice of rows, made before decoding), e.g. to fit the 18 GB data set in
+            memory; the rows not chosen are not validated either.
         seed: the choice's seed.
     """
     root = resolve_root(path)
@@ -376,10 +382,25 @@ def load_cloudperf(
     if not task_dirs:
         raise CloudPerfError(f"{root}: no 'tasks=<id>' partition folders (the CloudPerfTrace layout)")
     parts: list[dict[str, Any]] = []
+    rng = np.random.default_rng(seed)
     for folder in task_dirs:
         application = application_name(_TASK_DIR.match(folder.name).group(1))  # type: ignore[union-attr]
-        for file in _part_files(folder):
-            part = _read_file(file, application, group_sizes, 0)
+        files = _part_files(folder)
+        keeps: list[np.ndarray | None] = [None] * len(files)
+        if max_executions_per_application:
+            # choose the rows first (from the footers' row counts): the others are never decoded
+            counts = []
+            for file in files:
+                try:
+                    counts.append(pq.ParquetFile(file).metadata.num_rows)
+                except (pa.ArrowException, OSError, ValueError) as err:
+                    raise CloudPerfError(f"{file}: not readable as Parquet ({err})") from err
+            total = int(sum(counts))
+            chosen = np.zeros(total, dtype=bool)
+            chosen[rng.choice(total, min(total, max_executions_per_application), replace=False)] = True
+            keeps = list(np.split(chosen, np.cumsum(counts)[:-1]))
+        for file, keep in zip(files, keeps, strict=True):
+            part = _read_file(file, application, group_sizes, keep)
             if parts and part["perf"] and part["group_sizes"] != parts[0]["group_sizes"]:
                 raise CloudPerfError(
                     f"{file}: metric counts {part['group_sizes']} differ from {parts[0]['group_sizes']} "
@@ -397,7 +418,7 @@ def load_cloudperf(
         k: [v for p in parts for v in p[k]] for k in ("metrics", "perf", "workload", "scenario", "start", "source")
     }
     application = np.array([a for p in parts for a in p["application"]])
-    data = ExecutionSet(
+    return ExecutionSet(
         metrics=joined["metrics"],
         perf=np.asarray(joined["perf"], dtype=np.float32),
         application=application,
@@ -408,16 +429,6 @@ def load_cloudperf(
         metric_names=list(names),
         source=joined["source"],
     )
-    if max_executions_per_application:
-        rng = np.random.default_rng(seed)
-        keep = []
-        for app in sorted(set(application.tolist())):
-            rows = np.flatnonzero(application == app)
-            if len(rows) > max_executions_per_application:
-                rows = np.sort(rng.choice(rows, max_executions_per_application, replace=False))
-            keep.append(rows)
-        data = data.subset(np.sort(np.concatenate(keep)))
-    return data
 
 
 # --------------------------------------------------------------------------- normalisation

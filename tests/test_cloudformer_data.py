@@ -71,6 +71,8 @@ def test_the_real_layout_loads_one_execution_per_row(real_layout: Path) -> None:
     assert data.perf[row] == pytest.approx(0.4) and data.workload[row] == "1"
     assert data.start[row] == T0 + 1000 and data.scenario[row] == "unknown"
     assert data.source[row].endswith("tasks=5/part-0.parquet#1")
+    capped = load_cloudperf(real_layout, max_executions_per_application=1, seed=0)  # rows chosen before decoding
+    assert sorted(capped.application.tolist()) == ["minio", "redis"]
 
 
 def test_float32_lists_allow_equal_timestamps(tmp_path: Path) -> None:
