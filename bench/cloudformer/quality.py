@@ -20,7 +20,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench._common import Benchmark, Check, finish, timed_train, write_result
 
-BENCHMARKS = (Benchmark("cloudformer_quality", minutes=8),)
+BENCHMARKS = (
+    Benchmark("cloudformer_quality", minutes=8),
+    # The same with 4x the epochs for every network (the feature baselines unchanged): on
+    # partition 0's validation split CloudFormer's MAE fell from 9.2 (12 epochs) to 7.2 (40) and
+    # 6.0 pp (80), so the default budget leaves the networks short of convergence.
+    Benchmark(
+        "cloudformer_quality_long",
+        (
+            "--result",
+            "cloudformer_quality_long",
+            "logger=none",
+            "trainer.max_epochs=48",
+            "callbacks.early_stopping.patience=100",
+        ),
+        result="cloudformer_quality_long",
+        minutes=25,
+    ),
+)
 
 # Issue 20 goals: CloudFormer has the lowest unseen-application MAE, as in the paper (open: a
 # miss is reported, not a regression); the default experiment runs in <= 8 minutes on 2 cores.
@@ -38,8 +55,9 @@ MODELS = [
     "ridge",
 ]
 BASELINES = [m for m in MODELS if m not in ("cloudformer", "cloudformer_temporal", "cloudformer_system")]
-KEYS = [f"test_unseen/{m}/{k}" for m in MODELS for k in ("mae", "mae_std", "mse", "mse_std")]
-KEYS += [f"test_seen/{m}/mae" for m in MODELS] + [f"val/{m}/mae" for m in MODELS]
+FLOOR = "mean"  # the training mean: reads no telemetry; shown, never a baseline to beat
+KEYS = [f"test_unseen/{m}/{k}" for m in [*MODELS, FLOOR] for k in ("mae", "mae_std", "mse", "mse_std")]
+KEYS += [f"test_seen/{m}/mae" for m in [*MODELS, FLOOR]] + [f"val/{m}/mae" for m in [*MODELS, FLOOR]]
 
 
 def check(result: dict) -> list[Check]:
@@ -62,7 +80,7 @@ def check(result: dict) -> list[Check]:
             "experiment=cloudformer wall-clock",
             f"{wall:.0f} s (load {result['loadavg'][0]:.1f})",
             f"<= {GOAL_WALL_S} s",
-            wall <= GOAL_WALL_S,
+            wall <= GOAL_WALL_S if result["overrides"] == ["logger=none"] else None,  # longer runs: reported
         ),
     ]
 
@@ -70,6 +88,7 @@ def check(result: dict) -> list[Check]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--result", default="cloudformer_quality", help="result name under bench/results/")
     parser.add_argument("overrides", nargs="*", default=["logger=none"])
     args = parser.parse_args()
     per_seed, walls = {}, {}
@@ -87,8 +106,8 @@ def main() -> int:
                 + ", ".join(f"{m} {metrics[f'test_unseen/{m}/mae']:.2f}" for m in MODELS)
             )
     result = {"per_seed": per_seed, "wall_s": walls, "loadavg": list(os.getloadavg()), "overrides": args.overrides}
-    write_result("cloudformer_quality", result)
-    return finish("cloudformer_quality", check(result))
+    write_result(args.result, result)
+    return finish(args.result, check(result))
 
 
 if __name__ == "__main__":
