@@ -28,12 +28,15 @@ def make_partitions(
     applications: Sequence[str], n_partitions: int = 6, n_unseen: int = 4, seed: int = PARTITION_SEED
 ) -> list[list[str]]:
     """``n_partitions`` distinct sets of unseen applications, half static and half dynamic ones
-    when both kinds are present (the paper's 2 + 2), drawn from ``seed``."""
+    when both kinds are present (the paper's 2 + 2), drawn from ``seed``. A data set of fewer
+    applications than ``n_unseen + 1`` (a subset of CloudPerfTrace) keeps one for training: at
+    most ``len(applications) - 1`` are unseen; fewer distinct sets may exist than asked for."""
     apps = sorted(set(applications))
-    if n_unseen < 1 or n_unseen >= len(apps):
-        raise CloudPerfError(
-            f"dataset.n_unseen must be in [1, {len(apps) - 1}] for {len(apps)} applications, got {n_unseen}"
-        )
+    if len(apps) < 2:
+        raise CloudPerfError(f"the unseen-application protocol needs at least 2 applications, the data has {apps}")
+    if n_unseen < 1:
+        raise CloudPerfError(f"dataset.n_unseen must be >= 1, got {n_unseen}")
+    n_unseen = min(n_unseen, len(apps) - 1)
     static = [a for a in apps if a in STATIC_APPLICATIONS]
     dynamic = [a for a in apps if a not in STATIC_APPLICATIONS]
     rng = np.random.default_rng(seed)
