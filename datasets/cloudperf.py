@@ -1,22 +1,36 @@
-"""CloudPerfTrace-layout telemetry: Parquet writer and validating loader, windows, splits, DataModule.
+"""CloudPerfTrace, the CloudFormer data set (CC-BY-4.0, arXiv 2509.03394): reader and writer.
 
-Layout (as the CloudPerfTrace data set, CC-BY-4.0, is published)::
+The layout, as published (``../shared/data/README.md``, the paper's artifact appendix)::
 
-    parquet_ds/tasks=<id>/part-0.parquet     one file (or more) per task, one row per second
+    parquet_ds/tasks=<id>/<any name>.parquet     hive-partitioned by application
 
-Columns: ``perf_ori`` (P of the target VM in (0, 1]), ``workload`` (its application) and the
-six metric groups ``tr_self``, ``lin_self``, ``td_self``, ``tr_oth``, ``lin_oth``, ``td_oth``.
-A group is either one list column (fixed length per row; this writer's form) or flat numeric
-columns whose names start with ``<group>.``/``<group>_``/``<group>/``. Optional: ``t``
-(seconds, rows are sorted by it) and ``scenario`` (``static``/``dynamic``). The loader refuses
-NaN/inf metrics, missing groups and metric counts that differ between rows or tasks, naming
-the file and the column.
+One row per *execution* (one application run under one co-location and one request-rate
+trace). Columns:
 
-Windows: a window is ``window`` consecutive seconds of all metrics of one task; its label is P
-at the window's last second plus ``horizon``. Windows never cross tasks. Splits are by task:
-the ``unseen_workloads`` form ``test_unseen`` and never appear in training; the other tasks are
-split into train / val / ``test_seen``. Normalisation (signed log, then z-score fitted on the
-training split only, clipped) is part of the models' input pipeline and of the export.
+- ``perf_ori``: the execution's P = PM_ideal / PM_actual in (0, 1] (numeric);
+- ``workload``: a numeric workload-level id (integer, float or string);
+- six metric groups, ``tr_self``, ``lin_self``, ``td_self`` (the target VM: 53 libvirt, 38 perf,
+  12 top-down metrics) and ``tr_oth``, ``lin_oth``, ``td_oth`` (the mean over its co-located
+  VMs). Each is a flat list (``list``, ``large_list`` or ``fixed_size_list`` of float, double or
+  integers) of T_i x (1 + n) values: for each second a Unix timestamp, then the group's n metrics.
+- the partition ``tasks`` is the application (its value a string in the folder name: 4 Data
+  Serving, 5 Redis, 6 Web Search, 7 Graph Analytics, 9 Data Analytics, 10 MLPerf, 11 HBase,
+  13 Alluxio, 14 Minio, 15 TPC-C, 16 Flink); other ids are kept as ``task<id>``.
+
+Anything else the real files may hold is accepted: extra columns (ignored; a ``scenario``
+string column is kept when present, as this project's simulator writes it), a ``tasks``
+column inside the files, Spark's ``_SUCCESS`` / ``.crc`` files, any number of part files and
+row groups. The per-group metric count n is not stored in the published rows: it is the paper's
+53 / 38 / 12, or the file's ``infragym.cloudperf`` schema metadata (our simulator writes it), or
+``group_sizes`` given to the loader. A wrong n shows as a length that is not a multiple of the
+stride or as timestamps that do not increase.
+
+Refused, with the file, row and column named (``CloudPerfError``, a ``ValueError``): a missing
+column, a null or empty group, a length that is not a multiple of 1 + n, NaN / inf values,
+groups that disagree on T_i or on their timestamps (by more than 1 s: the collectors sample
+independently), timestamps that do not increase (float32 lists cannot tell consecutive Unix
+seconds apart, ~128 s resolution, so for them equal timestamps are allowed), and ``perf_ori``
+that is null, non-finite or <= 0.
 """
 
 from __future__ import annotations
@@ -26,560 +40,418 @@ import io
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, Dataset
 
-from infragym.envs.colocation.simulator import GROUPS, ColocationSimulator, Traces
 from infragym.io import atomic_write_bytes
 
-CLIP = 5.0  # normalised values beyond +-5 std (wrapped counters) are clipped
+GROUPS: tuple[str, ...] = ("tr_self", "lin_self", "td_self", "tr_oth", "lin_oth", "td_oth")
+# Paper (Sec. 5): metrics per VM in each collector.
+PAPER_GROUP_SIZES: dict[str, int] = {"tr": 53, "lin": 38, "td": 12}
+# The ``tasks`` partition values of the real data set (data README, paper Table III).
+TASK_NAMES: dict[int, str] = {
+    4: "data_serving",
+    5: "redis",
+    6: "web_search",
+    7: "graph_analytics",
+    9: "data_analytics",
+    10: "mlperf",
+    11: "hbase",
+    13: "alluxio",
+    14: "minio",
+    15: "tpcc",
+    16: "flink",
+}
+METADATA_KEY = b"infragym.cloudperf"
+TIMESTAMP_TOLERANCE_S = 1.0
 _TASK_DIR = re.compile(r"^tasks=(.+)$")
 
 
 class CloudPerfError(ValueError):
-    """Telemetry that does not match the CloudPerfTrace layout or cannot be windowed."""
+    """Data that does not match the CloudPerfTrace layout."""
 
 
-# --------------------------------------------------------------------------- writing
-def write_cloudperf(traces: Traces, root: str | os.PathLike[str]) -> Path:
-    """Write simulated traces as ``root/tasks=<id>/part-0.parquet`` (atomic per file)."""
-    root = Path(root)
-    n_tasks, n_seconds = traces.perf.shape
-    names = json.dumps(traces.metric_names)
-    for task in range(n_tasks):
-        columns: dict[str, pa.Array] = {
-            "t": pa.array(np.arange(n_seconds, dtype=np.int32)),
-            "perf_ori": pa.array(traces.perf[task]),
-            "workload": pa.array([str(traces.workload[task])] * n_seconds),
-            "scenario": pa.array([str(traces.scenario[task])] * n_seconds),
-        }
-        for group in GROUPS:
-            values = traces.metrics[group][task]
-            columns[group] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
-        table = pa.table(columns).replace_schema_metadata({"infragym.metric_names": names})
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        atomic_write_bytes(root / f"tasks={task:05d}" / "part-0.parquet", buffer.getvalue())
-    return root
-
-
-# --------------------------------------------------------------------------- loading
 @dataclass
-class TraceSet:
-    """Loaded tasks: per-task arrays, all with the same metrics in group order."""
+class ExecutionSet:
+    """Executions, each a (T_i, n_metrics) float32 matrix of its metrics in ``GROUPS`` order."""
 
-    metrics: list[np.ndarray]  # per task (seconds, n_metrics) float32
-    perf: list[np.ndarray]  # per task (seconds,) float32
-    workload: np.ndarray  # (tasks,) str
-    scenario: np.ndarray  # (tasks,) str
-    task_ids: list[str]
+    metrics: list[np.ndarray]
+    perf: np.ndarray  # (n,) float32
+    application: np.ndarray  # (n,) str
+    workload: np.ndarray  # (n,) str
+    scenario: np.ndarray  # (n,) str; "unknown" when the files do not say
+    start: np.ndarray  # (n,) float64, first timestamp
     group_sizes: dict[str, int]
     metric_names: list[str]
+    source: list[str] = field(default_factory=list)  # "file#row" of each execution
+
+    def __len__(self) -> int:
+        return len(self.perf)
 
     @property
     def n_metrics(self) -> int:
-        return sum(self.group_sizes.values())
+        return int(sum(self.group_sizes.values()))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(m) for m in self.metrics], dtype=np.int64)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> ExecutionSet:
+        index = np.asarray(index, dtype=np.int64)
+        return ExecutionSet(
+            metrics=[self.metrics[i] for i in index],
+            perf=self.perf[index],
+            application=self.application[index],
+            workload=self.workload[index],
+            scenario=self.scenario[index],
+            start=self.start[index],
+            group_sizes=dict(self.group_sizes),
+            metric_names=list(self.metric_names),
+            source=[self.source[i] for i in index] if self.source else [],
+        )
 
 
-def _group_block(table: pa.Table, group: str, path: Path) -> tuple[np.ndarray, list[str]]:
-    if group in table.column_names:
-        column = table.column(group).combine_chunks()
-        if not (pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)) or not (
-            pa.types.is_integer(column.type.value_type) or pa.types.is_floating(column.type.value_type)
-        ):
-            raise CloudPerfError(f"{path}: column {group!r} must be a list of numbers per row, got {column.type}")
-        if column.null_count:
-            raise CloudPerfError(f"{path}: column {group!r} has {column.null_count} null row(s)")
-        lengths = np.asarray(pc.list_value_length(column))
-        if len(lengths) and (lengths != lengths[0]).any():
-            row = int(np.flatnonzero(lengths != lengths[0])[0])
-            raise CloudPerfError(
-                f"{path}: column {group!r} has {lengths[row]} metrics in row {row} but {lengths[0]} in row 0 "
-                "(every row must hold the same metrics)"
+def per_vm_sizes(group_sizes: Mapping[str, int] | None) -> dict[str, int]:
+    """``{"tr": n, "lin": n, "td": n}`` from per-collector or per-group sizes (default: the paper's)."""
+    if not group_sizes:
+        return dict(PAPER_GROUP_SIZES)
+    sizes = {k.split("_")[0]: int(v) for k, v in dict(group_sizes).items()}
+    if set(sizes) != {"tr", "lin", "td"} or min(sizes.values()) < 1:
+        raise CloudPerfError(f"group_sizes must give tr, lin and td metric counts >= 1, got {dict(group_sizes)}")
+    return sizes
+
+
+def application_name(task: str) -> str:
+    """The application of a ``tasks=<id>`` partition value (a string in the folder name)."""
+    try:
+        number = int(float(task))
+    except ValueError:
+        return task
+    return TASK_NAMES.get(number, f"task{number}")
+
+
+# --------------------------------------------------------------------------- writing
+def write_cloudperf(
+    root: str | os.PathLike[str],
+    *,
+    metrics: Sequence[np.ndarray],
+    timestamps: Sequence[np.ndarray],
+    perf: np.ndarray,
+    application: np.ndarray,
+    workload: np.ndarray,
+    group_sizes: Mapping[str, int],
+    task_ids: Mapping[str, int],
+    scenario: np.ndarray | None = None,
+    metric_names: Sequence[str] = (),
+) -> Path:
+    """Write executions as ``root/tasks=<id>/part-0.parquet``, one row per execution, each
+    group a flat list<double> of T_i x (1 + n): the real layout (atomic per file)."""
+    root = Path(root)
+    sizes = {g: int(group_sizes[g]) for g in GROUPS}
+    offsets = np.cumsum([0, *sizes.values()])
+    meta = json.dumps({"group_sizes": sizes, "metric_names": list(metric_names)}).encode()
+    for app in sorted(set(np.asarray(application).tolist())):
+        rows = np.flatnonzero(np.asarray(application) == app)
+        columns: dict[str, Any] = {
+            "perf_ori": pa.array(np.asarray(perf, np.float64)[rows]),
+            "workload": pa.array(np.asarray(workload)[rows].astype(np.int64)),
+        }
+        if scenario is not None:
+            columns["scenario"] = pa.array(np.asarray(scenario)[rows].astype(str))
+        for g, group in enumerate(GROUPS):
+            flat = [
+                np.concatenate([timestamps[i][:, None], metrics[i][:, offsets[g] : offsets[g + 1]]], axis=1).ravel()
+                for i in rows
+            ]
+            lengths = np.fromiter((len(f) for f in flat), np.int64, len(flat))
+            columns[group] = pa.ListArray.from_arrays(
+                pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)),
+                pa.array(np.concatenate(flat).astype(np.float64)),
             )
-        width = int(lengths[0]) if len(lengths) else 0
-        flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        return flat.reshape(len(column), width), [f"{group}[{i}]" for i in range(width)]
-    prefixed = [c for c in table.column_names if re.match(rf"^{group}[._/]", c)]
-    if not prefixed:
-        raise CloudPerfError(
-            f"{path}: metric group {group!r} is missing (expected a list column {group!r} or columns "
-            f"named '{group}.<metric>'); columns present: {table.column_names[:12]}..."
-        )
-    block = np.empty((table.num_rows, len(prefixed)), dtype=np.float32)
-    for j, name in enumerate(prefixed):
-        column = table.column(name)
-        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-            raise CloudPerfError(f"{path}: column {name!r} must be numeric, got {column.type}")
-        if column.null_count:
-            raise CloudPerfError(f"{path}: column {name!r} has {column.null_count} null row(s)")
-        block[:, j] = column.to_numpy().astype(np.float32)
-    return block, prefixed
+        table = pa.table(columns).replace_schema_metadata({METADATA_KEY: meta})
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        atomic_write_bytes(root / f"tasks={task_ids[app]}" / "part-0.parquet", buffer.getvalue())
+    return root
 
 
-def _check_finite(block: np.ndarray, names: list[str], path: Path) -> None:
-    bad = ~np.isfinite(block)
-    if bad.any():
-        row, col = (int(i[0]) for i in np.nonzero(bad))
-        raise CloudPerfError(
-            f"{path}: metric {names[col]!r} is {block[row, col]} in row {row} "
-            f"({int(bad.sum())} non-finite value(s) in all); clean or drop them before training"
-        )
+# --------------------------------------------------------------------------- reading
+def _list_values(column: pa.ChunkedArray | pa.Array, where: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Offsets, float64 values and whether the values were float32 (one chunk's worth)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    kind = array.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+        raise CloudPerfError(f"{where}: must be a list of numbers per row, got {kind}")
+    value_type = kind.value_type
+    if not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
+        raise CloudPerfError(f"{where}: list values must be numbers, got {value_type}")
+    if pa.types.is_fixed_size_list(kind):
+        size = kind.list_size
+        offsets = np.arange(len(array) + 1, dtype=np.int64) * size + array.offset * size
+        values = array.values
+    else:
+        offsets = np.asarray(array.offsets, dtype=np.int64)
+        values = array.values
+    flat = values.to_numpy(zero_copy_only=False)
+    if values.null_count:
+        bad = int(np.flatnonzero(np.asarray(values.is_null()))[0])
+        row = int(np.searchsorted(offsets, bad, side="right") - 1)
+        raise CloudPerfError(f"{where}, row {row}: a null value inside the list (position {bad - offsets[row]})")
+    return (
+        offsets,
+        flat.astype(np.float64, copy=False),
+        pa.types.is_float32(value_type) or pa.types.is_float16(value_type),
+    )
 
 
-SCENARIOS = ("static", "dynamic")  # co-location kept fixed, or changing during the execution
-
-
-def _check_part_files(folder: Path) -> None:
-    """A task folder holds one or more distinct Parquet part files (the same part written twice
-    would double every second)."""
-    parts = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
-    if not parts:
-        raise CloudPerfError(f"{folder}: no Parquet part files in this task folder")
-    sizes: dict[int, list[Path]] = {}
-    for part in parts:
-        sizes.setdefault(part.stat().st_size, []).append(part)
-    seen: dict[str, Path] = {}
-    for same_size in (group for group in sizes.values() if len(group) > 1):  # only these can be copies
-        for part in same_size:
-            digest = hashlib.sha256(part.read_bytes()).hexdigest()
-            if digest in seen:
-                raise CloudPerfError(f"{part}: the same content as {seen[digest].name} (a part file written twice)")
-            seen[digest] = part
-
-
-def _check_seconds(column: pa.ChunkedArray, path: Path) -> None:
-    """``t`` (sorted): whole, non-null seconds, each once, none missing (windows are consecutive seconds)."""
-    if not pa.types.is_integer(column.type) and not pa.types.is_floating(column.type):
-        raise CloudPerfError(f"{path}: column 't' must hold seconds as numbers, got {column.type}")
-    if column.null_count:
-        raise CloudPerfError(f"{path}: column 't' has {column.null_count} null row(s)")
-    t = column.to_numpy().astype(np.float64)
-    if not np.isfinite(t).all() or (t != np.round(t)).any():
-        row = int(np.flatnonzero(~np.isfinite(t) | (t != np.round(t)))[0])
-        raise CloudPerfError(f"{path}: column 't' = {t[row]} (sorted row {row}) is not a whole second")
-    step = np.diff(t)
-    if (step == 0).any():
-        row = int(np.flatnonzero(step == 0)[0]) + 1
-        raise CloudPerfError(f"{path}: column 't': second {t[row]:g} appears more than once (one row per second)")
-    if (step > 1).any():
-        row = int(np.flatnonzero(step > 1)[0])
-        raise CloudPerfError(
-            f"{path}: column 't': seconds {t[row]:g} to {t[row + 1]:g} are missing (windows need consecutive seconds)"
-        )
-
-
-def _one_value(table: pa.Table, column: str, path: Path) -> str:
-    """The single non-null value of a per-task column (``workload``: a name or a numeric id)."""
+def _numbers(table: pa.Table, column: str, where: str) -> np.ndarray:
     values = table.column(column)
-    if pa.types.is_dictionary(values.type):  # pandas categoricals are written dictionary-encoded
+    if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
     if values.null_count:
-        raise CloudPerfError(f"{path}: column {column!r} has {values.null_count} null row(s)")
-    kind = values.type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
-        raise CloudPerfError(f"{path}: column {column!r} must hold a name or an integer id, got {values.type}")
-    unique = values.unique().to_pylist()
-    if len(unique) != 1:
-        raise CloudPerfError(f"{path}: column {column!r} must hold one value per task, got {unique[:5]}")
-    text = str(unique[0])
-    if not text.strip():
-        raise CloudPerfError(f"{path}: column {column!r} is empty")
-    return text
+        row = int(np.flatnonzero(np.asarray(values.is_null()))[0])
+        raise CloudPerfError(f"{where}, row {row}, column {column!r}: null")
+    return values
 
 
-def load_task(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, str, str, dict[str, int], list[str]]:
-    """Read one task folder (or file): metrics (seconds, n), P, workload, scenario, sizes, names."""
-    path = Path(path)
-    if path.is_dir():
-        _check_part_files(path)
+def _read_file(
+    path: Path, application: str, sizes: Mapping[str, int] | None, keep: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The executions of one part file (only the rows in ``keep`` when given: the others are not decoded)."""
     try:
-        table = pq.read_table(path, partitioning=None)
+        parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError, ValueError) as err:
         raise CloudPerfError(f"{path}: not readable as Parquet ({err})") from err
-    for column in ("perf_ori", "workload"):
-        if column not in table.column_names:
-            raise CloudPerfError(f"{path}: required column {column!r} is missing")
-    if table.num_rows == 0:
-        raise CloudPerfError(f"{path}: no rows")
-    if "t" in table.column_names:
-        table = table.sort_by("t")
-        _check_seconds(table.column("t"), path)
-    perf_column = table.column("perf_ori")
-    if not (pa.types.is_floating(perf_column.type) or pa.types.is_integer(perf_column.type)):
-        raise CloudPerfError(f"{path}: column 'perf_ori' must be numeric, got {perf_column.type}")
-    perf = perf_column.to_numpy(zero_copy_only=False).astype(np.float32)
-    if not np.isfinite(perf).all() or (perf <= 0).any() or (perf > 1.0 + 1e-6).any():
-        row = int(np.flatnonzero(~(np.isfinite(perf) & (perf > 0) & (perf <= 1.0 + 1e-6)))[0])
-        raise CloudPerfError(f"{path}: column 'perf_ori' must be in (0, 1], row {row} is {perf[row]}")
-    workload = _one_value(table, "workload", path)
-    scenario = _one_value(table, "scenario", path) if "scenario" in table.column_names else "static"
-    if scenario not in SCENARIOS:
-        raise CloudPerfError(f"{path}: column 'scenario' is {scenario!r}; expected one of {list(SCENARIOS)}")
-    blocks, names, sizes = [], [], {}
-    for group in GROUPS:
-        block, group_names = _group_block(table, group, path)
-        _check_finite(block, group_names, path)
-        blocks.append(block)
-        names += group_names
-        sizes[group] = block.shape[1]
-    meta = table.schema.metadata or {}
-    if b"infragym.metric_names" in meta:
-        stored = json.loads(meta[b"infragym.metric_names"])
-        if all(len(stored.get(g, [])) == sizes[g] for g in GROUPS):
-            names = [f"{g}.{n}" for g in GROUPS for n in stored[g]]
-    return np.concatenate(blocks, axis=1), perf, workload, scenario, sizes, names
-
-
-def load_cloudperf(root: str | os.PathLike[str]) -> TraceSet:
-    """Load a ``parquet_ds`` folder of ``tasks=<id>`` partitions, validating every task."""
-    root = Path(root)
-    if not root.is_dir():
-        raise CloudPerfError(f"{root}: no such folder (expected a CloudPerfTrace 'parquet_ds' folder)")
-    task_dirs = sorted(p for p in root.iterdir() if _TASK_DIR.match(p.name))
-    if not task_dirs:
-        raise CloudPerfError(f"{root}: no 'tasks=<id>' partitions found")
-    out = TraceSet([], [], np.array([]), np.array([]), [], {}, [])
-    workloads, scenarios = [], []
-    for task_dir in task_dirs:
-        metrics, perf, workload, scenario, sizes, names = load_task(task_dir)
-        if not out.group_sizes:
-            out.group_sizes, out.metric_names, first = sizes, names, task_dir
-        elif sizes != out.group_sizes:
-            group = next(g for g in GROUPS if sizes[g] != out.group_sizes[g])
-            raise CloudPerfError(
-                f"{task_dir}: column {group!r} has {sizes[group]} metrics but {first} has "
-                f"{out.group_sizes[group]} (all tasks must have the same metrics)"
-            )
-        out.metrics.append(metrics)
-        out.perf.append(perf)
-        out.task_ids.append(_TASK_DIR.match(task_dir.name).group(1))  # type: ignore[union-attr]
-        workloads.append(workload)
-        scenarios.append(scenario)
-    out.workload, out.scenario = np.array(workloads), np.array(scenarios)
+    names = parquet.schema_arrow.names
+    missing = [c for c in ("perf_ori", "workload", *GROUPS) if c not in names]
+    if missing:
+        raise CloudPerfError(f"{path}: required column(s) {missing} missing; columns present: {names[:16]}")
+    meta = parquet.schema_arrow.metadata or {}
+    stored = json.loads(meta[METADATA_KEY]).get("group_sizes") if METADATA_KEY in meta else None
+    per_group = {g: int((stored or {}).get(g) or per_vm_sizes(sizes)[g.split("_")[0]]) for g in GROUPS}
+    wanted = ["perf_ori", "workload", *GROUPS, *(["scenario"] if "scenario" in names else [])]
+    out: dict[str, list[Any]] = {k: [] for k in ("metrics", "perf", "workload", "scenario", "start", "source")}
+    row0 = 0
+    try:
+        batches = list(parquet.iter_batches(batch_size=256, columns=wanted))
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise CloudPerfError(f"{path}: not readable as Parquet ({err})") from err
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        n = table.num_rows
+        perf_col = _numbers(table, "perf_ori", f"{path}")
+        if not (pa.types.is_floating(perf_col.type) or pa.types.is_integer(perf_col.type)):
+            raise CloudPerfError(f"{path}: column 'perf_ori' must be numeric, got {perf_col.type}")
+        perf = perf_col.to_numpy().astype(np.float64)
+        bad = ~(np.isfinite(perf) & (perf > 0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise CloudPerfError(f"{path}, row {row0 + row}, column 'perf_ori': {perf[row]} (P must be > 0 and finite)")
+        workload = _numbers(table, "workload", f"{path}").to_pylist()
+        scenario = table.column("scenario").to_pylist() if "scenario" in table.column_names else ["unknown"] * n
+        groups = {}
+        for group in GROUPS:
+            column = table.column(group)
+            if column.null_count:
+                row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
+                raise CloudPerfError(f"{path}, row {row0 + row}, column {group!r}: null (the metric group is missing)")
+            groups[group] = _list_values(column, f"{path}, column {group!r}")
+        for r in range(n):  # one execution per row: the checks are vectorised within it
+            if keep is not None and not keep[row0 + r]:
+                continue
+            where = f"{path}, row {row0 + r}"
+            blocks, stamps = [], {}
+            for group in GROUPS:
+                offsets, flat, single = groups[group]
+                values = flat[offsets[r] : offsets[r + 1]]
+                stride = 1 + per_group[group]
+                if len(values) == 0:
+                    raise CloudPerfError(f"{where}, column {group!r}: empty list (no seconds)")
+                if len(values) % stride:
+                    raise CloudPerfError(
+                        f"{where}, column {group!r}: {len(values)} values is not a multiple of the stride {stride} "
+                        f"(per second a timestamp then {per_group[group]} metrics; set dataset.group_sizes if "
+                        "the collector has another metric count)"
+                    )
+                matrix = values.reshape(-1, stride)
+                finite = np.isfinite(matrix)
+                if not finite.all():
+                    t, m = (int(i[0]) for i in np.nonzero(~finite))
+                    what = "timestamp" if m == 0 else f"metric {m - 1}"
+                    raise CloudPerfError(f"{where}, column {group!r}: {what} of second {t} is {matrix[t, m]}")
+                step = np.diff(matrix[:, 0])
+                bad_step = step < 0 if single else step <= 0
+                if bad_step.any():
+                    t = int(np.flatnonzero(bad_step)[0]) + 1
+                    raise CloudPerfError(
+                        f"{where}, column {group!r}: timestamps not increasing at second {t} "
+                        f"({matrix[t - 1, 0]:.0f} then {matrix[t, 0]:.0f})"
+                    )
+                stamps[group] = (matrix[:, 0], single)
+                blocks.append(matrix[:, 1:].astype(np.float32))
+            first = GROUPS[0]
+            for group in GROUPS[1:]:
+                if len(stamps[group][0]) != len(stamps[first][0]):
+                    raise CloudPerfError(
+                        f"{where}: column {group!r} has {len(stamps[group][0])} seconds but {first!r} has "
+                        f"{len(stamps[first][0])} (the groups of one execution must cover the same seconds)"
+                    )
+                ours, theirs = stamps[group][0], stamps[first][0]
+                tolerance = TIMESTAMP_TOLERANCE_S
+                if stamps[group][1] or stamps[first][1]:  # float32 spacing at Unix times (~128 s)
+                    tolerance = max(tolerance, 2.0 * float(np.spacing(np.float32(np.abs(theirs).max()))))
+                off = np.abs(ours - theirs)
+                if (off > tolerance).any():
+                    t = int(np.argmax(off > tolerance))
+                    raise CloudPerfError(
+                        f"{where}: column {group!r} timestamp of second {t} is {ours[t]:.0f} but {first!r} has "
+                        f"{theirs[t]:.0f} (the groups disagree on the execution's seconds)"
+                    )
+            out["metrics"].append(np.concatenate(blocks, axis=1))
+            out["perf"].append(perf[r])
+            value = workload[r]
+            out["workload"].append(str(int(value)) if isinstance(value, float) and value.is_integer() else str(value))
+            out["scenario"].append(str(scenario[r]) if scenario[r] is not None else "unknown")
+            out["start"].append(float(stamps[first][0][0]))
+            out["source"].append(f"{path}#{row0 + r}")
+        row0 += n
+    out["group_sizes"] = per_group
+    out["metric_names"] = json.loads(meta[METADATA_KEY]).get("metric_names", []) if METADATA_KEY in meta else []
+    out["application"] = [application] * len(out["perf"])
     return out
 
 
-def trace_set(traces: Traces) -> TraceSet:
-    """Simulated traces as the loader returns them (without a round trip through Parquet)."""
-    return TraceSet(
-        metrics=[np.concatenate([traces.metrics[g][i] for g in GROUPS], axis=1) for i in range(traces.n_tasks)],
-        perf=list(traces.perf),
-        workload=np.asarray(traces.workload),
-        scenario=np.asarray(traces.scenario),
-        task_ids=[f"{i:05d}" for i in range(traces.n_tasks)],
-        group_sizes={g: traces.metrics[g].shape[2] for g in GROUPS},
-        metric_names=[f"{g}.{n}" for g in GROUPS for n in traces.metric_names[g]],
+def _part_files(folder: Path) -> list[Path]:
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith((".", "_")) and not p.name.endswith(".crc")
+    )
+    if not files:
+        raise CloudPerfError(f"{folder}: no Parquet part files in this task folder")
+    # the same part written twice would count its executions twice; only equal sizes can be copies
+    by_size: dict[int, list[Path]] = {}
+    for file in files:
+        by_size.setdefault(file.stat().st_size, []).append(file)
+    seen: dict[str, Path] = {}
+    for same in (group for group in by_size.values() if len(group) > 1):
+        for file in same:
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            if digest in seen:
+                raise CloudPerfError(f"{file}: the same content as {seen[digest].name} (a part file written twice)")
+            seen[digest] = file
+    return files
+
+
+def resolve_root(path: str | os.PathLike[str]) -> Path:
+    """The ``parquet_ds`` folder: ``path`` itself or its ``parquet_ds`` child."""
+    path = Path(path)
+    if (path / "parquet_ds").is_dir():
+        return path / "parquet_ds"
+    if path.is_dir():
+        return path
+    raise CloudPerfError(f"{path}: no such folder (expected a folder holding CloudPerfTrace's parquet_ds/)")
+
+
+def load_cloudperf(
+    path: str | os.PathLike[str],
+    *,
+    group_sizes: Mapping[str, int] | None = None,
+    max_executions_per_application: int | None = None,
+    seed: int = 0,
+) -> ExecutionSet:
+    """Read a CloudPerfTrace ``parquet_ds`` folder (or the folder holding it), validating every row.
+
+    Args:
+        path: ``.../parquet_ds`` or its parent.
+        group_sizes: metrics per collector (``tr``/``lin``/``td``) when the files do not say
+            (default: the paper's 53 / 38 / 12).
+        max_executions_per_application: keep at most this many executions per application (a
+            seeded random choice of rows, made before decoding), e.g. to fit the 18 GB data set in
+            memory; the rows not chosen are not validated either.
+        seed: the choice's seed.
+    """
+    root = resolve_root(path)
+    task_dirs = sorted((p for p in root.iterdir() if p.is_dir() and _TASK_DIR.match(p.name)), key=lambda p: p.name)
+    if not task_dirs:
+        raise CloudPerfError(f"{root}: no 'tasks=<id>' partition folders (the CloudPerfTrace layout)")
+    parts: list[dict[str, Any]] = []
+    rng = np.random.default_rng(seed)
+    for folder in task_dirs:
+        application = application_name(_TASK_DIR.match(folder.name).group(1))  # type: ignore[union-attr]
+        files = _part_files(folder)
+        keeps: list[np.ndarray | None] = [None] * len(files)
+        if max_executions_per_application:
+            # choose the rows first (from the footers' row counts): the others are never decoded
+            counts = []
+            for file in files:
+                try:
+                    counts.append(pq.ParquetFile(file).metadata.num_rows)
+                except (pa.ArrowException, OSError, ValueError) as err:
+                    raise CloudPerfError(f"{file}: not readable as Parquet ({err})") from err
+            total = int(sum(counts))
+            chosen = np.zeros(total, dtype=bool)
+            chosen[rng.choice(total, min(total, max_executions_per_application), replace=False)] = True
+            keeps = list(np.split(chosen, np.cumsum(counts)[:-1]))
+        for file, keep in zip(files, keeps, strict=True):
+            part = _read_file(file, application, group_sizes, keep)
+            if parts and part["perf"] and part["group_sizes"] != parts[0]["group_sizes"]:
+                raise CloudPerfError(
+                    f"{file}: metric counts {part['group_sizes']} differ from {parts[0]['group_sizes']} "
+                    "of the files read before"
+                )
+            if part["perf"]:
+                parts.append(part)
+    if not parts:
+        raise CloudPerfError(f"{root}: no executions (every part file is empty)")
+    sizes = parts[0]["group_sizes"]
+    names = next((p["metric_names"] for p in parts if len(p["metric_names"]) == sum(sizes.values())), None)
+    if names is None:
+        names = [f"{g}[{i}]" for g in GROUPS for i in range(sizes[g])]
+    joined = {
+        k: [v for p in parts for v in p[k]] for k in ("metrics", "perf", "workload", "scenario", "start", "source")
+    }
+    application = np.array([a for p in parts for a in p["application"]])
+    return ExecutionSet(
+        metrics=joined["metrics"],
+        perf=np.asarray(joined["perf"], dtype=np.float32),
+        application=application,
+        workload=np.asarray(joined["workload"]),
+        scenario=np.asarray(joined["scenario"]),
+        start=np.asarray(joined["start"], dtype=np.float64),
+        group_sizes=dict(sizes),
+        metric_names=list(names),
+        source=joined["source"],
     )
 
 
 # --------------------------------------------------------------------------- normalisation
+CLIP = 5.0  # normalised values beyond +-5 std (counter glitches) are clipped
+
+
 def symlog(x: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|): metrics span orders of magnitude (bytes/s next to fractions)."""
     return np.sign(x) * np.log1p(np.abs(x))
 
 
 @dataclass
 class Normaliser:
-    """Signed log, then per-metric z-score (fitted on the training split), clipped to +-CLIP."""
+    """Signed log, then a per-metric z-score fitted on the training executions' seconds, clipped."""
 
-    mean: np.ndarray
+    mean: np.ndarray  # (n_metrics,) float32
     std: np.ndarray
 
     @classmethod
-    def fit(cls, metrics: np.ndarray) -> Normaliser:
-        logged = symlog(metrics.astype(np.float64))
-        std = logged.std(axis=0)
-        return cls(logged.mean(axis=0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
+    def fit(cls, metrics: Sequence[np.ndarray]) -> Normaliser:
+        z = symlog(np.concatenate(list(metrics)).astype(np.float64))
+        std = z.std(axis=0)
+        return cls(z.mean(axis=0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
 
     def __call__(self, metrics: np.ndarray) -> np.ndarray:
         return np.clip((symlog(metrics) - self.mean) / self.std, -CLIP, CLIP).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- windows
-@dataclass
-class WindowSet:
-    """All windows of some tasks: the tasks' seconds concatenated, windows as start offsets."""
-
-    metrics: np.ndarray  # (seconds, n_metrics) float32, normalised or raw
-    perf: np.ndarray  # (seconds,)
-    starts: np.ndarray  # (windows,) int64 offsets into the concatenation
-    window: int
-    horizon: int
-    workload: np.ndarray  # (windows,) str
-    scenario: np.ndarray  # (windows,) str
-    _offsets: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._offsets = np.arange(self.window, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self.perf[self.starts + self.window - 1 + self.horizon]
-
-    def gather(self, index: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Windows ``(batch, window, n_metrics)`` and labels for window indices (one fancy index)."""
-        starts = self.starts[np.asarray(index, dtype=np.int64)]
-        return self.metrics[starts[:, None] + self._offsets], self.perf[starts + self.window - 1 + self.horizon]
-
-    def summary_features(
-        self, index: np.ndarray | None = None, chunk: int = 4096, tail: int | None = None
-    ) -> np.ndarray:
-        """Per-metric mean, std, min, max and last value of each window (tabular baselines),
-        over its last ``tail`` seconds (None: the whole window)."""
-        if tail is not None and not 1 <= tail <= self.window:
-            raise CloudPerfError(f"summary statistics over the last {tail} s of a {self.window} s window")
-        index = np.arange(len(self)) if index is None else np.asarray(index)
-        parts = []
-        for lo in range(0, len(index), chunk):
-            x, _ = self.gather(index[lo : lo + chunk])
-            x = x[:, -tail:] if tail is not None else x
-            parts.append(np.concatenate([x.mean(1), x.std(1), x.min(1), x.max(1), x[:, -1]], axis=1))
-        return np.concatenate(parts) if parts else np.empty((0, 5 * self.metrics.shape[1]), np.float32)
-
-    def subset(self, mask: np.ndarray) -> WindowSet:
-        starts, workload, scenario = self.starts[mask], self.workload[mask], self.scenario[mask]
-        return WindowSet(self.metrics, self.perf, starts, self.window, self.horizon, workload, scenario)
-
-
-def make_windows(
-    traces: TraceSet, tasks: np.ndarray, *, window: int, horizon: int, stride: int, normaliser: Normaliser | None
-) -> WindowSet:
-    """Windows of the given tasks (indices into ``traces``), every ``stride`` seconds."""
-    if window < 1 or horizon < 0 or stride < 1:
-        raise CloudPerfError(f"window (>=1), horizon (>=0) and stride (>=1) are {window}, {horizon}, {stride}")
-    metrics, perf, starts, workload, scenario = [], [], [], [], []
-    offset = 0
-    for task in tasks:
-        n = len(traces.perf[task])
-        if window + horizon > n:
-            raise CloudPerfError(
-                f"task {traces.task_ids[task]!r}: window {window} + horizon {horizon} s is longer than its trace "
-                f"({n} s); lower dataset.window/dataset.horizon"
-            )
-        local = np.arange(0, n - window - horizon + 1, stride, dtype=np.int64)
-        metrics.append(traces.metrics[task])
-        perf.append(traces.perf[task])
-        starts.append(local + offset)
-        workload.append(np.full(len(local), traces.workload[task]))
-        scenario.append(np.full(len(local), traces.scenario[task]))
-        offset += n
-    if not metrics:
-        raise CloudPerfError("no tasks in this split")
-    flat = np.concatenate(metrics)
-    return WindowSet(
-        normaliser(flat) if normaliser is not None else flat,
-        np.concatenate(perf),
-        np.concatenate(starts),
-        window,
-        horizon,
-        np.concatenate(workload),
-        np.concatenate(scenario),
-    )
-
-
-@dataclass
-class CloudPerfSplits:
-    """Normalised windows per split, the normaliser and the metric layout."""
-
-    train: WindowSet
-    val: WindowSet
-    test_seen: WindowSet
-    test_unseen: WindowSet
-    normaliser: Normaliser
-    group_sizes: dict[str, int]
-    metric_names: list[str]
-    unseen_workloads: list[str]
-    seen_workloads: list[str]
-    tasks: dict[str, np.ndarray] = field(default_factory=dict)  # split -> task indices
-
-    @property
-    def n_metrics(self) -> int:
-        return sum(self.group_sizes.values())
-
-    @property
-    def tests(self) -> dict[str, WindowSet]:
-        return {"test_unseen": self.test_unseen, "test_seen": self.test_seen}
-
-
-def split_tasks(
-    traces: TraceSet,
-    unseen_workloads: Sequence[str],
-    val_fraction: float,
-    seen_test_fraction: float,
-    rng: np.random.Generator,
-) -> dict[str, np.ndarray]:
-    """Task indices per split: unseen applications apart, the rest split per application."""
-    present = sorted(set(traces.workload.tolist()))
-    missing = [w for w in unseen_workloads if w not in present]
-    if missing:
-        raise CloudPerfError(f"dataset.unseen_workloads {missing} are not in the data; workloads present: {present}")
-    unseen = np.isin(traces.workload, list(unseen_workloads))
-    out: dict[str, list[int]] = {"train": [], "val": [], "test_seen": []}
-    for workload in present:
-        if workload in unseen_workloads:
-            continue
-        tasks = rng.permutation(np.flatnonzero(traces.workload == workload))
-        n_val = max(1, round(val_fraction * len(tasks)))
-        n_test = max(1, round(seen_test_fraction * len(tasks)))
-        if len(tasks) < n_val + n_test + 1:
-            raise CloudPerfError(
-                f"workload {workload!r} has {len(tasks)} task(s): too few for train, val and test_seen splits"
-            )
-        out["val"] += tasks[:n_val].tolist()
-        out["test_seen"] += tasks[n_val : n_val + n_test].tolist()
-        out["train"] += tasks[n_val + n_test :].tolist()
-    splits = {k: np.array(sorted(v), dtype=np.int64) for k, v in out.items()}
-    splits["test_unseen"] = np.flatnonzero(unseen)
-    if not len(splits["test_unseen"]):
-        raise CloudPerfError("dataset.unseen_workloads is empty: the unseen-application test needs at least one")
-    return splits
-
-
-class CloudPerfDataset:
-    """Where the telemetry comes from and how it is windowed and split.
-
-    Args:
-        path: a CloudPerfTrace ``parquet_ds`` folder to train on; null simulates traces with the
-            env's simulator and writes them to ``save_dir/parquet_ds`` (then reads them back
-            through the same validating loader).
-        save_dir: where simulated traces are written.
-        window: seconds per window; horizon: label offset after the window's last second.
-        stride / eval_stride: seconds between training / evaluation windows.
-        unseen_workloads: applications held out of training entirely (``test_unseen``).
-        val_fraction / seen_test_fraction: share of each training application's tasks held out.
-        batch_size / num_workers: the DataLoaders'.
-    """
-
-    def __init__(
-        self,
-        *,
-        path: str | None = None,
-        save_dir: str | None = None,
-        window: int = 30,
-        horizon: int = 0,
-        stride: int = 5,
-        eval_stride: int = 10,
-        unseen_workloads: Sequence[str] = ("graph_analytics", "object_storage", "stream_processing"),
-        val_fraction: float = 0.15,
-        seen_test_fraction: float = 0.15,
-        batch_size: int = 256,
-        num_workers: int = 0,
-    ) -> None:
-        for key, value, least in (
-            ("window", window, 1),
-            ("horizon", horizon, 0),
-            ("stride", stride, 1),
-            ("eval_stride", eval_stride, 1),
-            ("batch_size", batch_size, 1),
-            ("num_workers", num_workers, 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise CloudPerfError(f"dataset.{key} must be a whole number >= {least}, got {value!r}")
-        for key, value in (("val_fraction", val_fraction), ("seen_test_fraction", seen_test_fraction)):
-            if not 0.0 < value < 1.0:
-                raise CloudPerfError(f"dataset.{key} must be in (0, 1), got {value}")
-        if val_fraction + seen_test_fraction >= 1.0:
-            raise CloudPerfError("dataset.val_fraction + dataset.seen_test_fraction must leave tasks to train on")
-        if not len(unseen_workloads):
-            raise CloudPerfError("dataset.unseen_workloads is empty: the unseen-application test needs at least one")
-        self.path = path
-        self.save_dir = save_dir
-        self.window, self.horizon, self.stride, self.eval_stride = window, horizon, stride, eval_stride
-        self.unseen_workloads = list(unseen_workloads)
-        self.val_fraction, self.seen_test_fraction = val_fraction, seen_test_fraction
-        self.batch_size, self.num_workers = batch_size, num_workers
-
-    def traces(self, simulator: ColocationSimulator | None, rng: np.random.Generator, *, save: bool = True) -> TraceSet:
-        """The data set's traces: loaded from ``path``, or simulated (written as Parquet and read
-        back through the loader, or kept in memory with ``save=False``)."""
-        if self.path is not None:
-            return load_cloudperf(self.path)
-        if simulator is None:
-            raise CloudPerfError("dataset.path is null and no simulator was given to generate traces")
-        if not save:
-            return trace_set(simulator.simulate(rng))
-        if self.save_dir is None:
-            raise CloudPerfError("dataset.save_dir must be set to write simulated traces")
-        root = write_cloudperf(simulator.simulate(rng), Path(self.save_dir) / "parquet_ds")
-        return load_cloudperf(root)
-
-    def splits(self, traces: TraceSet, rng: np.random.Generator) -> CloudPerfSplits:
-        tasks = split_tasks(traces, self.unseen_workloads, self.val_fraction, self.seen_test_fraction, rng)
-        normaliser = Normaliser.fit(np.concatenate([traces.metrics[i] for i in tasks["train"]]))
-        kw: dict[str, Any] = {"window": self.window, "horizon": self.horizon, "normaliser": normaliser}
-        return CloudPerfSplits(
-            train=make_windows(traces, tasks["train"], stride=self.stride, **kw),
-            val=make_windows(traces, tasks["val"], stride=self.eval_stride, **kw),
-            test_seen=make_windows(traces, tasks["test_seen"], stride=self.eval_stride, **kw),
-            test_unseen=make_windows(traces, tasks["test_unseen"], stride=self.eval_stride, **kw),
-            normaliser=normaliser,
-            group_sizes=traces.group_sizes,
-            metric_names=traces.metric_names,
-            unseen_workloads=list(self.unseen_workloads),
-            seen_workloads=sorted(set(traces.workload.tolist()) - set(self.unseen_workloads)),
-            tasks=tasks,
-        )
-
-
-# --------------------------------------------------------------------------- torch
-class WindowDataset(Dataset):
-    """A map-style dataset whose batched ``__getitems__`` gathers a whole batch in one index."""
-
-    def __init__(self, windows: WindowSet) -> None:
-        self.windows = windows
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.windows.gather([index])
-        return torch.from_numpy(x[0]), torch.from_numpy(y)[0]
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.windows.gather(indices)
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-
-def _batch_is_ready(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch  # ``__getitems__`` already returns stacked tensors
-
-
-class CloudPerfDataModule(pl.LightningDataModule):
-    """Train / val / test DataLoaders over prepared splits (Lightning adds DDP samplers)."""
-
-    def __init__(self, splits: CloudPerfSplits, *, batch_size: int = 256, num_workers: int = 0) -> None:
-        super().__init__()
-        self.data = splits
-        self.batch_size, self.num_workers = batch_size, num_workers
-
-    def _loader(self, windows: WindowSet, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            WindowDataset(windows),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=_batch_is_ready,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.data.train, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.data.val, shuffle=False)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(w, shuffle=False) for w in self.data.tests.values()]

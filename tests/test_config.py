@@ -116,7 +116,7 @@ def test_vm2rl_continuum_deoxys_runs_have_no_trainer_but_cloudformer_has(tmp_pat
 
 def test_command_line_trainer_wins_over_the_experiments_choice(tmp_path: Path) -> None:
     cfg = compose_config("train", ["experiment=cloudformer", "trainer=gpu"], tmp_path)
-    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.max_epochs == 5  # the experiment's epochs stay
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.max_epochs == 12  # the experiment's epochs stay
     cfg = compose_config("train", ["experiment=cloudformer_full", "trainer=cpu"], tmp_path)
     assert cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "32-true"
 

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from infragym.datasets.agent_programs import MAX_TOOL_SECONDS, AgentPrograms, ProgramError, load_agent_trajectories
-from infragym.datasets.cloudperf import SCENARIOS, CloudPerfError, load_cloudperf
+from infragym.datasets.cloudperf import GROUPS, PAPER_GROUP_SIZES, CloudPerfError, load_cloudperf
 from infragym.datasets.health_log import (
     LOG_COLUMNS,
     MAX_COST_NODE_HOURS,
@@ -37,7 +37,6 @@ from infragym.datasets.health_log import (
     load_health_log,
 )
 from infragym.datasets.llm_traces import MAX_TOKENS, RequestTrace, TraceError, load_azure_trace, load_burstgpt
-from infragym.envs.colocation.simulator import GROUPS
 from infragym.envs.health.features import FEATURE_BOUNDS
 from infragym.envs.health.simulator import ACTIONS, UnhealthyNodeSimulator
 from infragym.envs.serving.cost_model import (
@@ -339,18 +338,24 @@ def test_fuzz_health_log(health_log_frame: pd.DataFrame, data: st.DataObject) ->
         _expect(load_health_log, path, HealthLogError, _check_health_log)
 
 
-def _cloudperf_task(seconds: int, workload: str, offset: float) -> pd.DataFrame:
-    t = np.arange(seconds)
+def _cloudperf_task(executions: int, workload: str, offset: float) -> pd.DataFrame:
+    """Rows of the real CloudPerfTrace layout: one execution per row, each group a flat list of
+    T x (1 + n) values (a Unix timestamp then the group's n metrics per second; paper sizes)."""
     frame = pd.DataFrame(
         {
-            "t": t.astype(np.int32),
-            "perf_ori": np.linspace(0.5, 0.9, seconds) + offset,
-            "workload": workload,
-            "scenario": "static",
+            "perf_ori": np.linspace(0.5, 0.9, executions) + offset,
+            "workload": np.arange(executions, dtype=np.int64) % 3,
+            "host": workload,  # an extra column the loader ignores
         }
     )
-    for g, group in enumerate(GROUPS):
-        frame[group] = [np.array([i + g, 2.0 * i + offset], dtype=np.float64) for i in range(seconds)]
+    for group in GROUPS:
+        n = PAPER_GROUP_SIZES[group.split("_")[0]]
+        frame[group] = [
+            np.column_stack(
+                [1.65e9 + 100 * e + np.arange(2 + e), np.arange((2 + e) * n).reshape(2 + e, n) + offset]
+            ).ravel()
+            for e in range(executions)
+        ]
     return frame
 
 
@@ -360,12 +365,12 @@ def _write_task(root: Path, name: str, frame: pd.DataFrame) -> None:
     (folder / "part-0.parquet").write_bytes(_parquet_bytes(frame))
 
 
-def _check_traceset(traces: Any) -> None:
-    assert len(traces.perf) >= 1 and len(traces.metrics) == len(traces.perf)
-    for metrics, perf in zip(traces.metrics, traces.perf, strict=True):
-        assert metrics.shape == (len(perf), traces.n_metrics) and np.isfinite(metrics).all()
-        assert ((perf > 0) & (perf <= 1.0 + 1e-6)).all()
-    assert all(w.strip() for w in traces.workload) and set(traces.scenario) <= set(SCENARIOS)
+def _check_executions(data: Any) -> None:
+    assert len(data) >= 1 and len(data.metrics) == len(data.perf)
+    for metrics, perf in zip(data.metrics, data.perf, strict=True):
+        assert metrics.ndim == 2 and metrics.shape[1] == data.n_metrics == 206 and len(metrics) >= 1
+        assert np.isfinite(metrics).all() and perf > 0
+    assert set(data.application) <= {"redis", "data_serving"}
 
 
 @FUZZ
@@ -373,11 +378,11 @@ def _check_traceset(traces: Any) -> None:
 def test_fuzz_cloudperf_layout(data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "parquet_ds"
-        _write_task(root, "0", _cloudperf_task(12, "redis", 0.0))
-        mutated = data.draw(frame_mutation(_cloudperf_task(12, "minio", 0.05)))
-        _write_task(root, "1", mutated)
+        _write_task(root, "5", _cloudperf_task(3, "a", 0.0))
+        mutated = data.draw(frame_mutation(_cloudperf_task(3, "b", 0.05)))
+        _write_task(root, "4", mutated)
         layout = data.draw(st.sampled_from(["as is", "as is", "copy part", "empty folder", "stray file", "cut"]))
-        task = root / "tasks=1"
+        task = root / "tasks=4"
         if layout == "copy part":
             (task / "part-1.parquet").write_bytes((task / "part-0.parquet").read_bytes())
         elif layout == "empty folder":
@@ -387,13 +392,7 @@ def test_fuzz_cloudperf_layout(data: st.DataObject) -> None:
         elif layout == "cut":
             raw = (task / "part-0.parquet").read_bytes()
             (task / "part-0.parquet").write_bytes(raw[: data.draw(st.integers(0, len(raw) - 1))])
-
-        def check(traces: Any) -> None:
-            _check_traceset(traces)
-            if "t" in mutated.columns:  # with seconds, a task is exactly its 12 distinct seconds
-                assert [len(p) for p in traces.perf] == [12, 12]
-
-        _expect(load_cloudperf, root, CloudPerfError, check)
+        _expect(load_cloudperf, root, CloudPerfError, _check_executions)
 
 
 # ------------------------------------------------------------------------ GPU profiles

@@ -1,29 +1,24 @@
-"""Co-location interference: a shared-host simulator producing CloudPerfTrace-shaped telemetry."""
+"""Co-location interference: executions of co-located VMs in the CloudPerfTrace layout."""
 
+from infragym.envs.colocation.applications import APPLICATION_NAMES, APPLICATIONS, STATIC_APPLICATIONS, Application
 from infragym.envs.colocation.simulator import (
-    FAMILIES,
     GROUPS,
-    RESOURCES,
-    WORKLOADS,
-    AppFamily,
+    PAPER_GROUP_SIZES,
+    SCENARIOS,
     ColocationSimulator,
-    MetricCatalogue,
-    Traces,
-    contention,
+    SimulatedExecutions,
     group_sizes,
-    make_catalogue,
 )
 
 __all__ = [
-    "FAMILIES",
+    "APPLICATIONS",
+    "APPLICATION_NAMES",
     "GROUPS",
-    "RESOURCES",
-    "WORKLOADS",
-    "AppFamily",
+    "PAPER_GROUP_SIZES",
+    "SCENARIOS",
+    "STATIC_APPLICATIONS",
+    "Application",
     "ColocationSimulator",
-    "MetricCatalogue",
-    "Traces",
-    "contention",
+    "SimulatedExecutions",
     "group_sizes",
-    "make_catalogue",
 ]

@@ -12,7 +12,7 @@ class CloudFormerEvaluation:
     """``infragym evaluate checkpoint=... evaluation.<key>=...`` for a CloudFormer export."""
 
     # Refit the tabular baselines on the run's training split (regenerated from its seed) to
-    # compare the export with them on the same test windows.
+    # compare the export with them on the same test executions.
     refit_baselines: bool = True
 
 

@@ -1,15 +1,17 @@
-"""CloudFormer's deployable export: normalisation + network as one ONNX graph.
+"""CloudFormer's deployable export: normalisation + network as one ONNX graph over executions.
 
-``infragym.load(path).predict(window)`` takes raw telemetry (as collected, before any
-normalisation), ``(window, n_metrics)`` or ``(batch, window, n_metrics)``, in the metric order
-of the manifest's input schema, and returns P per window. It needs numpy and onnxruntime only.
+``infragym.load(path).predict(execution)`` takes raw metrics as collected (before any
+normalisation), in the metric order of the manifest's input schema: one execution ``(T, n_metrics)``,
+a batch of equal-length ones ``(batch, T, n_metrics)``, or a list of executions of different
+lengths; it returns P per execution. The graph's inputs are ``execution (batch, T, n_metrics)``
+and ``lengths (batch,)`` with dynamic batch and time axes. It needs numpy and onnxruntime only.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,10 @@ import numpy as np
 from infragym.export import ExportError, export_file, write_export
 
 MODEL_FILE = "cloudformer.onnx"
-INPUT_NAME = "window"
+INPUT_NAME = "execution"
+LENGTHS_NAME = "lengths"
 OUTPUT_NAME = "perf"
+MAX_SECONDS = 1 << 16  # the export's time axis bound
 
 
 def export_cloudformer(
@@ -27,16 +31,18 @@ def export_cloudformer(
     *,
     net: Any,
     splits: Any,
+    window: int,
+    max_seconds: int | None,
     metrics: Mapping[str, float],
     config: Mapping[str, Any],
 ) -> Path:
-    """Write ``directory`` with ``cloudformer.onnx`` (dynamic batch axis) and the manifest."""
+    """Write ``directory`` with ``cloudformer.onnx`` (dynamic batch and time axes) and the manifest."""
     import torch
 
     from infragym.datasets.cloudperf import CLIP
 
     class Deployable(torch.nn.Module):
-        """Raw telemetry -> signed log -> z-score (training split's) -> clip -> network."""
+        """Raw metrics -> signed log -> z-score (training split's) -> clip -> network."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -44,29 +50,33 @@ def export_cloudformer(
             self.register_buffer("mean", torch.from_numpy(splits.normaliser.mean))
             self.register_buffer("std", torch.from_numpy(splits.normaliser.std))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
             z = torch.sign(x) * torch.log1p(torch.abs(x))
-            return self.net(torch.clamp((z - self.mean) / self.std, -CLIP, CLIP))
+            return self.net(torch.clamp((z - self.mean) / self.std, -CLIP, CLIP), lengths)
 
     model = Deployable().eval()
-    window = splits.train.window
-    example = torch.zeros(2, window, splits.n_metrics)
+    n_metrics = splits.train.n_metrics
+    example = (torch.zeros(2, 7, n_metrics), torch.tensor([7, 5], dtype=torch.int64))
 
     def write_onnx(path: Path) -> None:
-        for name in ("onnx_ir", "onnxscript"):  # one INFO line per folded initializer otherwise
-            logging.getLogger(name).setLevel(logging.WARNING)
-        batch = torch.export.Dim("batch", min=1, max=1 << 20)
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={"x": {0: batch}},
-            external_data=False,
-            verbose=False,
-        )
+        # The TorchScript exporter: it keeps the batch and time axes dynamic through the padding
+        # mask, and takes seconds where the dynamo exporter's symbolic tracing takes minutes.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on shapes read as Python ints
+            torch.onnx.export(
+                model,
+                example,
+                str(path),
+                dynamo=False,
+                input_names=[INPUT_NAME, LENGTHS_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={
+                    INPUT_NAME: {0: "batch", 1: "seconds"},
+                    LENGTHS_NAME: {0: "batch"},
+                    OUTPUT_NAME: {0: "batch"},
+                },
+                opset_version=17,
+            )
 
     return write_export(
         directory,
@@ -74,13 +84,17 @@ def export_cloudformer(
         files={MODEL_FILE: write_onnx},
         input_schema={
             "name": INPUT_NAME,
-            "type": "float32 array (batch, window, n_metrics) or (window, n_metrics), raw telemetry",
+            "type": "raw metrics of one execution (T, n_metrics), a batch (batch, T, n_metrics), or a list of "
+            "executions of different T; float32, one row per second",
             "window": window,
-            "n_metrics": splits.n_metrics,
-            "group_sizes": dict(splits.group_sizes),
-            "metric_names": list(splits.metric_names),
+            "n_metrics": n_metrics,
+            "max_seconds": max_seconds,
+            "group_sizes": dict(splits.train.group_sizes),
+            "metric_names": list(splits.train.metric_names),
+            "training_applications": list(splits.seen),
+            "unseen_applications": list(splits.unseen),
         },
-        output_schema={"name": OUTPUT_NAME, "type": "float32 (batch,)", "meaning": "P = perf / isolated perf, (0, 1)"},
+        output_schema={"name": OUTPUT_NAME, "type": "float32 (batch,)", "meaning": "P = PM_ideal / PM_actual, (0, 1)"},
         metrics=metrics,
         config=config,
         libraries=("torch", "onnx", "onnxruntime"),
@@ -93,9 +107,11 @@ class CloudFormerPredictor:
     def __init__(self, session: Any, manifest: dict[str, Any]) -> None:
         self.session = session
         self.manifest = manifest
-        self.window = int(manifest["input_schema"]["window"])
-        self.n_metrics = int(manifest["input_schema"]["n_metrics"])
-        self.metric_names: list[str] = list(manifest["input_schema"]["metric_names"])
+        schema = manifest["input_schema"]
+        self.window = int(schema["window"])
+        self.n_metrics = int(schema["n_metrics"])
+        self.max_seconds = schema.get("max_seconds")
+        self.metric_names: list[str] = list(schema["metric_names"])
 
     @classmethod
     def from_export(cls, directory: Path, manifest: dict[str, Any]) -> CloudFormerPredictor:
@@ -108,18 +124,43 @@ class CloudFormerPredictor:
         )
         return cls(session, manifest)
 
-    def predict(self, window: np.ndarray) -> np.ndarray:
-        """P for each window of raw telemetry; one window ``(window, n_metrics)`` gives shape ``(1,)``."""
-        x = np.asarray(window, dtype=np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[1:] != (self.window, self.n_metrics):
+    def _executions(self, execution: np.ndarray | Sequence[Any]) -> list[np.ndarray]:
+        if isinstance(execution, np.ndarray) and execution.ndim == 3:
+            items = list(execution)
+        elif isinstance(execution, np.ndarray) and execution.ndim == 2:
+            items = [execution]
+        elif isinstance(execution, Sequence) and not isinstance(execution, str | bytes) and len(execution):
+            first = np.asarray(execution[0])
+            items = [np.asarray(e) for e in execution] if first.ndim == 2 else [np.asarray(execution)]
+        else:
             raise ExportError(
-                f"predict: expected telemetry of shape (batch, {self.window}, {self.n_metrics}) or "
-                f"({self.window}, {self.n_metrics}) (window seconds x metrics), got {np.shape(window)}"
+                f"predict: expected an execution (T, {self.n_metrics}), a batch (batch, T, {self.n_metrics}) or a "
+                f"list of executions, got {type(execution).__name__} of shape {np.shape(execution)}"
             )
-        bad = ~np.isfinite(x)
-        if bad.any():
-            b, t, m = (int(i[0]) for i in np.nonzero(bad))
-            raise ExportError(f"predict: metric {self.metric_names[m]!r} is {x[b, t, m]} in window {b}, second {t}")
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        out = []
+        for b, item in enumerate(items):
+            x = np.asarray(item, dtype=np.float32)
+            if x.ndim != 2 or x.shape[1] != self.n_metrics or len(x) < 1:
+                raise ExportError(
+                    f"predict: execution {b} has shape {np.shape(item)}, expected (T, {self.n_metrics}) "
+                    "(seconds x metrics, T >= 1)"
+                )
+            if len(x) > MAX_SECONDS:
+                raise ExportError(
+                    f"predict: execution {b} has {len(x)} seconds, the export takes at most {MAX_SECONDS}"
+                )
+            bad = ~np.isfinite(x)
+            if bad.any():
+                t, m = (int(i[0]) for i in np.nonzero(bad))
+                raise ExportError(f"predict: metric {self.metric_names[m]!r} is {x[t, m]} in execution {b}, second {t}")
+            out.append(x)
+        return out
+
+    def predict(self, execution: np.ndarray | Sequence[Any]) -> np.ndarray:
+        """P per execution of raw metrics; one execution ``(T, n_metrics)`` gives shape ``(1,)``."""
+        items = self._executions(execution)
+        lengths = np.array([len(x) for x in items], dtype=np.int64)
+        batch = np.zeros((len(items), max(2, int(lengths.max())), self.n_metrics), dtype=np.float32)
+        for i, x in enumerate(items):
+            batch[i, : len(x)] = x
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch, LENGTHS_NAME: lengths})[0]

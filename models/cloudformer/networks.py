@@ -1,17 +1,23 @@
-"""Networks that map a telemetry window ``(batch, window, n_metrics)`` to P in (0, 1).
+"""Networks that map one execution, a variable-length ``(T_i, n_metrics)`` sequence, to P in (0, 1).
 
-- ``cloudformer``: CloudFormer's dual-branch Transformer (arXiv 2509.03394, Sec. 4): a
-  temporal branch whose tokens are time steps (bursts, I/O spikes) and a system branch whose
-  tokens are metrics (attention across metrics: e.g. LLC occupancy vs cache misses), fused by a
-  gated MLP into a regression head.
-- ``temporal``: the temporal branch alone (a temporal-only Transformer baseline).
-- ``system``: the system branch alone (a metric-only Transformer baseline).
-- ``lstm``: an LSTM over time steps (the recurrent baseline).
+Inputs are batches padded to the longest execution, ``x (batch, T, n_metrics)``, with
+``lengths (batch,)``: second ``t`` of execution ``b`` is real when ``t < lengths[b]``.
+
+- ``cloudformer``: the paper's dual-branch Transformer (arXiv 2509.03394, Sec. 4): a *temporal*
+  branch (per-second Dense + ReLU to d, a class token, sinusoidal positions, masked encoder
+  blocks) and a *system* branch (each metric averaged over the execution's real seconds,
+  projected per metric to a token, a class token, unmasked blocks, no positions); the two class
+  tokens are concatenated into an MLP head (Swish, LayerNorm, dropout) with a sigmoid.
+- ``temporal`` / ``system``: one branch and the head (the paper's Table V ablations).
+- ``lstm``: an LSTM over the real seconds (packed), its last hidden state into the head.
+
+Attention is written out (projections, masked softmax) rather than ``nn.TransformerEncoder`` so
+that the ONNX export keeps dynamic batch and time axes with the padding mask.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,186 +28,205 @@ ARCHITECTURES = ("cloudformer", "temporal", "system", "lstm")
 
 @dataclass
 class NetworkSpec:
-    """Hyper-parameters of one network and its optimiser (data-dependent sizes come later).
+    """Hyper-parameters of one network and its optimiser.
 
     Args:
         arch: one of ``ARCHITECTURES``.
-        d_model: token width (LSTM: hidden size).
-        n_heads: attention heads; n_layers: encoder layers (LSTM: stacked layers).
-        dropout: in the encoders and the head.
-        lr / weight_decay: AdamW, warm-up then cosine decay.
-        skip_tail: 0 for none, else a linear skip path (see ``LinearSkip``) over each metric's
-            mean across the window's last ``skip_tail`` seconds and its last value, added to
-            the head's logit.
+        d_model: token width (paper 64; LSTM: hidden size).
+        n_heads: attention heads (paper 4).
+        n_layers: encoder blocks per branch (paper 4; LSTM: stacked layers).
+        ff: feed-forward width of a block (paper 256).
+        dropout: in the blocks; head_dropout: in the MLP head (paper 0.4).
+        lr: Adam's peak learning rate (paper 1e-5), reached after a linear warm-up over
+            ``warmup_fraction`` of the steps, then cosine decay.
+        weight_decay: Adam's L2 penalty (paper: not stated; 0).
     """
 
     arch: str = "cloudformer"
     d_model: int = 64
     n_heads: int = 4
-    n_layers: int = 2
+    n_layers: int = 4
+    ff: int = 256
     dropout: float = 0.1
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    skip_tail: int = 0
+    head_dropout: float = 0.4
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        for key in ("d_model", "n_heads", "n_layers"):
+        for key in ("d_model", "n_heads", "n_layers", "ff"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{key} must be a whole number >= 1, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        for key in ("dropout", "head_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"model.{key} must be in [0, 1), got {getattr(self, key)}")
         if not 0.0 < self.lr < float("inf"):
             raise ValueError(f"model.lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.weight_decay < float("inf"):
             raise ValueError(f"model.weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"model.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"model.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
-        if self.skip_tail < 0:
-            raise ValueError(f"model.skip_tail must be >= 0 (0: no linear skip path), got {self.skip_tail}")
         if self.arch != "lstm" and self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
 
 
-def _encoder(d_model: int, n_heads: int, n_layers: int) -> nn.TransformerEncoder:
-    # No dropout inside attention: on CPU it forces PyTorch's unfused attention, ~10x slower
-    # over 206 metric tokens. Dropout is applied to the tokens and in the head instead.
-    layer = nn.TransformerEncoderLayer(
-        d_model, n_heads, 2 * d_model, 0.0, batch_first=True, norm_first=True, activation="gelu"
-    )
-    return nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+def valid_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """``(batch, steps)`` True where the second is real."""
+    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def sinusoidal_positions(steps: int, d_model: int, device: torch.device) -> torch.Tensor:
+    """The Transformer's fixed sine / cosine positions (Vaswani et al., 2017), ``(steps, d)``."""
+    position = torch.arange(steps, device=device, dtype=torch.float32)[:, None]
+    rate = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    angles = position * rate[None, :]
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).reshape(steps, -1)[:, :d_model]
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer encoder block: multi-head self-attention with an optional key mask,
+    then a ReLU feed-forward layer; residual connections around both."""
+
+    def __init__(self, d_model: int, n_heads: int, ff: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = h.shape
+        q, k, v = self.qkv(self.norm1(h)).reshape(b, n, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)
+        if key_valid is not None:  # padded seconds are never attended to
+            scores = scores.masked_fill(~key_valid[:, None, None, :], -1e9)
+        attended = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, d)
+        h = h + self.dropout(self.out(attended))
+        return h + self.dropout(self.ffn(self.norm2(h)))
 
 
 class TemporalBranch(nn.Module):
-    """Tokens are time steps: each second's metric vector, projected, plus a position embedding.
+    """Tokens are seconds: Dense + ReLU per second, a class token, sinusoidal positions, masked blocks."""
 
-    The summary is the last token (the second whose P is predicted) next to the mean token."""
-
-    def __init__(self, n_metrics: int, window: int, d_model: int, n_heads: int, n_layers: int, dropout: float) -> None:
+    def __init__(self, n_metrics: int, spec: NetworkSpec) -> None:
         super().__init__()
-        self.embed = nn.Linear(n_metrics, d_model)
-        self.position = nn.Parameter(torch.randn(1, window, d_model) * 0.02)
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = _encoder(d_model, n_heads, n_layers)
-        self.pool = nn.Linear(2 * d_model, d_model)
-        self.norm = nn.LayerNorm(d_model)
+        d = spec.d_model
+        self.embed = nn.Sequential(nn.Linear(n_metrics, d), nn.ReLU())
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.blocks = nn.ModuleList(EncoderBlock(d, spec.n_heads, spec.ff, spec.dropout) for _ in range(spec.n_layers))
+        self.norm = nn.LayerNorm(d)
+        nn.init.normal_(self.cls, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(self.dropout(self.embed(x) + self.position))
-        return self.norm(self.pool(torch.cat([h[:, -1], h.mean(dim=1)], dim=-1)))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, steps, _ = x.shape
+        tokens = torch.cat([self.cls.expand(b, -1, -1), self.embed(x)], dim=1)
+        tokens = tokens + sinusoidal_positions(steps + 1, tokens.shape[-1], x.device)[None]
+        valid = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=x.device), valid_mask(lengths, steps)], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens, valid)
+        return self.norm(tokens[:, 0])
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each metric's mean over the execution's real seconds, ``(batch, n_metrics)``."""
+    valid = valid_mask(lengths, x.shape[1]).to(x.dtype)[..., None]
+    return (x * valid).sum(dim=1) / lengths.clamp(min=1).to(x.dtype)[:, None]
 
 
 class SystemBranch(nn.Module):
-    """Tokens are metrics: each metric's series over the window, projected, plus embeddings of
-    the metric's identity and of its group (own vs neighbours, collector)."""
+    """Tokens are metrics: each metric's time average projected by its own affine map to d (per
+    metric weights), a class token, unmasked blocks, no positions."""
 
-    def __init__(
-        self, group_sizes: Sequence[int], window: int, d_model: int, n_heads: int, n_layers: int, dropout: float
-    ) -> None:
+    def __init__(self, n_metrics: int, spec: NetworkSpec) -> None:
         super().__init__()
-        n_metrics = int(sum(group_sizes))
-        self.embed = nn.Linear(window, d_model)
-        self.metric = nn.Parameter(torch.randn(1, n_metrics, d_model) * 0.02)
-        groups = torch.repeat_interleave(torch.arange(len(group_sizes)), torch.as_tensor(list(group_sizes)))
-        self.register_buffer("group_ids", groups, persistent=False)
-        self.group = nn.Embedding(len(group_sizes), d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = _encoder(d_model, n_heads, n_layers)
-        self.norm = nn.LayerNorm(d_model)
+        d = spec.d_model
+        self.weight = nn.Parameter(torch.randn(1, n_metrics, d) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(1, n_metrics, d))
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.blocks = nn.ModuleList(EncoderBlock(d, spec.n_heads, spec.ff, spec.dropout) for _ in range(spec.n_layers))
+        self.norm = nn.LayerNorm(d)
+        nn.init.normal_(self.cls, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(x.transpose(1, 2)) + self.metric + self.group(self.group_ids)
-        return self.norm(self.encoder(self.dropout(tokens)).mean(dim=1))
-
-
-class LinearSkip(nn.Module):
-    """A wide path: a linear function of each metric's mean over the window's last ``tail``
-    seconds and of its last value, added to the head's logit. Starts at zero, so the network
-    begins as without it."""
-
-    def __init__(self, n_metrics: int, tail: int) -> None:
-        super().__init__()
-        self.tail = tail
-        self.linear = nn.Linear(2 * n_metrics, 1)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.cat([x[:, -self.tail :].mean(dim=1), x[:, -1]], dim=-1)).squeeze(-1)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        average = masked_mean(x, lengths)
+        tokens = average[..., None] * self.weight + self.bias
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens[:, 0])
 
 
 class RegressionHead(nn.Module):
-    """MLP to one logit (plus the linear skip path's, if any); the sigmoid keeps P in (0, 1)."""
+    """MLP (Swish, LayerNorm, dropout) to one logit; the sigmoid keeps P in (0, 1)."""
 
-    def __init__(self, d_in: int, d_hidden: int, dropout: float, skip: LinearSkip | None = None) -> None:
+    def __init__(self, d_in: int, d_hidden: int, dropout: float) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, 1))
-        self.skip = skip
+        self.mlp = nn.Sequential(
+            nn.Linear(d_in, d_hidden), nn.SiLU(), nn.LayerNorm(d_hidden), nn.Dropout(dropout), nn.Linear(d_hidden, 1)
+        )
 
-    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        logit = self.mlp(h).squeeze(-1)
-        if self.skip is not None:
-            logit = logit + self.skip(x)
-        return torch.sigmoid(logit)
-
-
-def _skip(spec: NetworkSpec, n_metrics: int, window: int) -> LinearSkip | None:
-    return LinearSkip(n_metrics, min(spec.skip_tail, window)) if spec.skip_tail else None
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mlp(h).squeeze(-1))
 
 
 class CloudFormerNet(nn.Module):
-    """Dual-branch Transformer: temporal and system branches fused by a learned gate."""
+    """Both branches; their class tokens concatenated into the head."""
 
-    def __init__(self, group_sizes: Sequence[int], window: int, spec: NetworkSpec) -> None:
+    def __init__(self, n_metrics: int, spec: NetworkSpec) -> None:
         super().__init__()
-        d, n_metrics = spec.d_model, int(sum(group_sizes))
-        self.temporal = TemporalBranch(n_metrics, window, d, spec.n_heads, spec.n_layers, spec.dropout)
-        self.system = SystemBranch(group_sizes, window, d, spec.n_heads, spec.n_layers, spec.dropout)
-        # Fusion: each branch's summary, gated by both (the model weighs time vs metric evidence).
-        self.gate = nn.Sequential(nn.Linear(2 * d, 2 * d), nn.Sigmoid())
-        self.head = RegressionHead(2 * d, d, spec.dropout, _skip(spec, n_metrics, window))
+        self.temporal = TemporalBranch(n_metrics, spec)
+        self.system = SystemBranch(n_metrics, spec)
+        self.head = RegressionHead(2 * spec.d_model, spec.d_model, spec.head_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.temporal(x), self.system(x)], dim=-1)
-        return self.head(h * self.gate(h), x)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.temporal(x, lengths), self.system(x, lengths)], dim=-1))
 
 
 class SingleBranchNet(nn.Module):
-    """One branch and the head: the temporal-only or the metric-only Transformer baseline."""
+    """One branch and the head: the temporal-only or system-only ablation (paper, Table V)."""
 
-    def __init__(self, branch: nn.Module, d_model: int, dropout: float, skip: LinearSkip | None = None) -> None:
+    def __init__(self, branch: nn.Module, spec: NetworkSpec) -> None:
         super().__init__()
         self.branch = branch
-        self.head = RegressionHead(d_model, d_model, dropout, skip)
+        self.head = RegressionHead(spec.d_model, spec.d_model, spec.head_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.branch(x), x)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.branch(x, lengths))
 
 
 class LSTMNet(nn.Module):
-    """Stacked LSTM over time steps; the last hidden state feeds the head."""
+    """Stacked LSTM over the real seconds (packed sequences); the last layer's final state feeds the head."""
 
-    def __init__(self, n_metrics: int, window: int, spec: NetworkSpec) -> None:
+    def __init__(self, n_metrics: int, spec: NetworkSpec) -> None:
         super().__init__()
         self.lstm = nn.LSTM(
             n_metrics, spec.d_model, spec.n_layers, batch_first=True, dropout=spec.dropout if spec.n_layers > 1 else 0.0
         )
-        self.head = RegressionHead(spec.d_model, spec.d_model, spec.dropout, _skip(spec, n_metrics, window))
+        self.head = RegressionHead(spec.d_model, spec.d_model, spec.head_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(x)
-        return self.head(out[:, -1], x)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, (hidden, _) = self.lstm(packed)
+        return self.head(hidden[-1])
 
 
-def build_network(spec: NetworkSpec, group_sizes: Sequence[int], window: int) -> nn.Module:
-    """The network for ``spec.arch`` sized for the data (metrics per group, window length)."""
-    n_metrics = int(sum(group_sizes))
+def build_network(spec: NetworkSpec, n_metrics: int) -> nn.Module:
+    """The network for ``spec.arch`` over ``n_metrics`` metrics per second."""
     if spec.arch == "cloudformer":
-        return CloudFormerNet(group_sizes, window, spec)
+        return CloudFormerNet(n_metrics, spec)
     if spec.arch == "temporal":
-        branch = TemporalBranch(n_metrics, window, spec.d_model, spec.n_heads, spec.n_layers, spec.dropout)
-        return SingleBranchNet(branch, spec.d_model, spec.dropout, _skip(spec, n_metrics, window))
+        return SingleBranchNet(TemporalBranch(n_metrics, spec), spec)
     if spec.arch == "system":
-        branch = SystemBranch(group_sizes, window, spec.d_model, spec.n_heads, spec.n_layers, spec.dropout)
-        return SingleBranchNet(branch, spec.d_model, spec.dropout, _skip(spec, n_metrics, window))
-    return LSTMNet(n_metrics, window, spec)
+        return SingleBranchNet(SystemBranch(n_metrics, spec), spec)
+    return LSTMNet(n_metrics, spec)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return int(sum(p.numel() for p in net.parameters() if p.requires_grad))
