@@ -5,8 +5,9 @@ Per model and operation: single-item requests at each concurrency (1, 8, 32; 30 
 default), then a batch (32 items) at concurrency 8. Reported: req/s, p50/p99 latency (client
 side) and the error rate of every level, and the load average of the machine before and after.
 
-The exports are those of the README's own training runs: ``python train.py experiment=deoxys``,
-``experiment=continuum`` and ``experiment=cloudformer`` (``logger=none``), trained into
+The exports are those of the README's own training runs: ``python train.py experiment=deoxys``
+and ``experiment=continuum`` (``logger=none``); CloudFormer's is the paper-scale network on
+30 s x 206-metric windows (``TRAINING_RUNS``); trained into
 ``outputs/bench_serve/<experiment>/`` when not given with ``--exports`` and reused while they
 verify; VM2RL is the shipped checkpoint, ``checkpoints/vm2rl``. The request bodies are each
 operation's own example, extended to the export's sizes: a CloudFormer window is the export's
@@ -21,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,7 +46,7 @@ ISSUE = 13
 P99_GOALS_MS = {
     ("deoxys", "predict"): 50.0,
     ("continuum", "predict"): 10.0,
-    ("cloudformer", "predict"): 30.0,  # one 30 s x 206-metric window
+    ("cloudformer", "predict"): 30.0,  # one 30 s x 206-metric window (TRAINING_RUNS)
     ("vm2rl", "act"): 100.0,  # one migration on the medium snapshot
 }
 GOAL_CONCURRENCY = 8
@@ -54,7 +56,26 @@ TTL_GOAL_REQUESTS_PER_S = 500.0
 GOAL_ERROR_RATE = 0.0
 
 MODELS = ("deoxys", "continuum", "cloudformer", "vm2rl")
-TRAINED_EXPERIMENTS = ("deoxys", "continuum", "cloudformer")
+# The training runs whose exports are served: the README's own, except CloudFormer, whose
+# README run is scaled down for CPU training (68 metrics); the issue's request is one 30 s x
+# 206-metric window, so its export is the paper-scale network (d 64, 4 heads, 4 blocks per
+# branch, FFN 256) on all 206 metrics, trained on the smoke preset's small data (latency, not
+# accuracy, is what is measured here).
+TRAINING_RUNS = {
+    "deoxys": ["experiment=deoxys"],
+    "continuum": ["experiment=continuum"],
+    "cloudformer": [
+        "experiment=cloudformer_full",
+        "debug=cloudformer_full",
+        "trainer=cpu",
+        "model.d_model=64",
+        "model.ff=256",
+        "env.group_sizes=null",
+        "env.min_seconds=30",
+        "env.max_seconds=40",
+        "dataset.serving_window=30",
+    ],
+}
 SHIPPED_VM2RL = ROOT / "checkpoints" / "vm2rl"
 MEDIUM_SNAPSHOT = data_dir() / "vm_snapshots" / "vmr2l_c1_2022-03-28.json"
 CACHE = ROOT / "outputs" / "bench_serve"
@@ -111,12 +132,20 @@ def check(result: dict) -> list[Check]:
 
 
 # --------------------------------------------------------------------------- exports
-def train_export(experiment: str, retrain: bool) -> Path:
-    """The export of ``python train.py experiment=<experiment> logger=none`` in the cache, trained
-    unless a previous one still verifies (checksums, and the signature with this machine's key)."""
+def train_export(model: str, retrain: bool) -> Path:
+    """The export of ``python train.py <TRAINING_RUNS[model]> logger=none`` in the cache, trained
+    unless a previous one of the same run still verifies (checksums, and the signature with this
+    machine's key)."""
     from infragym.export import ExportError, verify_export
 
+    overrides = TRAINING_RUNS[model]
+    experiment = model
     run_dir = CACHE / experiment
+    stamp = run_dir / "load_test_run.json"
+    # an export cached without a stamp came from ``experiment=<model>`` alone
+    trained_with = json.loads(stamp.read_text()) if stamp.is_file() else [f"experiment={model}"]
+    if trained_with != overrides:
+        retrain = True
     export = run_dir / "export"
     if export.is_dir() and not retrain:
         try:
@@ -125,11 +154,13 @@ def train_export(experiment: str, retrain: bool) -> Path:
             return export
         except ExportError as err:
             print(f"{experiment}: retraining ({err})", flush=True)
+    # a fresh run folder: a run reads back the data an earlier one simulated there
+    shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
         "train.py",
-        f"experiment={experiment}",
+        *overrides,
         "logger=none",
         f"hydra.run.dir={run_dir}",
         f"paths.log_dir={CACHE / 'logs'}",
@@ -138,6 +169,7 @@ def train_export(experiment: str, retrain: bool) -> Path:
     started = time.perf_counter()
     with open(f"{run_dir}.log", "w") as log:
         subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
+    stamp.write_text(json.dumps(overrides))
     print(f"{experiment}: trained in {time.perf_counter() - started:.0f} s", flush=True)
     return export
 

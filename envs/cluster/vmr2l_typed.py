@@ -95,6 +95,13 @@ def snapshot_from_struct(data: Snapshot, *, source: str = "snapshot", name: str 
     be refused (the checked reader then reads it again and names the problem). A snapshot that
     reads but is impossible as a whole (an over-committed NUMA node, a violated anti-affinity
     group) raises the checked reader's :class:`SnapshotError`, word for word."""
+    try:
+        return _from_struct(data, source, name)
+    except OverflowError:  # an integer beyond 64 bits (JSON allows any): the checked reader's
+        return None
+
+
+def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | None:
     clusters = data.cluster_list
     hosts = [h for c in clusters for h in c.host_info]
     vms = [v for c in clusters for v in c.vm_instance]
@@ -162,10 +169,8 @@ def snapshot_from_struct(data: Snapshot, *, source: str = "snapshot", name: str 
         other_node = np.array([n.node for n in other_half])
         if not (same_cpu & same_mem & (other_node == 1 - vm_node[rows])).all():
             return None
-    try:  # true/false, or 0/1 as the real files write it
-        migratable = np.array([v.allow_migration for v in vms], dtype=np.int64)
-    except OverflowError:
-        return None
+    # true/false, or 0/1 as the real files write it
+    migratable = np.array([v.allow_migration for v in vms], dtype=np.int64)
     if not ((migratable == 0) | (migratable == 1)).all():
         return None
     return assemble_snapshot(
