@@ -3,14 +3,14 @@
 Latency of one prefill (a batch of ``B`` prompts of ``P`` tokens) or one decode iteration on
 ``tp`` GPUs, at SM-clock fraction ``f``:
 
-    t = k_h x roofline x (phi / f + 1 - phi) + c_h + (L_h x allreduces + V / bw_h) / f
+    t = k_h x roofline x (phi / f + 1 - phi) + c_h + L_h x allreduces + V / (bw_h x f)
 
 ``roofline`` is the serving simulator's cost model (``CostModel.iteration_time``, its own
 calibrated efficiencies, untouched); ``phi`` its compute-bound share (FLOP time over roofline
 time: ~1 for prefill, small for decode), the only part a lower clock slows; ``allreduces``
 = 2 x layers (tp > 1) and ``V`` the bytes they move ((tp-1)/tp x tokens x hidden x 2 B each)
-give the tensor-parallel communication the roofline omits (its kernels run on the SMs, so
-the clock slows them too). ``k_h, c_h, L_h, 1/bw_h`` are fitted
+give the tensor-parallel communication the roofline omits (its kernels move the bytes with
+the SMs, so the clock slows the bandwidth term, not the per-call latency). ``k_h, c_h, L_h, 1/bw_h`` are fitted
 per hardware by non-negative least squares on the relative error (Huber-reweighted: a few
 measured configurations, e.g. batch 64 on A100 TP2, are far off every trend).
 
@@ -101,9 +101,14 @@ class HardwareFit:
 def _latency(params: np.ndarray, feat: Features, clock: np.ndarray | float = 1.0) -> np.ndarray:
     f = np.asarray(clock, dtype=np.float64)
     stretch = feat.compute_share / f + 1.0 - feat.compute_share
-    # NCCL's all-reduce kernels run on the SMs, so a lower SM clock slows them too
-    comm = params[2] * feat.allreduces + params[3] * feat.allreduce_gb
-    return params[0] * feat.roofline_ms * stretch + params[1] + comm / f
+    # NCCL's all-reduce kernels move their bytes with the SMs, so a lower SM clock slows the
+    # bandwidth term; the per-call latency (launch, NVLink round trips) does not depend on it
+    return (
+        params[0] * feat.roofline_ms * stretch
+        + params[1]
+        + params[2] * feat.allreduces
+        + params[3] * feat.allreduce_gb / f
+    )
 
 
 def _design(feat: Features) -> np.ndarray:
