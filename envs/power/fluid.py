@@ -145,6 +145,8 @@ class FluidServers:
     # ------------------------------------------------------------------ queries
     def arrived_by(self, t: float) -> np.ndarray:
         """Index one past the last request of each server that arrived by ``t``."""
+        # every arrival is below span - 1: a later t must not reach the next server's keys
+        t = min(t, self._span - 0.5)
         return np.searchsorted(self._key, np.arange(self.n) * self._span + t, side="right")
 
     def waiting(self) -> np.ndarray:

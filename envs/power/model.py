@@ -3,14 +3,16 @@
 Latency of one prefill (a batch of ``B`` prompts of ``P`` tokens) or one decode iteration on
 ``tp`` GPUs, at SM-clock fraction ``f``:
 
-    t = k_h x roofline x (phi / f + 1 - phi) + c_h + L_h x allreduces + V / (bw_h x f)
+    t = k_h x roofline x (phi / f + 1 - phi) + c_h + L_h x allreduces + V / (bw_h x f) + a_h x attention / f
 
 ``roofline`` is the serving simulator's cost model (``CostModel.iteration_time``, its own
 calibrated efficiencies, untouched); ``phi`` its compute-bound share (FLOP time over roofline
 time: ~1 for prefill, small for decode), the only part a lower clock slows; ``allreduces``
 = 2 x layers (tp > 1) and ``V`` the bytes they move ((tp-1)/tp x tokens x hidden x 2 B each)
 give the tensor-parallel communication the roofline omits (its kernels move the bytes with
-the SMs, so the clock slows the bandwidth term, not the per-call latency). ``k_h, c_h, L_h, 1/bw_h`` are fitted
+the SMs, so the clock slows the bandwidth term, not the per-call latency); ``a_h x attention`` adds to
+the prefill's attention FLOP time (the measured prefill grows faster than the roofline's
+attention from 2k to 8k tokens). ``k_h, c_h, L_h, 1/bw_h`` are fitted
 per hardware by non-negative least squares on the relative error (Huber-reweighted: a few
 measured configurations, e.g. batch 64 on A100 TP2, are far off every trend).
 
@@ -40,7 +42,7 @@ from infragym.envs.power.perf_data import ACCELERATORS, Accelerator, PerfDataErr
 from infragym.envs.serving.cost_model import CostModel
 from infragym.envs.serving.hardware import BYTES_BF16, MODELS
 
-LATENCY_PARAMS = ("roofline_scale", "fixed_ms", "allreduce_ms", "ms_per_gb")
+LATENCY_PARAMS = ("roofline_scale", "fixed_ms", "allreduce_ms", "ms_per_gb", "extra_attention_scale")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Features:
     compute_share: np.ndarray
     allreduces: np.ndarray
     allreduce_gb: np.ndarray
+    attention_ms: np.ndarray  # the prefill's attention FLOPs at the cost model's efficiency
 
 
 def _cost_model(gpu: str, model: str, tp: int) -> CostModel:
@@ -64,9 +67,9 @@ def prefill_features(gpu: str, model: str, tp: int, tokens: np.ndarray, attentio
     tokens = np.asarray(tokens, dtype=np.float64)
     pairs = np.asarray(attention_pairs, dtype=np.float64)
     roof = cm.iteration_time(tokens, pairs, 0.0, 0.0)
-    flops = tokens * m.linear_flops_per_token() / tp + 4.0 * m.layers * m.q_heads / tp * m.head_dim * pairs
-    compute = flops / (cm.gpu.peak_flops * cm.eff.flop_eff)
-    return _with_comm(m, tp, tokens, roof, compute)
+    attention = 4.0 * m.layers * m.q_heads / tp * m.head_dim * pairs / (cm.gpu.peak_flops * cm.eff.flop_eff)
+    compute = tokens * m.linear_flops_per_token() / tp / (cm.gpu.peak_flops * cm.eff.flop_eff) + attention
+    return _with_comm(m, tp, tokens, roof, compute, attention)
 
 
 def decode_features(gpu: str, model: str, tp: int, batch: np.ndarray, context_tokens: np.ndarray) -> Features:
@@ -76,14 +79,16 @@ def decode_features(gpu: str, model: str, tp: int, batch: np.ndarray, context_to
     batch = np.asarray(batch, dtype=np.float64)
     roof = cm.iteration_time(0.0, 0.0, batch, np.asarray(context_tokens, dtype=np.float64))
     compute = batch * m.linear_flops_per_token() / tp / (cm.gpu.peak_flops * cm.eff.flop_eff)
-    return _with_comm(m, tp, batch, roof, compute)
+    return _with_comm(m, tp, batch, roof, compute, np.zeros_like(roof))
 
 
-def _with_comm(m, tp: int, tokens: np.ndarray, roof: np.ndarray, compute: np.ndarray) -> Features:
+def _with_comm(
+    m, tp: int, tokens: np.ndarray, roof: np.ndarray, compute: np.ndarray, attention: np.ndarray
+) -> Features:
     allreduces = np.full_like(roof, 2.0 * m.layers if tp > 1 else 0.0)
     gb = allreduces * (tp - 1) / tp * tokens * m.hidden * BYTES_BF16 / 1e9
     share = np.clip(compute / np.maximum(roof, 1e-12), 0.0, 1.0)
-    return Features(roof * 1e3, share, allreduces, gb)
+    return Features(roof * 1e3, share, allreduces, gb, attention * 1e3)
 
 
 @dataclass
@@ -108,11 +113,14 @@ def _latency(params: np.ndarray, feat: Features, clock: np.ndarray | float = 1.0
         + params[1]
         + params[2] * feat.allreduces
         + params[3] * feat.allreduce_gb / f
+        + params[4] * feat.attention_ms / f
     )
 
 
 def _design(feat: Features) -> np.ndarray:
-    return np.column_stack([feat.roofline_ms, np.ones_like(feat.roofline_ms), feat.allreduces, feat.allreduce_gb])
+    return np.column_stack(
+        [feat.roofline_ms, np.ones_like(feat.roofline_ms), feat.allreduces, feat.allreduce_gb, feat.attention_ms]
+    )
 
 
 def _robust_nnls(

@@ -86,6 +86,8 @@ class Evaluator:
         self.max_high, self.max_low = max_high, max_low
         self._envs: dict[float, tuple[PowerCappingEnv, PowerCappingEnv]] = {}
         self._refs: dict[tuple[Condition, float], dict[str, float]] = {}
+        self._runs: dict[tuple[int, Condition, float], dict[str, float]] = {}
+        self._keep: list[Any] = []
 
     def _pair(self, load: float) -> tuple[PowerCappingEnv, PowerCappingEnv]:
         if load not in self._envs:
@@ -97,6 +99,10 @@ class Evaluator:
         return self._envs[load]
 
     def run(self, policy: Any, cond: Condition, x: float) -> dict[str, float]:
+        """One run of ``policy`` (cached per policy object, condition and ``x``)."""
+        cached = self._runs.get((id(policy), cond, x))
+        if cached is not None:
+            return cached
         capped, free = self._pair(cond.load)
         key = (cond, x)
         if key not in self._refs:
@@ -110,6 +116,8 @@ class Evaluator:
             and got["p99_increase_high"] <= self.max_high
             and got["p99_increase_low"] <= self.max_low
         )
+        self._runs[(id(policy), cond, x)] = got
+        self._keep.append(policy)  # keeps the id() of a cached policy from being reused
         return got
 
     def extra_servers(self, policy: Any, conditions: Sequence[Condition], grid: Sequence[float]) -> float:
