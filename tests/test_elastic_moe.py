@@ -64,7 +64,7 @@ def test_env_passes_checkers(workload: str) -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_devices_conserved_and_no_request_lost_during_scale_steps(method: str) -> None:
     env = ElasticServingEnv(workload="burstgpt", method=method, horizon_s=240.0, burst_rate=20.0)
-    obs, info = env.reset(seed=3)
+    _, info = env.reset(seed=3)
     rng = np.random.default_rng(0)
     low_seconds = high_seconds = 0.0
     scaled = 0
@@ -76,7 +76,7 @@ def test_devices_conserved_and_no_request_lost_during_scale_steps(method: str) -
         if mask[UP] and rng.random() < 0.5:
             action = UP
         before = env.devices
-        obs, _, terminated, truncated, info = env.step(action)
+        _, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
         scaled += action != HOLD
         assert env.levels[0] <= env.devices <= env.pool and env.devices in env.levels

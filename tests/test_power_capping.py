@@ -11,19 +11,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from infragym.config import default_data_dir
 from infragym.datasets.llm_traces import RequestTrace, poisson_trace
 from infragym.envs.power.fluid import FluidServers, ServerTiming
 from infragym.envs.power.perf_data import PerfDataError, read_perf_csv
 from infragym.envs.serving.cost_model import CostModel
 from infragym.envs.serving.hardware import MODELS, MoEModelSpec
 
-from infragym.config import default_data_dir
-
 from .conftest import compose_config, smoke
 
 SHARED_DATA = Path(default_data_dir())
 POWER_DATA = SHARED_DATA / "gpu_power"
-HEADER = "model,hardware,prompt_size,batch_size,token_size,peak_power,average_power,prompt_time,token_time,e2e_time,tensor_parallel"
+HEADER = (
+    "model,hardware,prompt_size,batch_size,token_size,peak_power,average_power,prompt_time,token_time,e2e_time,"
+    "tensor_parallel"
+)
 GOOD_ROWS = [
     "llama2-70b,a100-80gb,512,1,128,1.0000125,0.73599375,196.25,54.88,7168.98,2",
     "llama2-70b,h100-80gb,512,1,128,0.0,0.0,83.86,37.0,4800.0,2",

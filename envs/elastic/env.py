@@ -91,7 +91,9 @@ class ElasticServingEnv(gym.Env):
         self.min_devices = min_devices(model, gpu)
         step = replica_devices if method == "replica" else device_step
         if step < 1 or initial_devices < self.min_devices or initial_devices > pool_devices:
-            raise ValueError(f"need a step >= 1 and min_devices ({self.min_devices}) <= initial_devices <= pool_devices")
+            raise ValueError(
+                f"need a step >= 1 and min_devices ({self.min_devices}) <= initial_devices <= pool_devices"
+            )
         if method == "replica" and initial_devices % replica_devices:
             raise ValueError("with replicas, initial_devices must be a multiple of replica_devices")
         if decision_s / tick_s != round(decision_s / tick_s):
@@ -117,7 +119,7 @@ class ElasticServingEnv(gym.Env):
         self.action_space = spaces.Discrete(3)
         self.servers: FluidServers | None = None
 
-    def _timing(self, devices: int):  # noqa: ANN202
+    def _timing(self, devices: int):
         replicas = devices // self.replica_devices if self.method == "replica" else 1
         return moe_timing(self.model, self.gpu, devices, replicas=replicas)
 
@@ -183,7 +185,7 @@ class ElasticServingEnv(gym.Env):
             if self.pending.downtime:  # a restart loses the running requests' KV: recompute it
                 self.servers.debt[0] += self._running_context()
         good = completed = arrived_tokens = busy = 0.0
-        for _ in range(int(round(self.decision_s / self.tick_s))):
+        for _ in range(round(self.decision_s / self.tick_s)):
             scaling = self.pending is not None
             held = max(self.devices, self.pending.to_devices if scaling else 0)
             self.device_seconds += held * self.tick_s
@@ -259,7 +261,9 @@ class ElasticServingEnv(gym.Env):
             "scale_ups": float(len(ups)),
             "scale_downs": float(len(self.steps) - len(ups)),
             "scale_up_latency_s": float(np.mean(ups)) if ups else 0.0,
-            "throughput_during_scaling_rps": self.served_tokens_scaling / self.time_scaling if self.time_scaling else 0.0,
+            "throughput_during_scaling_rps": self.served_tokens_scaling / self.time_scaling
+            if self.time_scaling
+            else 0.0,
             "throughput_rps": done.size / max(s.now, 1e-9),
             "p99_ttft_s": float(np.percentile(lat["ttft_s"], 99)) if lat["ttft_s"].size else 0.0,
             "unfinished": float(arrived - done.size),

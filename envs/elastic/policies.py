@@ -84,7 +84,7 @@ class PredictiveMA:
         self.history = deque(maxlen=self.window)
 
     def act(self, obs: np.ndarray) -> int:
-        devices = int(round(float(obs[I["devices_share"]]) * self.pool))
+        devices = round(float(obs[I["devices_share"]]) * self.pool)
         devices = min(self.capacity, key=lambda d: abs(d - devices))
         demand = float(obs[I["arrival_tokens_per_capacity"]]) * self.capacity[devices]  # tokens/s
         self.history.append(demand)

@@ -133,9 +133,9 @@ class PowerCappingEnv(gym.Env):
         options = options or {}
         rng = self.np_random
         self.x = float(options.get("oversubscription", rng.uniform(*self.oversubscription)))
-        n = max(1, int(round(self.n_base * (1.0 + self.x))))
+        n = max(1, round(self.n_base * (1.0 + self.x)))
         low = np.zeros(n, dtype=bool)
-        low[rng.permutation(n)[: int(round(self.low_priority_share * n))]] = True
+        low[rng.permutation(n)[: round(self.low_priority_share * n)]] = True
         trace, server = row_workload(
             self.traces, low, rates=self.rates, horizon_s=self.horizon_s, split=self.split, rng=rng,
             diurnal_amplitude=self.diurnal_amplitude,
@@ -161,7 +161,7 @@ class PowerCappingEnv(gym.Env):
         brakes_before = self.row.state.brake_events
         good = late = 0
         self._window = []
-        for _ in range(int(round(self.decision_s / self.tick_s))):
+        for _ in range(round(self.decision_s / self.tick_s)):
             row_w, completed, ok = self.row.tick(clock)
             self._window.append(row_w)
             good += ok

@@ -191,9 +191,7 @@ class FluidServers:
         new_head = np.maximum(new_head, self.head)
         admitted_tokens = self.cum_prompt[new_head] - start_cum
         partial = queue & (new_head == self.head) & (room > 0)  # the head prompt does not fit: progress on it
-        self.carry = np.where(
-            partial, self.carry + budget_tokens, np.where(new_head > self.head, 0.0, self.carry)
-        )
+        self.carry = np.where(partial, self.carry + budget_tokens, np.where(new_head > self.head, 0.0, self.carry))
         prefill_time = np.where(
             new_head > self.head,
             self.pre_fixed * pre_stretch + np.maximum(admitted_tokens, 0.0) * per_token,

@@ -302,14 +302,14 @@ def fit(frame: pd.DataFrame) -> GPUPowerModel:
             f_pre = Features(*(getattr(pre, k)[pos[rows]] for k in Features.__dataclass_fields__))
             f_dec = Features(*(getattr(dec, k)[pos[rows]] for k in Features.__dataclass_fields__))
             t_pre[rows] = model.phase_time_ms(h, "prefill", f_pre)
-            t_dec[rows] = model.phase_time_ms(h, "decode", f_dec) * np.maximum(sub["token_size"].to_numpy()[rows] - 1, 0)
+            t_dec[rows] = model.phase_time_ms(h, "decode", f_dec) * np.maximum(
+                sub["token_size"].to_numpy()[rows] - 1, 0
+            )
             u_dec[rows] = model.utilisation(h, "decode", f_dec)
         total = t_pre + t_dec
         prefill_part = model.prefill_scale * span_pre * t_pre / total
         x = (span_dec * u_dec * t_dec / total)[:, None]
-        model.decode_scale = float(
-            _robust_nnls(x, measured[pos] - idle - prefill_part, huber=0.05, relative=False)[0]
-        )
+        model.decode_scale = float(_robust_nnls(x, measured[pos] - idle - prefill_part, huber=0.05, relative=False)[0])
     capped = frame["hardware"].map(lambda h: ACCELERATORS[h].cap_w is not None).to_numpy()
     if capped.any():
         sub = frame[capped]
@@ -356,8 +356,12 @@ def cap_effect(model: GPUPowerModel, sizes: Sequence[int] = (2048,), tp: int = 8
     pred = model.predict(rows)
     n = len(sizes)
     return {
-        "prefill_slowdown": float((pred["prompt_time"].iloc[n:].to_numpy() / pred["prompt_time"].iloc[:n].to_numpy()).mean()),
-        "decode_slowdown": float((pred["token_time"].iloc[n:].to_numpy() / pred["token_time"].iloc[:n].to_numpy()).mean()),
+        "prefill_slowdown": float(
+            (pred["prompt_time"].iloc[n:].to_numpy() / pred["prompt_time"].iloc[:n].to_numpy()).mean()
+        ),
+        "decode_slowdown": float(
+            (pred["token_time"].iloc[n:].to_numpy() / pred["token_time"].iloc[:n].to_numpy()).mean()
+        ),
     }
 
 

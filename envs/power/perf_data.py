@@ -24,7 +24,16 @@ import pandas as pd
 
 from infragym.envs.serving.hardware import MODELS
 
-REQUIRED = ("model", "hardware", "prompt_size", "batch_size", "token_size", "prompt_time", "token_time", "tensor_parallel")
+REQUIRED = (
+    "model",
+    "hardware",
+    "prompt_size",
+    "batch_size",
+    "token_size",
+    "prompt_time",
+    "token_time",
+    "tensor_parallel",
+)
 CONFIG_COLUMNS = ("prompt_size", "batch_size", "token_size", "tensor_parallel")
 TIME_COLUMNS = ("prompt_time", "token_time")
 POWER_COLUMNS = ("peak_power", "average_power")

@@ -220,8 +220,11 @@ class ElasticMoETask:
         tables = {
             f"elastic_moe_{w}": results_table(
                 f"{self.env.model} on up to {self.env.pool} {self.env.gpu}, {w}: {self.eval_seeds} held-out episodes",
-                metrics, methods, list(METRICS), split="test" if i == 0 else f"test_{w}",
-            )  # fmt: skip
+                metrics,
+                methods,
+                list(METRICS),
+                split="test" if i == 0 else f"test_{w}",
+            )
             for i, w in enumerate(self.workloads)
         }
         fig, ax = plt.subplots(figsize=(5.5, 3.8))

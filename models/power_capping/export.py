@@ -59,9 +59,7 @@ def export_onnx(policy: Any, obs_size: int) -> bytes:
 class DiscretePolicy:
     """A loaded policy export: ``act(obs)`` -> action (an int, or an int array per sub-action)."""
 
-    def __init__(
-        self, onnx: bytes, nvec: Sequence[int], obs_size: int, manifest: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, onnx: bytes, nvec: Sequence[int], obs_size: int, manifest: dict[str, Any] | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()

@@ -233,7 +233,9 @@ class PowerCappingTask:
                 for info in self.locals.get("infos", []):
                     if "episode" in info:
                         history.append((self.num_timesteps, float(info["episode"]["r"])))
-                        logger.log_metrics({"train/episode_return": float(info["episode"]["r"])}, step=self.num_timesteps)
+                        logger.log_metrics(
+                            {"train/episode_return": float(info["episode"]["r"])}, step=self.num_timesteps
+                        )
                 return True
 
         model = PPO(
@@ -365,7 +367,11 @@ def polca_candidates() -> list[PolcaRule]:
 
 
 def static_candidates() -> list[StaticCaps]:
-    return [StaticCaps(low, high) for low, high in itertools.product((0.5, 0.6, 0.7, 0.8, 0.9), (0.8, 0.9, 1.0)) if low <= high]
+    return [
+        StaticCaps(low, high)
+        for low, high in itertools.product((0.5, 0.6, 0.7, 0.8, 0.9), (0.8, 0.9, 1.0))
+        if low <= high
+    ]
 
 
 __all__ = ["POLICIES", "PowerCappingTask", "env_like", "polca_candidates", "run_episode", "static_candidates"]
