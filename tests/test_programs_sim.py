@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infragym.datasets.agent_programs import AgentPrograms, swe_bench_like
+from infragym.envs.serving.prefix_cache import PrefixCacheKVManager
 from infragym.envs.serving.programs import ProgramSimulation
 from infragym.envs.serving.simulator import FAILED, FINISHED, ReplicaConfig
 from infragym.envs.serving.ttl_env import ACTION_LEVELS, KVCacheTTLEnv, action_ttl
@@ -76,7 +77,7 @@ def test_program_simulation_invariants(turns, tokens, durations, gaps, ttls, sch
         k += 1
     for r in sim.replicas:
         r.audit()
-        assert not r.has_work and not r.pins
+        assert not r.has_work and not r.kv.pins
     t = sim.table
     ok = t.state == FINISHED
     assert k == int(np.sum(ok & ~progs.is_last))  # one decision per finished tool-calling turn
@@ -136,18 +137,19 @@ def test_eviction_under_memory_pressure_costs_reuse_and_pinning_gets_it_back() -
 def test_free_pool_fifo_matches_a_reference_queue() -> None:
     """The counter-based FIFO (head skipping ranges removed by prefix hits) against a list."""
     sim = ProgramSimulation(_programs([1], [10], [0.0], [1.0]), replica=TIGHT)
-    r = sim.replicas[0]
-    total = r.total_blocks
+    kv = sim.replicas[0].kv
+    assert isinstance(kv, PrefixCacheKVManager)
+    total = kv.total_blocks
     queue: deque[tuple[int, int]] = deque((-1, i) for i in range(total))
     rng = np.random.default_rng(0)
     live: dict[int, int] = {}
     next_program = 0
     for _ in range(3000):
-        used = total - r.free_blocks
+        used = total - kv.free_blocks
         op = rng.integers(3)
-        if op == 0 and r.free_blocks:
-            k = int(rng.integers(1, min(r.free_blocks, 200) + 1))
-            r.free_blocks -= k
+        if op == 0 and kv.free_blocks:
+            k = int(rng.integers(1, min(kv.free_blocks, 200) + 1))
+            kv.grow(k)
             for _ in range(k):
                 popped = queue.popleft()
                 if popped[0] in live:
@@ -155,23 +157,21 @@ def test_free_pool_fifo_matches_a_reference_queue() -> None:
         elif op == 1 and used:
             b = int(rng.integers(1, min(used, 60) + 1))
             p, next_program = next_program, next_program + 1
-            r.free_blocks += b
-            r.blocks_released += b
-            r.prefix[p] = (total + r.blocks_released, b, b * r.config.block_size)
+            kv.release_to_pool(p, b, b * kv.block_size)
             queue.extend((p, j) for j in reversed(range(b)))  # tail blocks enter first
             live[p] = b
         elif op == 2 and live:
             p = int(rng.choice(list(live)))
-            survive = r._surviving_prefix_blocks(p)
+            survive = kv.surviving_prefix_blocks(p)
             assert survive == live.pop(p)
             # admit: the surviving blocks are taken out of the middle of the pool
-            r._take_prefix(p, survive)
-            r.free_blocks -= survive
+            kv.take_prefix(p, survive)
+            kv.grow(survive)
             for item in [q for q in queue if q[0] == p]:
                 queue.remove(item)
         for p, count in live.items():
-            assert r._surviving_prefix_blocks(p) == count
-        assert len(queue) == r.free_blocks
+            assert kv.surviving_prefix_blocks(p) == count
+        assert len(queue) == kv.free_blocks
 
 
 def test_program_fcfs_puts_earlier_programs_first() -> None:

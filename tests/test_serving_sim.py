@@ -13,6 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from infragym.datasets.llm_traces import RequestTrace, burstgpt_like, poisson_trace
 from infragym.envs.serving.env import LLMServingEnv, fcfs_action
+from infragym.envs.serving.schedulers import FCFSScheduler
 from infragym.envs.serving.simulator import (
     FAILED,
     FINISHED,
@@ -20,19 +21,29 @@ from infragym.envs.serving.simulator import (
     TIMED_OUT,
     Replica,
     ReplicaConfig,
+    RequestTable,
     ServingCluster,
 )
 
 
-def _audited_fcfs(clocks: list[float]):
-    def scheduler(replica: Replica) -> None:
+class _AuditedFCFS(FCFSScheduler):
+    """FCFS that checks the KV ledger and the batch counters after every scheduling point and
+    that time never goes backwards."""
+
+    def __init__(self, clocks: list[float]) -> None:
+        self.clocks = clocks
+
+    def schedule(self, replica: Replica) -> bool:
         before = replica.clock
-        replica.step_fcfs()
+        progressed = super().schedule(replica)
         replica.audit()
         assert replica.clock >= before, "time went backwards"
-        clocks.append(replica.clock)
+        self.clocks.append(replica.clock)
+        return progressed
 
-    return scheduler
+
+def _audited_fcfs(clocks: list[float]) -> _AuditedFCFS:
+    return _AuditedFCFS(clocks)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -124,20 +135,15 @@ def test_least_outstanding_balances_a_skewed_stream() -> None:
     assert lor.metrics["e2e_s_p99"] < rr.metrics["e2e_s_p99"]
 
 
-class _NoFastForward(Replica):
-    def fast_forward(self, target: float) -> bool:
-        return False
-
-
 def _run_stepwise(cluster: ServingCluster, trace: RequestTrace):
-    import infragym.envs.serving.simulator as sim
-
-    original = sim.Replica
-    sim.Replica = _NoFastForward
-    try:
-        return cluster.run(trace)
-    finally:
-        sim.Replica = original
+    stepwise = ServingCluster(
+        replica=cluster.replica_config,
+        n_replicas=cluster.n_replicas,
+        router=cluster.router,
+        slo=cluster.slo,
+        fast_forward=False,
+    )
+    return stepwise.run(trace)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -176,8 +182,6 @@ def test_timeouts_are_not_shielded_by_a_preempted_request() -> None:
         np.zeros(3, bool),
     )
     cluster = ServingCluster(slo=SLO(queue_timeout_s=5.0))
-    from infragym.envs.serving.simulator import RequestTable
-
     table = RequestTable(trace)
     replica = Replica(0, cluster.replica_config, table, cluster.slo)
     for rid in (1, 2):
@@ -185,7 +189,7 @@ def test_timeouts_are_not_shielded_by_a_preempted_request() -> None:
     table.generated[0] = 10  # request 0 was preempted after 10 tokens: at the front, started
     replica.waiting.appendleft(0)
     replica.clock = 6.5  # request 1 waited 5.5 s > 5 s; request 2 waited 4.5 s
-    replica._drop_timed_out()
+    replica.drop_timed_out()
     assert list(replica.waiting) == [0, 2]
     assert table.state[1] == TIMED_OUT
 

@@ -3,9 +3,11 @@
 At each scheduling point the agent sees the replica (free KV blocks, batch, queue) and the
 first ``window`` waiting requests, and either admits one of them into the next iteration or
 runs the iteration (a masked admission also runs it); with an empty batch, running means
-waiting for the next arrival or queue timeout. Between decisions the simulator runs iterations (fast-forwarding
-decode-only stretches) until a waiting request could be admitted. Reward per step: requests
-finished within the SLO minus those finished late, timed out or failed since the last step.
+waiting for the next arrival or queue timeout. Between decisions the kernel's event loop runs
+(arrivals, iterations, fast-forwarded decode-only stretches) until a waiting request could be
+admitted: the replica's scheduler is the agent (``AgentScheduler``), which pauses the loop at
+such a scheduling point. Reward per step: requests finished within the SLO minus those
+finished late, timed out or failed since the last step.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from gymnasium.error import ResetNeeded
 
 from infragym.datasets.llm_traces import RequestTrace, burstgpt_like, poisson_trace
 from infragym.envs.actions import discrete_action
+from infragym.envs.serving.events import EventLoop
+from infragym.envs.serving.policies import ReplicaScheduler
 from infragym.envs.serving.simulator import (
     FAILED,
     FINISHED,
@@ -32,6 +36,34 @@ from infragym.envs.serving.simulator import (
 N_REPLICA_FEATURES = 6
 N_SLOT_FEATURES = 3
 WORKLOADS = ("burstgpt_like", "poisson")
+
+
+class AgentScheduler(ReplicaScheduler):
+    """The env's agent as a replica scheduler: at a scheduling point where one of the first
+    ``window`` waiting requests could be admitted, pause the event loop for the agent's action;
+    otherwise run the iteration (or fail a head that can never run)."""
+
+    name = "agent"
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+
+    def candidates(self, replica: Replica) -> list[int]:
+        waiting = replica.waiting
+        return [waiting[i] for i in range(min(self.window, len(waiting)))]
+
+    def would_admit(self, replica: Replica) -> bool:
+        return any(replica.admissible(rid) for rid in self.candidates(replica))
+
+    def schedule(self, replica: Replica) -> bool:
+        replica.swap_in()
+        if self.would_admit(replica):
+            return False  # the agent decides
+        if replica.waiting and not replica.n and not replica.swapped and not replica.pending_swap_s:
+            replica.fail(replica.waiting[0])
+        else:
+            replica.run_iteration()
+        return True
 
 
 class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
@@ -73,7 +105,8 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
         self.action_space = gym.spaces.Discrete(window + 1)  # admit slot k, or run (= window)
         self.replica: Replica | None = None
         self.table: RequestTable | None = None
-        self._next = 0
+        self.loop: EventLoop | None = None
+        self._scheduler = AgentScheduler(window)
         self._scored = 0.0
 
     # ------------------------------------------------------------------ episode
@@ -88,29 +121,25 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
         trace = self._trace()
         self.episode_trace = trace  # the episode's trace, for replay outside the env
         self.table = RequestTable(trace)
-        self.replica = Replica(0, self.replica_config, self.table, self.slo)
-        self.replica.clock = float(self.table.arrival[0])
-        self._next = 0
+        self.replica = Replica(0, self.replica_config, self.table, self.slo, scheduler=self._scheduler)
+        self.loop = EventLoop([self.replica], watch=True)
+        self.loop.stream(self.table.arrival, self._arrive)
         self._scored = 0.0
         self._advance_to_decision()
         return self._observation(), self._info()
 
-    def _enqueue_arrivals(self) -> None:
-        assert self.table is not None and self.replica is not None
-        arrival = self.table.arrival
-        while self._next < self.table.n and arrival[self._next] <= self.replica.clock:
-            self.replica.enqueue(self._next, arrival[self._next])
-            self._next += 1
+    def _arrive(self, rid: int, now: float) -> None:
+        assert self.replica is not None
+        self.replica.enqueue(rid, now)
 
     def _candidates(self) -> list[int]:
         assert self.replica is not None
-        return list(self.replica.waiting)[: self.window]
+        return self._scheduler.candidates(self.replica)
 
     def _next_event(self) -> float:
         """The next arrival, or just past the next queue timeout (so that it fires)."""
-        assert self.replica is not None and self.table is not None
-        arrival = float(self.table.arrival[self._next]) if self._next < self.table.n else np.inf
-        return min(arrival, float(np.nextafter(self.replica.next_timeout(), np.inf)))
+        assert self.replica is not None and self.loop is not None
+        return min(self.loop.next_time(), float(np.nextafter(self.replica.next_timeout(), np.inf)))
 
     def action_masks(self) -> np.ndarray:
         mask = np.zeros(self.window + 1, dtype=bool)
@@ -121,30 +150,17 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
             mask[slot] = self.replica.admissible(rid)
         # Running (or waiting) is allowed unless the batch is empty and nothing will happen.
         r = self.replica
-        mask[self.window] = bool(r.n or r._pending_swap_s or np.isfinite(self._next_event()) or not mask.any())
+        mask[self.window] = bool(r.n or r.pending_swap_s or np.isfinite(self._next_event()) or not mask.any())
         return mask
 
     def _done(self) -> bool:
-        assert self.table is not None and self.replica is not None
-        return self._next >= self.table.n and not self.replica.has_work
+        assert self.table is not None and self.replica is not None and self.loop is not None
+        return not self.loop.pending() and not self.replica.has_work
 
     def _advance_to_decision(self) -> None:
-        """Run the simulator until an admission decision exists or the episode is over."""
-        replica = self.replica
-        assert replica is not None and self.table is not None
-        while True:
-            self._enqueue_arrivals()
-            replica._drop_timed_out()
-            replica._swap_in()
-            if self.action_masks()[: self.window].any() or self._done():
-                return
-            next_event = self._next_event()
-            if not replica.has_work:
-                replica.clock = max(replica.clock, next_event)
-            elif replica.waiting and not replica.n and not replica.swapped and not replica._pending_swap_s:
-                replica._fail_unservable(replica.waiting[0])
-            elif not replica.fast_forward(next_event):
-                replica.run_iteration()
+        """Run the event loop until the agent has an admission to decide or the episode is over."""
+        assert self.loop is not None
+        self.loop.run()
 
     def _score(self) -> float:
         """Cumulative score: +1 per request finished within the SLO, -1 per late, timed-out or
@@ -174,11 +190,11 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
                 # A masked admission (an agent that ignores the mask) counts as "run".
                 a = self.window
         if a == self.window:
-            if self.replica.n or self.replica._pending_swap_s:
+            if self.replica.n or self.replica.pending_swap_s:
                 self.replica.run_iteration()
             else:
                 # Waiting with an empty batch: idle until the next arrival or timeout.
-                self.replica.clock = max(self.replica.clock, self._next_event())
+                self.replica.idle_until(self._next_event())
             self._advance_to_decision()
         score = self._score()
         reward = score - self._scored
@@ -200,7 +216,7 @@ class LLMServingEnv(gym.Env[np.ndarray, np.int64]):
         for slot, rid in enumerate(self._candidates()):
             base = N_REPLICA_FEATURES + N_SLOT_FEATURES * slot
             obs[base] = 1.0
-            obs[base + 1] = min(r._prefill_len(rid) / cfg.max_batched_tokens, 1.0)
+            obs[base + 1] = min(r.prefill_len(rid) / cfg.max_batched_tokens, 1.0)
             obs[base + 2] = min((r.clock - t.arrival[rid]) / (10 * self.slo.ttft_s), 1.0)
         return obs
 

@@ -1,35 +1,29 @@
-"""Multi-turn agent programs on the serving simulator: KV-cache time-to-live and program FCFS.
+"""Multi-turn agent programs on the serving kernel: KV-cache time-to-live and program FCFS.
 
-Each turn of a program is one request of the underlying ``Replica``. When a turn that ends in
-a tool call finishes, its KV cache (prompt + output) is pinned on the replica until a TTL
-policy decides how long to keep it (a *decision point*): pinned blocks stay allocated and
-count against memory. If the next turn arrives before the TTL expires, the pin holds until
-the turn is admitted and its prefill skips the cached context; otherwise the blocks return to
-the free pool.
-
-Blocks returned to the free pool keep their contents until reused, as vLLM's automatic prefix
-caching does: the free pool is a FIFO of released blocks (a request's tail blocks enter it
-first, so its prefix survives longest) and a later turn of the same program reuses whatever
-prefix of its old blocks has not been handed out yet. The FIFO position is tracked with two
-counters rather than a list: blocks taken from the head = used - prefix hits + released. A
-prefix hit removes blocks from the middle of the FIFO, which this bookkeeping ignores: blocks
-behind it are evicted a little later than in vLLM, which favours the evict-at-once baseline.
-A request preempted by recompute re-prefills without a prefix hit.
+Each turn of a program is one request of a kernel ``Replica``. When a turn that ends in a tool
+call finishes, its KV cache (prompt + output) is pinned on the replica by its
+``PrefixCacheKVManager`` until a TTL policy decides how long to keep it (a *decision point*):
+pinned blocks stay allocated and count against memory. If the next turn arrives before the TTL
+expires, the pin holds until the turn is admitted and its prefill skips the cached context;
+otherwise the blocks return to the free pool, where vLLM-style automatic prefix caching may
+still hit them (``prefix_cache.py``). A request preempted by recompute re-prefills without a
+prefix hit.
 
 Scheduling: request-level FCFS (vLLM: turns in arrival order) or program-level FCFS
 (Continuum: a turn queues by its program's arrival time, so programs already under way go
-first). Programs are routed to a replica at their first turn and keep it (their KV cache lives
+first): ``schedulers.FCFSScheduler`` and ``schedulers.ProgramFCFSScheduler``. Programs are
+routed to a replica at their first turn (a kernel ``Router``) and keep it (their KV cache lives
 there). An optional concurrency cap starts a program only when fewer than ``concurrency`` run.
 
-The driver is pull-based so that a policy or a gymnasium agent can make the decisions:
-``next_decision()`` simulates until a tool call needs a TTL, ``decide(ttl)`` applies it;
-``run(policy)`` loops the two.
+The kernel's event loop (watched: a finished turn schedules its tool call's end) carries
+program starts, turn arrivals and pin expiries. The driver is pull-based so that a policy or a
+gymnasium agent can make the decisions: ``next_decision()`` simulates until a tool call needs a
+TTL, ``decide(ttl)`` applies it; ``run(policy)`` loops the two.
 """
 
 from __future__ import annotations
 
-import bisect
-import heapq
+import functools
 import math
 from collections import deque
 from collections.abc import Callable
@@ -39,25 +33,16 @@ import numpy as np
 
 from infragym.datasets.agent_programs import AgentPrograms
 from infragym.datasets.llm_traces import RequestTrace
-from infragym.envs.serving.simulator import FINISHED, ROUTERS, SLO, Replica, ReplicaConfig, RequestTable
+from infragym.envs.serving.events import EventLoop
+from infragym.envs.serving.policies import make_router
+from infragym.envs.serving.prefix_cache import Pin, PrefixCacheKVManager
+from infragym.envs.serving.schedulers import FCFSScheduler, ProgramFCFSScheduler
+from infragym.envs.serving.simulator import FINISHED, SLO, Replica, ReplicaConfig, RequestTable
 
 SCHEDULERS = ("request_fcfs", "program_fcfs")
+# Event kinds, in their order at equal times: a turn's arrival, a program's start, a pin's expiry.
 _ARRIVE, _START, _EXPIRE = 0, 1, 2
 QUEUE_DELAY_EWMA = 0.1  # weight of the newest admission wait in the replica's queue-delay estimate
-
-
-@dataclass
-class Pin:
-    """A program's KV cache held across a tool call."""
-
-    rid: int  # the finished turn whose cache this is
-    blocks: int
-    tokens: int
-    since: float
-    version: int
-    expiry: float = math.inf
-    decided: bool = False
-    arrived: bool = False  # the next turn is queued: hold until it is admitted
 
 
 @dataclass(frozen=True)
@@ -77,235 +62,6 @@ class Decision:
     running: int
     free_fraction: float
     pinned_fraction: float
-
-
-class ProgramReplica(Replica):
-    """A replica that pins finished turns' KV caches and reuses cached prefixes."""
-
-    def __init__(
-        self,
-        index: int,
-        config: ReplicaConfig,
-        table: RequestTable,
-        slo: SLO,
-        sim: ProgramSimulation,
-    ) -> None:
-        super().__init__(index, config, table, slo)
-        self.sim = sim
-        self.pins: dict[int, Pin] = {}
-        self.prefix: dict[int, tuple[int, int, int]] = {}  # program -> (FIFO end index, blocks, tokens)
-        self.pinned_blocks = 0
-        self.prefix_hit_blocks = 0
-        # The free FIFO: positions 0 .. total_blocks - 1 are the initially free blocks; the
-        # k-th block ever released gets position total_blocks + k. ``_head`` is the position
-        # the allocator takes next; ``_removed`` holds ranges taken out of the middle by
-        # prefix hits (sorted, all at or after the head), which the head skips.
-        self._head = 0
-        self._popped = 0
-        self._removed: list[tuple[int, int]] = []
-        self.pinned_block_s = 0.0
-        self.queue_delay_s = 0.0
-        self._pin_version = 0
-
-    # ------------------------------------------------------------------ queueing
-    def enqueue(self, rid: int, now: float) -> None:
-        super().enqueue(rid, now)
-        if self.sim.scheduler == "program_fcfs":
-            key = self.sim.priority
-            waiting = self.waiting
-            # Move it forward past later programs' turns (never past a preempted, started turn).
-            j = len(waiting) - 1
-            while j > 0 and key[waiting[j - 1]] > key[rid] and self.table.generated[waiting[j - 1]] == 0:
-                j -= 1
-            if j != len(waiting) - 1:
-                waiting.pop()
-                waiting.insert(j, rid)
-
-    # ------------------------------------------------------------------ prefix reuse
-    def _advance_head(self) -> None:
-        """Move the FIFO head by the blocks allocated since the last call. Blocks taken from
-        the head so far = used - prefix hits + released (every other allocation pops it)."""
-        popped = (self.total_blocks - self.free_blocks) - self.prefix_hit_blocks + self.blocks_released
-        k = popped - self._popped
-        self._popped = popped
-        while k > 0:
-            if not self._removed:
-                self._head += k
-                return
-            start, end = self._removed[0]
-            gap = start - self._head
-            if k < gap:
-                self._head += k
-                return
-            k -= gap
-            self._head = end
-            self._removed.pop(0)
-
-    def _surviving_prefix_blocks(self, program: int) -> int:
-        """Blocks of the program's released cache not yet handed out: its prefix (a request's
-        tail blocks enter the FIFO first)."""
-        self._advance_head()
-        end, blocks, _ = self.prefix[program]
-        return min(max(end - self._head, 0), blocks)
-
-    def _take_prefix(self, program: int, hits: int) -> None:
-        """The program's next turn reuses ``hits`` surviving blocks of its released cache: they
-        leave the middle of the free-block FIFO (a range the head will skip)."""
-        end = self.prefix.pop(program)[0]
-        if hits:
-            self._advance_head()
-            bisect.insort(self._removed, (end - hits, end))
-            self.prefix_hit_blocks += hits
-
-    def cached_tokens(self, rid: int) -> int:
-        """Context tokens of ``rid`` already in the KV cache (pinned or a surviving prefix)."""
-        if self.table.generated[rid]:
-            return 0  # preempted by recompute: prefilled again from scratch
-        program = int(self.sim.program_of[rid])
-        pin = self.pins.get(program)
-        if pin is not None:
-            return pin.tokens
-        if program in self.prefix:
-            blocks = self._surviving_prefix_blocks(program)
-            return min(blocks, self.prefix[program][2] // self.config.block_size) * self.config.block_size
-        return 0
-
-    def _prefill_len(self, rid: int) -> int:
-        t = self.table
-        return int(t.prompt[rid] + t.generated[rid]) - self.cached_tokens(rid)
-
-    def _blocks_to_admit(self, rid: int, length: int) -> int:
-        t = self.table
-        total = -(-(int(t.prompt[rid] + t.generated[rid]) + 1) // self.config.block_size)
-        pin = self.pins.get(int(self.sim.program_of[rid]))
-        return total - (pin.blocks if pin is not None and not t.generated[rid] else 0)
-
-    def _admit_unchecked(self, rid: int) -> None:
-        t = self.table
-        program = int(self.sim.program_of[rid])
-        cached = self.cached_tokens(rid)
-        total_tokens = int(t.prompt[rid] + t.generated[rid])
-        total = -(-(total_tokens + 1) // self.config.block_size)
-        pin = self.pins.get(program)
-        if pin is not None and not t.generated[rid]:
-            # The pinned blocks become this turn's: they are not taken from the free pool.
-            del self.pins[program]
-            self._pin_over(pin, self.clock)
-            self.free_blocks += pin.blocks
-        elif program in self.prefix:
-            self._take_prefix(program, cached // self.config.block_size)
-        self._append_running(rid, context=cached, prefill=total_tokens - cached, blocks=total)
-        if not t.generated[rid]:
-            self.sim.cached[rid] = cached
-            self.queue_delay_s += QUEUE_DELAY_EWMA * (self.clock - t.arrival[rid] - self.queue_delay_s)
-
-    # ------------------------------------------------------------------ pins
-    def _release(self, rid: int, blocks: int) -> None:
-        sim = self.sim
-        if sim.next_turn[rid] < 0:  # the program's last turn: nothing to keep
-            super()._release(rid, blocks)
-            sim._program_finished(int(sim.program_of[rid]), self.clock)
-            self.horizon = self.clock
-            return
-        program = int(sim.program_of[rid])
-        t = self.table
-        self._pin_version += 1
-        self.pins[program] = Pin(
-            rid=rid,
-            blocks=blocks,
-            tokens=int(t.prompt[rid] + t.target[rid]),
-            since=self.clock,
-            version=self._pin_version,
-        )
-        self.pinned_blocks += blocks
-        sim._turn_finished(rid, self)
-        self.horizon = self.clock  # stop: the decision (and the next turn's arrival) come first
-
-    def _pin_over(self, pin: Pin, now: float) -> None:
-        self.pinned_blocks -= pin.blocks
-        held = max(now - pin.since, 0.0)
-        self.pinned_block_s += pin.blocks * held
-        self.sim.pin_block_s[pin.rid] = pin.blocks * held
-
-    def unpin(self, program: int, now: float) -> None:
-        """Return a pinned cache to the free pool (its prefix stays reusable until evicted)."""
-        pin = self.pins.pop(program)
-        self._pin_over(pin, now)
-        self.free_blocks += pin.blocks
-        self.blocks_released += pin.blocks
-        self.prefix[program] = (self.total_blocks + self.blocks_released, pin.blocks, pin.tokens)
-
-    def expire(self, program: int, version: int, now: float) -> None:
-        pin = self.pins.get(program)
-        if pin is not None and pin.version == version and not pin.arrived:
-            self.unpin(program, now)
-
-    def _make_room(self) -> float:
-        """A pin never preempts a running request: when a decode step needs blocks, decided
-        pins are released first (the soonest to expire first); only then is the newest running
-        request preempted."""
-        decided = [p for p, pin in self.pins.items() if pin.decided]
-        if decided:
-            self.unpin(min(decided, key=lambda p: self.pins[p].expiry), self.clock)
-            return 0.0
-        return self._preempt_last()
-
-    def turn_arrives(self, rid: int, now: float) -> None:
-        pin = self.pins.get(int(self.sim.program_of[rid]))
-        if pin is not None:
-            pin.arrived = True
-        self.enqueue(rid, now)
-
-    def step_fcfs(self) -> None:
-        """FCFS in the queue's order; if the head cannot run even on an idle replica because
-        other programs' pins hold the memory, those pins are released first."""
-        self._swap_in()
-        waiting = self.waiting
-        while waiting and self.admissible(waiting[0]):
-            self._admit_unchecked(waiting.popleft())
-        if waiting and not self.n and not self.swapped:
-            head = int(self.sim.program_of[waiting[0]])
-            others = [p for p in self.pins if p != head]
-            if others:
-                for p in others:
-                    self.unpin(p, self.clock)
-                return
-            self._fail_unservable(waiting[0])
-            return
-        self.run_iteration()
-
-    def audit(self) -> None:
-        """The base ledger check with pinned blocks counted as used, plus the pin records."""
-        if sum(pin.blocks for pin in self.pins.values()) != self.pinned_blocks:
-            raise AssertionError(f"replica {self.index}: pinned block count out of date")
-        self.free_blocks += self.pinned_blocks  # the base ledger counts running requests only
-        try:
-            super().audit()
-        finally:
-            self.free_blocks -= self.pinned_blocks
-        if self._head > self.total_blocks + self.blocks_released:
-            raise AssertionError(f"replica {self.index}: free-pool head beyond the released blocks")
-
-    def _fail_unservable(self, rid: int) -> None:
-        """A turn that cannot fit even alone fails, and its program is aborted: its pinned or
-        cached context is released and its later turns never come."""
-        super()._fail_unservable(rid)
-        program = int(self.sim.program_of[rid])
-        if program in self.pins:
-            self.unpin(program, self.clock)
-        self.prefix.pop(program, None)
-        self.sim._program_aborted(program, self.clock)
-        self.horizon = self.clock
-
-    def reload_seconds(self, tokens: int) -> float:
-        """Time to prefill ``tokens`` of context alone on this replica (in budget-sized chunks)."""
-        budget = self.config.max_batched_tokens
-        seconds, done = 0.0, 0
-        while done < tokens:
-            chunk = min(budget, tokens - done)
-            seconds += self._iteration_seconds(chunk, chunk * (done + chunk / 2.0), 0, 0)
-            done += chunk
-        return seconds
 
 
 class ProgramSimulation:
@@ -333,8 +89,7 @@ class ProgramSimulation:
     ) -> None:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
-        if router not in ROUTERS:
-            raise ValueError(f"router must be one of {ROUTERS}, got {router!r}")
+        make_router(router)  # refuse an unknown router now
         if n_replicas <= 0 or (concurrency is not None and concurrency <= 0):
             raise ValueError("n_replicas and concurrency must be positive")
         self.programs = programs
@@ -364,25 +119,57 @@ class ProgramSimulation:
         self.assigned = np.full(len(programs), -1, dtype=np.int64)
         config = replica or ReplicaConfig(chunked_prefill=True)
         slo = SLO(queue_timeout_s=math.inf)  # agent turns wait; they are never dropped
-        self.replicas = [ProgramReplica(i, config, self.table, slo, self) for i in range(n_replicas)]
-        self._heap: list[tuple[float, int, int, int, int]] = []
-        self._seq = 0
+        kv_manager = functools.partial(
+            PrefixCacheKVManager,
+            group_of=self.program_of,
+            context_tokens=self.table.prompt + self.table.target,
+            keep=lambda rid: bool(self.next_turn[rid] >= 0),
+            pin_block_s=self.pin_block_s,
+        )
+        policy = ProgramFCFSScheduler(self.priority) if scheduler == "program_fcfs" else FCFSScheduler()
+        self.replicas = [
+            Replica(i, config, self.table, slo, scheduler=policy, kv_manager=kv_manager) for i in range(n_replicas)
+        ]
+        self.queue_delay_s = [0.0] * n_replicas  # per replica: EWMA of turns' admission waits
+        for r in self.replicas:
+            r.listener = self
+        self.router = router
+        self._router = make_router(router)
+        self.loop = EventLoop(self.replicas, watch=True)
         for p, t in enumerate(programs.arrival_s):
-            self._push(float(t), _START, p)
+            self.loop.at(float(t), self._start, p, order=_START)
         self._pending: deque[Decision] = deque()
         self._queued_programs: deque[int] = deque()
         self._active = 0
-        self._next_rr = 0
         self.resolved: list[tuple[int, float, float]] = []  # (decision rid, next turn's latency, pinned block-s)
 
-    # ------------------------------------------------------------------ events
-    def _push(self, time: float, kind: int, x: int, version: int = 0) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (time, kind, self._seq, x, version))
+    # ------------------------------------------------------------------ the replicas' listener
+    def on_admit(self, replica: Replica, rid: int, cached: int) -> None:
+        t = self.table
+        if not t.generated[rid]:
+            self.cached[rid] = cached
+            delay = self.queue_delay_s[replica.index]
+            self.queue_delay_s[replica.index] = delay + QUEUE_DELAY_EWMA * (replica.clock - t.arrival[rid] - delay)
 
-    def _turn_finished(self, rid: int, replica: ProgramReplica) -> None:
+    def on_finish(self, replica: Replica, rid: int) -> None:
+        if self.next_turn[rid] < 0:  # the program's last turn: nothing kept
+            self._program_finished(int(self.program_of[rid]), replica.clock)
+        else:
+            self._turn_finished(rid, replica)
+        replica.interrupt()  # stop: the decision (and the next turn's arrival) come first
+
+    def on_fail(self, replica: Replica, rid: int) -> None:
+        """A turn that cannot fit even alone fails, and its program is aborted: its pinned or
+        cached context was released by the KV manager and its later turns never come."""
+        self._program_aborted(int(self.program_of[rid]), replica.clock)
+        replica.interrupt()
+
+    # ------------------------------------------------------------------ events
+    def _turn_finished(self, rid: int, replica: Replica) -> None:
         t = self.table
         ctx = int(t.prompt[rid] + t.target[rid])
+        kv = replica.kv
+        assert isinstance(kv, PrefixCacheKVManager)
         self._pending.append(
             Decision(
                 rid=rid,
@@ -392,14 +179,15 @@ class ProgramSimulation:
                 time=replica.clock,
                 context_tokens=ctx,
                 blocks=int(replica.blocks_for(ctx)),
-                reload_s=replica.reload_seconds(ctx),
-                queue_delay_s=replica.queue_delay_s,
+                reload_s=replica.prefill_seconds(ctx),
+                queue_delay_s=self.queue_delay_s[replica.index],
                 queue_len=len(replica.waiting),
                 running=replica.n,
-                free_fraction=replica.free_blocks / replica.total_blocks,
-                pinned_fraction=replica.pinned_blocks / replica.total_blocks,
+                free_fraction=kv.free_blocks / kv.total_blocks,
+                pinned_fraction=kv.pinned_blocks / kv.total_blocks,
             )
         )
+        self.loop.pause()
         self._resolve(rid)
 
     def _resolve(self, rid: int) -> None:
@@ -414,67 +202,51 @@ class ProgramSimulation:
         self._resolve(int(self.programs.offsets[program + 1] - 1))
         self._active -= 1
         if self._queued_programs:
-            self._push(now, _START, self._queued_programs.popleft())
+            self.loop.at(now, self._start, self._queued_programs.popleft(), order=_START)
 
     def _program_aborted(self, program: int, now: float) -> None:
         self.program_failed[program] = True
         self._active -= 1
         if self._queued_programs:
-            self._push(now, _START, self._queued_programs.popleft())
+            self.loop.at(now, self._start, self._queued_programs.popleft(), order=_START)
 
-    def _start(self, program: int, now: float) -> None:
+    def _start(self, now: float, program: int) -> None:
         if self.concurrency is not None and self._active >= self.concurrency:
             self._queued_programs.append(program)
             return
         self._active += 1
         self.program_start[program] = now
-        if self.router == "least_outstanding":
-            replica = min(self.replicas, key=lambda r: r.outstanding)
-        else:
-            replica = self.replicas[self._next_rr]
-            self._next_rr = (self._next_rr + 1) % len(self.replicas)
+        # The loop is watched: every replica is already current, as a load-reading router needs.
+        replica = self._router.route(self.replicas, int(self.programs.offsets[program]), now)
         self.assigned[program] = replica.index
         rid = int(self.programs.offsets[program])
         self.table.arrival[rid] = now
-        replica.turn_arrives(rid, now)
+        self._turn_arrives(replica, rid, now)
+
+    def _arrive(self, now: float, rid: int) -> None:
+        self.table.arrival[rid] = now
+        self._turn_arrives(self.replicas[self.assigned[self.program_of[rid]]], rid, now)
+
+    def _turn_arrives(self, replica: Replica, rid: int, now: float) -> None:
+        kv = replica.kv
+        assert isinstance(kv, PrefixCacheKVManager)
+        pin = kv.pins.get(int(self.program_of[rid]))
+        if pin is not None:
+            pin.arrived = True
+        replica.enqueue(rid, now)
+
+    def _expire(self, now: float, program: int, version: int) -> None:
+        kv = self.replicas[self.assigned[program]].kv
+        assert isinstance(kv, PrefixCacheKVManager)
+        kv.expire(program, version, now)
 
     # ------------------------------------------------------------------ driving
     def next_decision(self) -> Decision | None:
         """Simulate until a tool call needs its TTL; None once every program has finished."""
         while not self._pending:
-            if not self._heap:
-                busy = [r for r in self.replicas if r.has_work]
-                if not busy:
-                    return None
-                for r in busy:
-                    r.horizon = math.inf
-                    r.advance_until(math.inf)
-                    if self._pending or self._heap:
-                        break
-                continue
-            time, kind, seq, x, version = self._heap[0]
-            if not self._catch_up(time, seq):
-                continue  # a turn finished first: its decision or its program's end comes first
-            heapq.heappop(self._heap)
-            if kind == _START:
-                self._start(x, time)
-            elif kind == _ARRIVE:
-                self.table.arrival[x] = time
-                self.replicas[self.assigned[self.program_of[x]]].turn_arrives(x, time)
-            else:
-                self.replicas[self.assigned[x]].expire(x, version, time)
+            if self.loop.run():
+                return None if not self._pending else self._pending[0]
         return self._pending[0]
-
-    def _catch_up(self, time: float, seq: int) -> bool:
-        """Advance every replica to ``time``; False as soon as a finish created a decision or
-        an earlier event (replicas stop at every finish: see ``ProgramReplica._release``)."""
-        for r in self.replicas:
-            while r.has_work and r.clock < time:
-                r.horizon = math.inf
-                r.advance_until(time)
-                if self._pending or self._heap[0][2] != seq:
-                    return False
-        return True
 
     def decide(self, ttl_s: float) -> None:
         """Apply a TTL (seconds; <= 0 evicts at once) to the oldest pending decision."""
@@ -483,17 +255,18 @@ class ProgramSimulation:
         if not math.isfinite(ttl_s):
             raise ValueError(f"ttl_s must be a finite number of seconds, got {ttl_s!r}")
         d = self._pending.popleft()
-        replica = self.replicas[d.replica]
+        kv = self.replicas[d.replica].kv
+        assert isinstance(kv, PrefixCacheKVManager)
         ttl_s = max(float(ttl_s), 0.0)
         self.ttl[d.rid] = ttl_s
-        pin = replica.pins[d.program]
+        pin = kv.pins[d.program]
         pin.decided = True
         if ttl_s <= 0:
-            replica.unpin(d.program, d.time)
+            kv.unpin(d.program, d.time)
         else:
             pin.expiry = d.time + ttl_s
-            self._push(pin.expiry, _EXPIRE, d.program, pin.version)
-        self._push(d.time + float(self.programs.tool_duration_s[d.rid]), _ARRIVE, d.rid + 1)
+            self.loop.at(pin.expiry, self._expire, d.program, pin.version, order=_EXPIRE)
+        self.loop.at(d.time + float(self.programs.tool_duration_s[d.rid]), self._arrive, d.rid + 1, order=_ARRIVE)
 
     def run(self, policy: Callable[[Decision, ProgramSimulation], float]) -> dict[str, float]:
         """Run to the end with ``policy(decision, sim) -> ttl_s``; returns the metrics."""
@@ -532,11 +305,13 @@ class ProgramSimulation:
             "p95_ttft_s": float(np.percentile(ttft, 95)) if ttft.size else math.nan,
             "context_reuse": float(reused / history) if history else 0.0,
             "prefill_tokens": float((t.prompt - self.cached)[finished].sum()),
-            "pinned_memory_fraction": float(sum(r.pinned_block_s for r in self.replicas) / (total_blocks * makespan)),
+            "pinned_memory_fraction": float(
+                sum(r.kv.pinned_block_s for r in self.replicas) / (total_blocks * makespan)
+            ),
             "preemptions": float(t.preemptions.sum()),
             "makespan_s": makespan,
         }
         return metrics
 
 
-__all__ = ["SCHEDULERS", "Decision", "Pin", "ProgramReplica", "ProgramSimulation"]
+__all__ = ["SCHEDULERS", "Decision", "Pin", "ProgramSimulation"]

@@ -1,21 +1,24 @@
-"""Discrete-event simulator of LLM serving on a GPU cluster (continuous batching, paged KV).
+"""The serving kernel's entities: requests (``RequestTable``) and replicas (``Replica``).
 
-Replicas (a model on ``tp`` GPUs) run vLLM-style iterations: at each scheduling point the
-scheduler admits waiting requests (their prompts are prefilled in the next iteration) while
-KV blocks, the batched-token budget and the running-request cap allow; every running request
-then decodes one token per iteration. The KV cache is paged (blocks of ``block_size``
-tokens); when a decode step needs a block and none is free, the most recently admitted
-request is preempted (vLLM's policy): recomputed later, or swapped to host memory over PCIe
-at a cost. A global router assigns arrivals to replicas (round-robin, least outstanding).
+A replica (a model on ``tp`` GPUs) runs vLLM-style iterations: at each scheduling point its
+``ReplicaScheduler`` (``policies.py``) admits waiting requests (their prompts are prefilled in
+the next iteration) while KV blocks, the batched-token budget and the running-request cap allow;
+every running request then decodes one token per iteration. KV memory is the replica's
+``KVManager`` (``kv.py``: paged blocks of ``block_size`` tokens); when a decode step needs a
+block and none is free, the scheduler frees memory (vLLM: preempt the most recently admitted
+request, recomputed later or swapped to host memory over PCIe at a cost). Iteration times come
+from the calibrated ``cost_model.CostModel``, times ``time_scale`` (a per-replica multiplier: a
+frequency cap, a slower part).
+
+One event loop (``events.EventLoop``) drives replicas: the cluster run (``ServingCluster``,
+with a ``Router`` from ``routers.py``), the gymnasium envs and the agent-program simulator.
 
 Speed: between events (an arrival at the replica, a completion, a KV block running out) a
 decode-only batch is fast-forwarded in closed form: with the batch fixed, iteration ``j``
 costs ``base + slope x (context + n x j)`` (decode attention reads the growing KV cache), so
 ``k`` iterations cost an arithmetic series and the iteration at which a target time is
-crossed is the root of a quadratic. Per-request state is a struct of numpy arrays; the
-router's events come from the sorted trace (no heap is needed for one arrival stream).
-
-Iteration time constants come from ``cost_model.CostModel`` (calibrated roofline).
+crossed is the root of a quadratic. Per-request state is a struct of numpy arrays; the running
+batch lives in preallocated per-replica arrays.
 """
 
 from __future__ import annotations
@@ -23,20 +26,23 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from infragym.datasets.llm_traces import RequestTrace
 from infragym.envs.serving.cost_model import CostModel
+from infragym.envs.serving.events import EventLoop
 from infragym.envs.serving.hardware import BYTES_BF16, GPUS, MODELS
+from infragym.envs.serving.kv import SWAP_COPY_OVERHEAD_S, KVManager, PagedKVManager
+from infragym.envs.serving.policies import ReplicaScheduler, Router, make_router, make_scheduler
 
 # Request states.
 PENDING, WAITING, RUNNING, SWAPPED, FINISHED, FAILED, TIMED_OUT = range(7)
 STATE_NAMES = ("pending", "waiting", "running", "swapped", "finished", "failed", "timed_out")
-
-SWAP_COPY_OVERHEAD_S = 10e-6  # assumption: one small cudaMemcpyAsync (PAPERS.md: 64 x 32 KiB copies/block)
+PREEMPTION_MODES = ("recompute", "swap")
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class ReplicaConfig:
     activation_reserve_bytes: float = 2e9  # per GPU, for activations and the CUDA graph pool
 
     def __post_init__(self) -> None:
-        if self.preemption not in ("recompute", "swap"):
+        if self.preemption not in PREEMPTION_MODES:
             raise ValueError(f"preemption must be 'recompute' or 'swap', got {self.preemption!r}")
         if self.block_size <= 0 or self.max_batched_tokens <= 0 or self.max_running <= 0:
             raise ValueError("block_size, max_batched_tokens and max_running must be positive")
@@ -90,9 +96,14 @@ class SLO:
 
 
 class RequestTable:
-    """Per-request state and records (struct of arrays)."""
+    """Per-request state and records (struct of arrays).
 
-    def __init__(self, trace: RequestTrace) -> None:
+    ``target`` is each request's true output length (the simulator's oracle): a scheduler that
+    is not meant to know it reads predictions from ``columns`` instead. ``columns`` holds any
+    further per-request arrays a workload brings (SLO classes, deadlines, predicted lengths).
+    """
+
+    def __init__(self, trace: RequestTrace, columns: Mapping[str, np.ndarray] | None = None) -> None:
         n = len(trace)
         self.n = n
         self.arrival = trace.arrival_s.astype(np.float64)
@@ -108,21 +119,84 @@ class RequestTable:
         self.last_token = np.full(n, np.nan)
         self.completion = np.full(n, np.nan)
         self.max_tbt = np.zeros(n)
+        self.admitted = np.full(n, np.nan)  # first admission into a batch
+        self.columns: dict[str, np.ndarray] = {}
+        for key, values in (columns or {}).items():
+            values = np.asarray(values)
+            if len(values) != n:
+                raise ValueError(f"columns[{key!r}]: {len(values)} values for {n} requests")
+            self.columns[key] = values
+
+
+class ReplicaListener(Protocol):
+    """Who watches a replica's requests (the agent-program simulator): called at admission,
+    completion and failure. A listener may ``replica.interrupt()`` to stop the replica there
+    (its events come first)."""
+
+    def on_admit(self, replica: Replica, rid: int, cached: int) -> None: ...
+
+    def on_finish(self, replica: Replica, rid: int) -> None: ...
+
+    def on_fail(self, replica: Replica, rid: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    """A read-only snapshot of a replica's queue and batch, as arrays (for schedulers that
+    score requests: lengths so far, ages, memory)."""
+
+    clock: float
+    waiting: np.ndarray  # request ids, queue order
+    waiting_prompt: np.ndarray
+    waiting_generated: np.ndarray  # > 0: preempted by recompute after this many tokens
+    waiting_arrival: np.ndarray
+    running: np.ndarray  # request ids, admission order (slot order)
+    running_context: np.ndarray  # tokens in the KV cache
+    running_prefill_left: np.ndarray
+    running_generated: np.ndarray  # tokens generated so far
+    running_blocks: np.ndarray
+    swapped: np.ndarray
+    free_blocks: int
+    total_blocks: int
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
 
 
 class Replica:
-    """One replica's scheduler state and iteration loop.
+    """One replica: its running batch, its KV manager, its scheduler and its iteration loop.
 
     The running batch lives in preallocated arrays (``max_running`` slots, admission order,
     the newest last) holding each request's context, pending prefill, KV blocks and token
     records; a request's records are written back to the ``RequestTable`` when it leaves the
     batch (finished or preempted), so an iteration touches only the replica's own arrays.
 
-    The scheduling primitives (``admissible``, ``admit``, ``run_iteration``) are public so a
-    learned scheduler (the gymnasium env) can drive them; ``step_fcfs`` is the FCFS baseline.
+    Public mechanics (what schedulers, routers and drivers call): ``enqueue``, ``admissible``,
+    ``admit``/``admit_head``, ``preempt``, ``swap_in``, ``drop_timed_out``, ``fail``,
+    ``run_iteration``, ``fast_forward``, ``advance_until``, ``interrupt``, ``view``; state:
+    ``waiting``, ``swapped``, ``n``, ``run_ids``, ``ctx``, ``prefill_left``, ``kv``, ``clock``.
+
+    Args:
+        scheduler: the replica's ``ReplicaScheduler`` (default FCFS).
+        kv_manager: a factory ``(total_blocks, block_size, swap_s_per_block) -> KVManager``
+            (default ``PagedKVManager``).
+        fast_forward: closed-form decode stretches (False: every iteration is stepped; the
+            results are the same, a check of the closed form).
     """
 
-    def __init__(self, index: int, config: ReplicaConfig, table: RequestTable, slo: SLO) -> None:
+    def __init__(
+        self,
+        index: int,
+        config: ReplicaConfig,
+        table: RequestTable,
+        slo: SLO,
+        *,
+        scheduler: ReplicaScheduler | None = None,
+        kv_manager: Callable[[int, int, float], KVManager] | None = None,
+        fast_forward: bool = True,
+    ) -> None:
         self.index = index
         self.config = config
         self.table = table
@@ -137,27 +211,28 @@ class Replica:
         shards = min(config.tp, model.kv_heads)
         kv_per_gpu_per_token = model.kv_bytes_per_token / shards
         block_bytes_per_gpu = config.block_size * kv_per_gpu_per_token
-        self.total_blocks = int(kv_bytes // (block_bytes_per_gpu * config.tp))
-        if self.total_blocks <= 0:
+        total_blocks = int(kv_bytes // (block_bytes_per_gpu * config.tp))
+        if total_blocks <= 0:
             raise ValueError(f"{model.name} does not fit on {config.tp} x {gpu.name} with room for a KV cache")
-        self.free_blocks = self.total_blocks
+        # Every GPU swaps its own shard over its own PCIe link, in parallel.
+        swap_s_per_block = 2 * model.layers * SWAP_COPY_OVERHEAD_S + block_bytes_per_gpu / gpu.pcie_bandwidth
+        self.kv: KVManager = (kv_manager or PagedKVManager)(total_blocks, config.block_size, swap_s_per_block)
         # Iteration-time tables, by tokens in the batch and by sampled tokens.
         tokens = np.arange(config.max_batched_tokens + config.max_running + 2, dtype=np.float64)
         self._layers_s = model.layers * self.cost.layer_time(np.maximum(tokens, 1.0))
         self._head_s = self.cost.lm_head_time(tokens)
         eff = self.cost.eff
+        attention = self.kv.attention_cost_factor
         self._overhead_s = eff.iteration_overhead_s
-        self._kv_read_s_per_token = kv_per_gpu_per_token / (gpu.hbm_bandwidth * eff.mem_eff)
+        self._kv_read_s_per_token = kv_per_gpu_per_token / (gpu.hbm_bandwidth * eff.mem_eff) * attention
         self._attn_flop_s = (
             4.0 * model.layers * (model.q_heads / config.tp) * model.head_dim / (gpu.peak_flops * eff.flop_eff)
-        )
-        # Every GPU swaps its own shard over its own PCIe link, in parallel.
-        self._swap_s_per_block = 2 * model.layers * SWAP_COPY_OVERHEAD_S + block_bytes_per_gpu / gpu.pcie_bandwidth
+        ) * attention
+        self.time_scale = 1.0  # iteration-time multiplier (a frequency cap: > 1), set between events
         self._pending_swap_s = 0.0  # swap-in time charged to the next iteration
         self.clock = 0.0
         self.waiting: deque[int] = deque()
         self.swapped: deque[int] = deque()
-        self.swapped_blocks = 0
         self.iterations = 0
         self.busy_s = 0.0
         self.kv_log_t = array("d")
@@ -186,10 +261,35 @@ class Replica:
         self._resuming: dict[int, float] = {}  # swapped-in request -> its last token time
         self.seg_max = array("d")  # longest iteration of each logged segment (ends: kv_log_t)
         self._decoding = 0  # slots with nothing left to prefill
-        self.blocks_released = 0  # KV blocks ever returned to the free pool (prefix-cache LRU clock)
-        self.horizon = math.inf  # advance_until stops here too (moved by subclasses' events)
+        self._interrupted = False
+        self.fast_forward_enabled = fast_forward
+        self.listener: ReplicaListener | None = None
+        self.tracer: Any = None  # a trace.ChromeTrace while tracing (None: no cost)
+        self.scheduler: ReplicaScheduler = make_scheduler(scheduler).bind(self)
+
+    @property
+    def scheduler(self) -> ReplicaScheduler:
+        return self._scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: ReplicaScheduler) -> None:
+        self._scheduler = scheduler
+        # Call the finish hook only for schedulers that use it (none: no cost per completion).
+        self._scheduler_on_finish = type(scheduler).on_finish is not ReplicaScheduler.on_finish
 
     # ------------------------------------------------------------------ views and helpers
+    @property
+    def free_blocks(self) -> int:
+        return self.kv.free_blocks
+
+    @property
+    def total_blocks(self) -> int:
+        return self.kv.total_blocks
+
+    @property
+    def swapped_blocks(self) -> int:
+        return self.kv.swapped_blocks
+
     @property
     def run_ids(self) -> np.ndarray:
         return self._ids[: self.n]
@@ -201,6 +301,11 @@ class Replica:
     @property
     def prefill_left(self) -> np.ndarray:
         return self._pre[: self.n]
+
+    @property
+    def generated_running(self) -> np.ndarray:
+        """Tokens each running request has generated so far."""
+        return self._target[: self.n] - self._rem[: self.n]
 
     @property
     def blocks(self) -> np.ndarray:
@@ -219,29 +324,70 @@ class Replica:
     def has_work(self) -> bool:
         return bool(self.n or self.waiting or self.swapped)
 
-    def _prefill_len(self, rid: int) -> int:
-        """Tokens to prefill on (re)admission: the prompt plus anything generated before a
-        recompute preemption."""
+    @property
+    def pending_swap_s(self) -> float:
+        """Swap-in seconds the next iteration pays."""
+        return self._pending_swap_s
+
+    def view(self) -> ReplicaView:
+        """The queue and the batch as read-only arrays."""
         t = self.table
-        return int(t.prompt[rid] + t.generated[rid])
+        waiting = np.fromiter(self.waiting, dtype=np.int64, count=len(self.waiting))
+        n = self.n
+        return ReplicaView(
+            clock=self.clock,
+            waiting=_read_only(waiting),
+            waiting_prompt=_read_only(t.prompt[waiting]),
+            waiting_generated=_read_only(t.generated[waiting]),
+            waiting_arrival=_read_only(t.arrival[waiting]),
+            running=_read_only(self._ids[:n].copy()),
+            running_context=_read_only(self._ctx[:n].copy()),
+            running_prefill_left=_read_only(self._pre[:n].copy()),
+            running_generated=_read_only(self.generated_running),
+            running_blocks=_read_only(self.blocks),
+            swapped=_read_only(np.fromiter(self.swapped, dtype=np.int64, count=len(self.swapped))),
+            free_blocks=self.kv.free_blocks,
+            total_blocks=self.kv.total_blocks,
+        )
+
+    def prefill_len(self, rid: int) -> int:
+        """Tokens to prefill on (re)admission: the prompt plus anything generated before a
+        recompute preemption, less what the KV manager has cached."""
+        t = self.table
+        generated = int(t.generated[rid])
+        return int(t.prompt[rid]) + generated - self.kv.cached_tokens(rid, generated)
+
+    def prefill_seconds(self, tokens: int) -> float:
+        """Time to prefill ``tokens`` of context alone on this replica (in budget-sized chunks)."""
+        budget = self.config.max_batched_tokens
+        seconds, done = 0.0, 0
+        while done < tokens:
+            chunk = min(budget, tokens - done)
+            seconds += self._iteration_seconds(chunk, chunk * (done + chunk / 2.0), 0, 0)
+            done += chunk
+        return seconds
 
     def enqueue(self, rid: int, now: float) -> None:
-        if not self.has_work and self.clock < now:
+        """Request ``rid`` arrives at ``now``; the scheduler places it in the queue."""
+        if not (self.n or self.waiting or self.swapped) and self.clock < now:
             self.clock = now  # idle until this arrival
         self.table.state[rid] = WAITING
         self.table.replica[rid] = self.index
-        self.waiting.append(rid)
+        self._scheduler.enqueue(self, rid)
 
-    def _drop_timed_out(self) -> None:
+    def drop_timed_out(self) -> None:
         """Drop never-started requests that waited longer than the queue timeout. Preempted
         requests (at the front, already started) never time out; behind them, never-started
         requests are in arrival order, so the scan stops at the first one still in time."""
         t = self.table
         waiting = self.waiting
+        timeout = self.slo.queue_timeout_s
+        if not waiting or (t.generated[waiting[0]] == 0 and self.clock - t.arrival[waiting[0]] <= timeout):
+            return  # the common case: nothing to drop
         started: list[int] = []
         while waiting and t.generated[waiting[0]] > 0:
             started.append(waiting.popleft())
-        while waiting and self.clock - t.arrival[waiting[0]] > self.slo.queue_timeout_s:
+        while waiting and self.clock - t.arrival[waiting[0]] > timeout:
             rid = waiting.popleft()
             t.state[rid] = TIMED_OUT
             t.completion[rid] = self.clock
@@ -265,11 +411,18 @@ class Replica:
         self._rem[i] = t.target[rid] - t.generated[rid]
         self._target[i] = t.target[rid]
         self.n = i + 1
-        self.free_blocks -= blocks
         self._pending_prefill += prefill
         self._prefilling += prefill > 0
         self._decoding += prefill == 0
         t.state[rid] = RUNNING
+
+    def _remove_slot(self, i: int) -> None:
+        """Close slot ``i``'s gap, keeping admission order."""
+        n = self.n
+        if i != n - 1:
+            for buffer in self._buffers:
+                buffer[i : n - 1] = buffer[i + 1 : n]
+        self.n = n - 1
 
     def _write_back(self, slots: np.ndarray | slice) -> np.ndarray:
         """Copy the records of ``slots`` to the request table; returns their ids.
@@ -293,6 +446,15 @@ class Replica:
         if self.n:
             self._write_back(slice(0, self.n))
 
+    def idle_until(self, time: float) -> None:
+        """Start nothing before ``time`` (the clock moves there if it is earlier)."""
+        if time > self.clock:
+            self.clock = time
+
+    def interrupt(self) -> None:
+        """Stop ``advance_until`` after the current step (a listener's events come first)."""
+        self._interrupted = True
+
     # ------------------------------------------------------------------ scheduling primitives
     def batch_tokens(self) -> int:
         """Tokens already planned for the next iteration (decodes + admitted prefills)."""
@@ -303,88 +465,115 @@ class Replica:
         cfg = self.config
         if self.n >= cfg.max_running:
             return False
-        length = self._prefill_len(rid)
+        t = self.table
+        generated = int(t.generated[rid])
+        tokens = int(t.prompt[rid]) + generated
+        kv = self.kv
+        length = tokens - kv.cached_tokens(rid, generated)
         if cfg.chunked_prefill:
-            if self.batch_tokens() >= cfg.max_batched_tokens:
+            if self._decoding + self._pending_prefill >= cfg.max_batched_tokens:
                 return False
-        elif self.batch_tokens() + length > cfg.max_batched_tokens:
+        elif self._decoding + self._pending_prefill + length > cfg.max_batched_tokens:
             # A preempted request whose prompt + generated tokens outgrew the budget is
             # recomputed on its own (no other prefill in the iteration); a fresh prompt beyond
             # the budget is refused, as vLLM refuses prompts beyond its limit.
-            if self.table.generated[rid] == 0 or self._pending_prefill:
+            if generated == 0 or self._pending_prefill:
                 return False
-        return self._blocks_to_admit(rid, length) <= self.free_blocks
-
-    def _blocks_to_admit(self, rid: int, length: int) -> int:
-        """Free blocks that admitting ``rid`` (prefilling ``length`` tokens) takes: the prompt
-        and the token the prefill emits."""
-        return -(-(length + 1) // self.config.block_size)
+        return kv.blocks_to_admit(rid, tokens, generated) <= kv.free_blocks
 
     def admit(self, rid: int) -> None:
-        """Move a waiting request into the running batch (its prefill runs next iteration)."""
+        """Move a waiting request (anywhere in the queue) into the running batch (its prefill
+        runs next iteration)."""
         if not self.admissible(rid):
             raise ValueError(f"request {rid} is not admissible on replica {self.index}")
         if self.waiting[0] == rid:
             self.waiting.popleft()
         else:
             self.waiting.remove(rid)
-        self._admit_unchecked(rid)
+        self._admit(rid)
 
-    def _admit_unchecked(self, rid: int) -> None:
-        length = self._prefill_len(rid)
-        # Reserve the prompt and the token the prefill emits, so the prefill never stalls.
-        self._append_running(rid, context=0, prefill=length, blocks=-(-(length + 1) // self.config.block_size))
+    def admit_head(self) -> None:
+        """Admit the queue's head; the caller has checked ``admissible``."""
+        self._admit(self.waiting.popleft())
 
-    def _swap_in(self) -> float:
+    def _admit(self, rid: int) -> None:
+        t = self.table
+        generated = int(t.generated[rid])
+        tokens = int(t.prompt[rid]) + generated
+        kv = self.kv
+        cached = kv.cached_tokens(rid, generated)
+        # Reserve the context and the token the prefill emits, so the prefill never stalls.
+        blocks = -(-(tokens + 1) // self.config.block_size)
+        kv.allocate(rid, blocks, cached=cached, generated=generated, now=self.clock)
+        self._append_running(rid, context=cached, prefill=tokens - cached, blocks=blocks)
+        if generated == 0:
+            t.admitted[rid] = self.clock
+        if self.tracer is not None:
+            self.tracer.admit(self, rid)
+        if self.listener is not None:
+            self.listener.on_admit(self, rid, cached)
+
+    def swap_in(self) -> float:
         """Bring swapped requests back first (vLLM prioritises them); returns the PCIe time."""
         t = self.table
         seconds = 0.0
+        kv = self.kv
         while self.swapped and self.n < self.config.max_running:
             rid = self.swapped[0]
             context = int(t.prompt[rid] + t.generated[rid])
-            blocks = int(self.blocks_for(context + 1))
-            if blocks > self.free_blocks:
+            if kv.blocks_for(context + 1) > kv.free_blocks:
                 break
             self.swapped.popleft()
-            self.swapped_blocks -= int(self.blocks_for(context))
+            blocks = int(kv.blocks_for(context))
             # Its next token's block is taken by the decode step as for any request.
-            self._append_running(rid, context=context, prefill=0, blocks=int(self.blocks_for(context)))
+            seconds += kv.swap_in(rid, blocks)
+            self._append_running(rid, context=context, prefill=0, blocks=blocks)
             self._resuming[rid] = float(t.last_token[rid])
-            seconds += self.blocks_for(context) * self._swap_s_per_block
         self._pending_swap_s += seconds
         return seconds
 
-    def _make_room(self) -> float:
-        """Free KV blocks for a decode step that needs them; returns the swap time spent.
-        vLLM preempts the most recently admitted request (subclasses may free other memory
-        first)."""
-        return self._preempt_last()
-
-    def _preempt_last(self) -> float:
-        """Preempt the most recently admitted running request; returns the swap time."""
+    def preempt(self, slot: int | None = None, mode: str | None = None) -> float:
+        """Take a running request out of the batch (default: the newest, vLLM's choice), to be
+        recomputed later or swapped to host memory (``mode``, default the config's). Returns
+        the swap seconds (charged to the current iteration)."""
         t = self.table
-        i = self.n - 1
+        i = self.n - 1 if slot is None else int(slot)
+        if not 0 <= i < self.n:
+            raise IndexError(f"replica {self.index}: no running slot {i} (batch of {self.n})")
+        mode = mode or self.config.preemption
+        if mode not in PREEMPTION_MODES:
+            raise ValueError(f"preemption mode must be one of {PREEMPTION_MODES}, got {mode!r}")
         rid = int(self._write_back(slice(i, i + 1))[0])
         prefilling = self._pre[i] > 0
         context = 0 if prefilling else int(self._ctx[i])  # a partial prefill is redone
-        freed = int(self._blk[i]) if prefilling else int(self.blocks_for(int(self._ctx[i])))
-        self.free_blocks += freed
-        self.blocks_released += freed
+        freed = int(self._blk[i]) if prefilling else int(self.kv.blocks_for(int(self._ctx[i])))
         self._pending_prefill -= int(self._pre[i])
         self._prefilling -= prefilling
         self._decoding -= not prefilling
         self._resuming.pop(rid, None)
-        self.n = i
+        self._remove_slot(i)
         t.preemptions[rid] += 1
-        if self.config.preemption == "swap" and context > 0:
+        if self.tracer is not None:
+            self.tracer.preempt(self, rid, mode)
+        if mode == "swap" and context > 0:
             # context == prompt + generated tokens, all in the cache
             self.swapped.appendleft(rid)
-            self.swapped_blocks += int(self.blocks_for(context))
             t.state[rid] = SWAPPED
-            return self.blocks_for(context) * self._swap_s_per_block
+            return self.kv.swap_out(rid, freed)
+        self.kv.release(rid, freed, self.clock, finished=False)
         t.state[rid] = WAITING
         self.waiting.appendleft(rid)  # recompute: its prompt + generated tokens are prefilled again
         return 0.0
+
+    def fail(self, rid: int) -> None:
+        """A waiting request that can never run (beyond the KV capacity or the token budget)
+        fails instead of blocking the queue forever."""
+        self.waiting.remove(rid)
+        self.table.state[rid] = FAILED
+        self.table.completion[rid] = self.clock
+        self.kv.forget(rid, self.clock)
+        if self.listener is not None:
+            self.listener.on_fail(self, rid)
 
     def _iteration_seconds(self, prefill_tokens: int, attention_pairs: float, decodes: int, context: int) -> float:
         tokens = min(prefill_tokens + decodes, len(self._layers_s) - 1)
@@ -395,7 +584,7 @@ class Replica:
             + self._head_s[min(sampled, len(self._head_s) - 1)]
             + attention_pairs * self._attn_flop_s
             + context * self._kv_read_s_per_token
-        )
+        ) * self.time_scale
 
     def run_iteration(self) -> None:
         """Run one iteration: prefill chunks of admitted requests, one token for the others."""
@@ -413,9 +602,9 @@ class Replica:
             decoding = slice(0, d) if suffix else np.flatnonzero(self._pre[:n] == 0)
             grow = self._ctx[decoding] % bs == 0  # the next token opens a new block
             need = int(np.count_nonzero(grow))
-            if need <= self.free_blocks:
+            if need <= self.kv.free_blocks:
                 break
-            swap_s += self._make_room()
+            swap_s += self._scheduler.make_room(self)
         if not self.n:
             self.clock += swap_s
             self.busy_s += swap_s
@@ -445,7 +634,7 @@ class Replica:
         self.iterations += 1
         self.busy_s += seconds
         if decodes:
-            self.free_blocks -= need
+            self.kv.grow(need)
             rem[decoding] -= 1
             ctx[decoding] += 1
             if self._resuming:
@@ -487,6 +676,7 @@ class Replica:
         prefill is done: a pending prefill still owes at least one token)."""
         t = self.table
         bs = self.config.block_size
+        kv = self.kv
         while self.n:
             n = self.n
             rem = self._rem[:n]
@@ -497,45 +687,48 @@ class Replica:
             t.generated[rid] = self._target[i]
             t.last_token[rid] = t.completion[rid] = self.clock
             t.state[rid] = FINISHED
-            self._release(rid, -(-int(self._ctx[i]) // bs))
+            kv.release(rid, -(-int(self._ctx[i]) // bs), self.clock, finished=True)
+            if self.listener is not None:
+                self.listener.on_finish(self, rid)  # sees the batch as it was (the request in it)
+            if self._scheduler_on_finish:
+                self._scheduler.on_finish(self, rid)
             self._decoding -= 1
             for buffer in self._buffers:  # close the gap, keeping admission order
                 buffer[i : n - 1] = buffer[i + 1 : n]
             self.n = n - 1
-
-    def _release(self, rid: int, blocks: int) -> None:
-        """A finished request's KV blocks go back to the free pool (subclasses may keep them)."""
-        self.free_blocks += blocks
-        self.blocks_released += blocks
 
     def _log_segment(self, longest_iteration_s: float) -> None:
         """Log the end of a segment (one iteration or a fast-forwarded run): the KV use and the
         longest iteration in it, from which each request's longest gap between tokens is
         computed at the end (``finalise_max_tbt``)."""
         self.kv_log_t.append(self.clock)
-        self.kv_log_used.append(1.0 - self.free_blocks / self.total_blocks)
+        kv = self.kv
+        self.kv_log_used.append(1.0 - kv.free_blocks / kv.total_blocks)
         self.seg_max.append(longest_iteration_s)
 
     # ------------------------------------------------------------------ fast-forward
-    def fast_forward(self, target: float) -> bool:
+    def fast_forward(self, target: float, horizon: int | None = None) -> bool:
         """Run decode-only iterations in closed form until the first completion, the first
-        block shortage or the first iteration ending at or after ``target``. False if the
-        batch is not decode-only (nothing done)."""
+        block shortage, the first iteration ending at or after ``target`` or ``horizon``
+        iterations. False if the batch is not decode-only (nothing done)."""
         n = self.n
         if not n or self._pending_prefill or self._pending_swap_s:
             return False
         bs = self.config.block_size
         ctx, rem = self._ctx[:n], self._rem[:n]
         k = first_completion = int(rem.min())
-        if self.free_blocks < n * (k // bs + 1):
+        if horizon is not None:
+            k = max(1, min(k, horizon))
+        free = self.kv.free_blocks
+        if free < n * (k // bs + 1):
             # request i needs a new block at iterations room_i + 1, room_i + 1 + bs, ...
             room = (-ctx) % bs
-            k = min(k, self._max_iterations_within_blocks(room))
+            k = min(k, self._max_iterations_within_blocks(room, free))
             if k == 0:
                 return False  # the next decode needs a block: run_iteration preempts
         context = int(ctx.sum())
         base = self._iteration_seconds(0, 0.0, n, context)
-        slope = n * self._kv_read_s_per_token  # extra seconds per iteration as the cache grows
+        slope = n * self._kv_read_s_per_token * self.time_scale  # extra seconds per iteration as the cache grows
         # Iterations needed to reach the target: smallest j with cumulative(j) >= target.
         if math.isfinite(target) and target > self.clock:
             span = target - self.clock
@@ -554,7 +747,7 @@ class Replica:
         self.busy_s += elapsed
         self.iterations += k
         # blocks held go from ceil(ctx / bs) to ceil((ctx + k) / bs)
-        self.free_blocks -= int(((ctx + (k + bs - 1)) // bs - (ctx + (bs - 1)) // bs).sum())
+        self.kv.grow(int(((ctx + (k + bs - 1)) // bs - (ctx + (bs - 1)) // bs).sum()))
         ctx += k
         rem -= k
         if k == first_completion:
@@ -562,7 +755,7 @@ class Replica:
         self._log_segment(base + slope * (k - 1))
         return True
 
-    def _max_iterations_within_blocks(self, room: np.ndarray) -> int:
+    def _max_iterations_within_blocks(self, room: np.ndarray, free: int) -> int:
         """Largest k such that k decode iterations need no more than the free blocks."""
         bs = self.config.block_size
 
@@ -570,33 +763,29 @@ class Replica:
             return int(np.sum(np.maximum(0, -(-(k - room) // bs))))
 
         lo, hi = 0, 1
-        while needed(hi) <= self.free_blocks:
+        while needed(hi) <= free:
             lo, hi = hi, hi * 2
             if hi > 1 << 24:
                 return lo
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if needed(mid) <= self.free_blocks:
+            if needed(mid) <= free:
                 lo = mid
             else:
                 hi = mid
         return lo
 
     def audit(self) -> None:
-        """Check the KV-block ledger and the per-request bookkeeping (used by the tests)."""
+        """Check the KV ledger and the per-request bookkeeping (used by the tests)."""
         t = self.table
         n = self.n
         held = self.blocks
-        used = int(held.sum())
         if np.any(held * self.config.block_size < self._ctx[:n] + self._pre[:n]):
             raise AssertionError(f"replica {self.index}: a request holds fewer blocks than its tokens")
-        if used + self.free_blocks != self.total_blocks:
-            raise AssertionError(f"replica {self.index}: {used} used + {self.free_blocks} free != {self.total_blocks}")
-        if self.free_blocks < 0:
-            raise AssertionError(f"replica {self.index}: negative free blocks")
+        self.kv.audit(int(held.sum()))
         swapped = sum(int(self.blocks_for(t.prompt[r] + t.generated[r])) for r in self.swapped)
-        if swapped != self.swapped_blocks:
-            raise AssertionError(f"replica {self.index}: swapped blocks {self.swapped_blocks} != {swapped}")
+        if swapped != self.kv.swapped_blocks:
+            raise AssertionError(f"replica {self.index}: swapped blocks {self.kv.swapped_blocks} != {swapped}")
         if n and np.any(t.state[self._ids[:n]] != RUNNING):
             raise AssertionError(f"replica {self.index}: a request in the batch is not RUNNING")
         if np.any(self._rem[:n] < 0):
@@ -610,42 +799,26 @@ class Replica:
             raise AssertionError(f"replica {self.index}: batch counters out of date")
 
     # ------------------------------------------------------------------ driving
-    def step_fcfs(self) -> None:
-        """The baseline scheduler: swap in, admit waiting requests first come first served
-        while they fit (head-of-line blocking, as vLLM), run one iteration."""
-        self._drop_timed_out()
-        self._swap_in()
-        waiting = self.waiting
-        while waiting and self.admissible(waiting[0]):
-            self._admit_unchecked(waiting.popleft())
-        if self.waiting and not self.n and not self.swapped:
-            self._fail_unservable(self.waiting[0])
-            return
-        self.run_iteration()
-
-    def _fail_unservable(self, rid: int) -> None:
-        """A request that cannot run even on an empty replica (prompt beyond the KV capacity or
-        the token budget) fails instead of blocking the queue forever."""
-        self.waiting.remove(rid)
-        self.table.state[rid] = FAILED
-        self.table.completion[rid] = self.clock
-
-    def advance_until(self, target: float, scheduler: Callable[[Replica], None] | None = None) -> None:
-        """Process scheduling points while the clock is before ``target``."""
-        step = scheduler or type(self).step_fcfs
-        while self.clock < target and self.clock < self.horizon and (self.n or self.waiting or self.swapped):
+    def advance_until(self, target: float) -> bool:
+        """Process scheduling points while the clock is before ``target`` and there is work;
+        False if the scheduler paused (an external decision is pending)."""
+        scheduler = self._scheduler
+        self._interrupted = False
+        while self.clock < target and not self._interrupted and (self.n or self.waiting or self.swapped):
             if self.waiting:
-                self._drop_timed_out()
-            blocked = not self.waiting or not self.admissible(self.waiting[0])
-            # A timeout can unblock the queue: stop the fast-forward there too.
-            stop = min(target, self.next_timeout()) if self.waiting else target
-            if blocked and not self.swapped and self.fast_forward(stop):
-                continue
-            step(self)
+                self.drop_timed_out()
+            if self.fast_forward_enabled and not self.swapped and not scheduler.would_admit(self):
+                # A timeout can unblock the queue: stop the fast-forward there too.
+                stop = min(target, self.next_timeout()) if self.waiting else target
+                if self.fast_forward(stop, scheduler.decode_horizon(self)):
+                    continue
+            if not scheduler.schedule(self):
+                return False
+        return True
 
 
 # ---------------------------------------------------------------------- cluster
-ROUTERS = ("round_robin", "least_outstanding")
+ROUTERS = ("round_robin", "least_outstanding")  # the built-in routers (registry: policies.ROUTERS)
 
 
 @dataclass
@@ -658,58 +831,145 @@ class SimulationResult:
 
 
 class ServingCluster:
-    """Replicas behind a global router, fed by a request trace."""
+    """Replicas behind a global router, fed by a request trace, on one event loop.
+
+    Args:
+        replica: the replicas' configuration.
+        n_replicas: replicas at the start (``add_replica``/``remove_replica`` change the set at
+            run time, from an event scheduled with ``at``).
+        router: a registered router name or a ``Router``.
+        slo: the requests' SLO (and queue timeout).
+        drain_s: after the last arrival, run this long at most.
+        scheduler: the replicas' ``ReplicaScheduler`` (name or instance; default FCFS).
+        kv_manager: a KV manager factory (default ``PagedKVManager``).
+        fast_forward: closed-form decode stretches (False: step every iteration).
+        trace_path: write a Chrome trace (per-request events) of the run there (None: off).
+    """
 
     def __init__(
         self,
         *,
         replica: ReplicaConfig | None = None,
         n_replicas: int = 1,
-        router: str = "round_robin",
+        router: str | Router = "round_robin",
         slo: SLO | None = None,
         drain_s: float = 3600.0,
+        scheduler: str | ReplicaScheduler | None = None,
+        kv_manager: Callable[[int, int, float], KVManager] | None = None,
+        fast_forward: bool = True,
+        trace_path: str | None = None,
     ) -> None:
-        if router not in ROUTERS:
-            raise ValueError(f"router must be one of {ROUTERS}, got {router!r}")
+        make_router(router)  # refuse an unknown router now
         if n_replicas <= 0:
             raise ValueError("n_replicas must be positive")
         self.replica_config = replica or ReplicaConfig()
         self.n_replicas = n_replicas
-        self.router = router
+        self.router = router if isinstance(router, str) else router.name
+        self._router_spec = router
         self.slo = slo or SLO()
         self.drain_s = drain_s
+        self.scheduler = make_scheduler(scheduler)
+        self.kv_manager = kv_manager
+        self.fast_forward = fast_forward
+        self.trace_path = trace_path
+        self._timed: list[tuple[float, Callable[[ServingCluster, float], None]]] = []
+        self.replicas: list[Replica] = []  # every replica of the current run (removed ones too)
+        self.active: list[Replica] = []  # those the router may choose
+        self.loop: EventLoop | None = None
+        self.table: RequestTable | None = None
 
-    def run(self, trace: RequestTrace, scheduler: Callable[[Replica], None] | None = None) -> SimulationResult:
-        table = RequestTable(trace)
-        replicas = [Replica(i, self.replica_config, table, self.slo) for i in range(self.n_replicas)]
-        arrival = table.arrival
+    # ------------------------------------------------------------------ run-time changes
+    def at(self, time: float, action: Callable[[ServingCluster, float], None]) -> None:
+        """Call ``action(cluster, time)`` at ``time`` of the next run (e.g. add or remove a
+        replica, change a replica's ``time_scale``)."""
+        self._timed.append((float(time), action))
+
+    def add_replica(self, config: ReplicaConfig | None = None) -> Replica:
+        """A new replica joins (idle, at the loop's clock); the router may choose it at once."""
+        if self.loop is None or self.table is None:
+            raise RuntimeError("add_replica is for a running cluster: schedule it with at()")
+        replica = self._new_replica(len(self.replicas), config or self.replica_config)
+        self.loop.add_replica(replica)
+        self.active.append(replica)
+        return replica
+
+    def remove_replica(self, replica: Replica) -> None:
+        """The router stops choosing ``replica``; it drains what it already has."""
+        if replica not in self.active:
+            raise ValueError(f"replica {replica.index} is not active")
+        if len(self.active) == 1:
+            raise ValueError("cannot remove the last active replica")
+        self.active.remove(replica)
+
+    def _new_replica(self, index: int, config: ReplicaConfig) -> Replica:
+        assert self.table is not None
+        replica = Replica(
+            index,
+            config,
+            self.table,
+            self.slo,
+            scheduler=self.scheduler,
+            kv_manager=self.kv_manager,
+            fast_forward=self.fast_forward,
+        )
+        replica.tracer = self._tracer
+        self.replicas.append(replica)
+        return replica
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        trace: RequestTrace,
+        scheduler: str | ReplicaScheduler | None = None,
+        *,
+        columns: Mapping[str, np.ndarray] | None = None,
+    ) -> SimulationResult:
+        """Replay ``trace`` (with ``scheduler`` instead of the cluster's, if given; ``columns``:
+        extra per-request arrays for the scheduler, see ``RequestTable``)."""
+        from infragym.envs.serving.trace import ChromeTrace
+
+        table = self.table = RequestTable(trace, columns)
+        self._tracer = ChromeTrace() if self.trace_path else None
+        if scheduler is not None:
+            self.scheduler = make_scheduler(scheduler)
+        self.replicas = []
+        for i in range(self.n_replicas):
+            self._new_replica(i, self.replica_config)
+        self.active = list(self.replicas)
+        loop = self.loop = EventLoop(self.replicas)
+        router = make_router(self._router_spec)
         failed = table.trace_failed
-        least = self.router == "least_outstanding"
-        next_rr = 0
-        for rid in range(table.n):
-            now = arrival[rid]
+        state, completion = table.state, table.completion
+        active = self.active
+
+        def arrive(rid: int, now: float) -> None:
             if failed[rid]:
-                table.state[rid] = FAILED
-                table.completion[rid] = now
-                continue
-            if least:
-                for r in replicas:
-                    r.advance_until(now, scheduler)
-                chosen = min(replicas, key=lambda r: r.outstanding)
+                state[rid] = FAILED
+                completion[rid] = now
+                return
+            if router.needs_load:
+                for r in active:
+                    r.advance_until(now)
+                chosen = router.route(active, rid, now)
             else:
-                chosen = replicas[next_rr]
-                next_rr = (next_rr + 1) % self.n_replicas
-                chosen.advance_until(now, scheduler)
+                chosen = router.route(active, rid, now)
+                chosen.advance_until(now)
             chosen.enqueue(rid, now)
-        end = (arrival[-1] if table.n else 0.0) + self.drain_s
-        for r in replicas:
-            r.advance_until(end, scheduler)
+
+        loop.stream(table.arrival, arrive)
+        for time, action in self._timed:
+            loop.at(time, lambda t, action=action: action(self, t), order=-1)
+        end = (float(table.arrival[-1]) if table.n else 0.0) + self.drain_s
+        loop.run(until=end)
+        for r in self.replicas:
             r.sync()  # requests still running at the end keep their partial records
-        finalise_max_tbt(table, replicas)
+        finalise_max_tbt(table, self.replicas)
         done = table.completion[np.isfinite(table.completion)]
         finish = float(done.max()) if done.size else 0.0
-        result = SimulationResult(table, replicas, self.slo, min(finish, end))
+        result = SimulationResult(table, self.replicas, self.slo, min(finish, end))
         result.metrics = summarize(result)
+        if self._tracer is not None and self.trace_path:
+            self._tracer.write(self.trace_path, table, self.replicas)
         return result
 
 
@@ -801,6 +1061,8 @@ __all__ = [
     "STATE_NAMES",
     "Replica",
     "ReplicaConfig",
+    "ReplicaListener",
+    "ReplicaView",
     "RequestTable",
     "ServingCluster",
     "SimulationResult",

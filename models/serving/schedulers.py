@@ -1,22 +1,14 @@
-"""Replica schedulers: called at each scheduling point of a ``Replica``.
+"""Replica schedulers of the serving baselines (the kernel's implementations, re-exported).
 
-A scheduler decides which waiting requests join the next iteration (through
-``Replica.admit``) and then runs it (``Replica.run_iteration``). FCFS with head-of-line
-blocking is vLLM's request-level policy and the baseline of later scheduler work.
+A scheduler is a ``ReplicaScheduler`` (``infragym.envs.serving.policies``): at each scheduling
+point of a replica it admits waiting requests and runs the iteration. FCFS with head-of-line
+blocking is vLLM's request-level policy and the baseline of later scheduler work; the registry
+``SCHEDULERS`` maps config names to classes (``conf/scheduler/<name>.yaml``).
 """
 
 from __future__ import annotations
 
-from infragym.envs.serving.simulator import Replica
+from infragym.envs.serving.policies import SCHEDULERS, ReplicaScheduler
+from infragym.envs.serving.schedulers import FCFSScheduler, ProgramFCFSScheduler
 
-
-class FCFSScheduler:
-    """Request-level first come, first served (vLLM)."""
-
-    name = "fcfs"
-
-    def __call__(self, replica: Replica) -> None:
-        replica.step_fcfs()
-
-
-SCHEDULERS = {cls.name: cls for cls in (FCFSScheduler,)}
+__all__ = ["SCHEDULERS", "FCFSScheduler", "ProgramFCFSScheduler", "ReplicaScheduler"]

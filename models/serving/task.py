@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ from tqdm.auto import tqdm
 
 from infragym.datasets.llm_traces import RequestTrace, burstgpt_like, load_azure_trace
 from infragym.envs.serving.env import LLMServingEnv
+from infragym.envs.serving.kv import KVManager
+from infragym.envs.serving.policies import ReplicaScheduler, make_router
 from infragym.envs.serving.simulator import ROUTERS, ServingCluster, SimulationResult
 from infragym.evaluation import method_metrics, plot_curves
 from infragym.logging import RunLogger
-from infragym.models.serving.schedulers import FCFSScheduler
 from infragym.results import ResultsTable
 from infragym.seeding import child_seeds
 from infragym.task import EvaluationReport
@@ -82,10 +83,11 @@ class ServingBaselinesTask:
     Args:
         env: the serving env (its replica config and SLO are used).
         dataset: the workloads.
-        model: the replica scheduler (FCFS).
+        model: the replica scheduler (a ``ReplicaScheduler``: FCFS).
         n_replicas: replicas behind the router.
-        routers: router names from ``ROUTERS``.
+        routers: registered router names (``conf/router``; the built-ins are ``ROUTERS``).
         rate_factors: replay speeds (1 = the trace's own rate).
+        kv_manager: the replicas' KV manager factory (``conf/kv_manager``; None: paged).
     """
 
     def __init__(
@@ -93,17 +95,20 @@ class ServingBaselinesTask:
         *,
         env: LLMServingEnv,
         dataset: ServingWorkloads,
-        model: FCFSScheduler,
+        model: ReplicaScheduler,
         seed: int = 0,
         n_replicas: int = 2,
         routers: Sequence[str] = ROUTERS,
         rate_factors: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0),
+        kv_manager: Callable[[int, int, float], KVManager] | None = None,
     ) -> None:
         if not len(routers):
             raise ValueError(f"task.routers is empty: name at least one of {ROUTERS}")
-        unknown = [r for r in routers if r not in ROUTERS]
-        if unknown:
-            raise ValueError(f"task.routers: unknown {unknown}; choose from {ROUTERS}")
+        for router in routers:
+            try:
+                make_router(router)
+            except ValueError as err:
+                raise ValueError(f"task.routers: unknown {router!r}; choose from {ROUTERS}") from err
         if not len(rate_factors):
             raise ValueError("task.rate_factors is empty: give at least one replay speed (1 = the trace's own rate)")
         bad = [
@@ -120,6 +125,7 @@ class ServingBaselinesTask:
         self.n_replicas = n_replicas
         self.routers = list(routers)
         self.rate_factors = [float(f) for f in rate_factors]
+        self.kv_manager = kv_manager
         self._trace_seed = child_seeds(seed, 1)[0]
 
     def metric_patterns(self) -> list[str]:
@@ -131,7 +137,12 @@ class ServingBaselinesTask:
 
     def _cluster(self, router: str) -> ServingCluster:
         return ServingCluster(
-            replica=self.env.replica_config, n_replicas=self.n_replicas, router=router, slo=self.env.slo
+            replica=self.env.replica_config,
+            n_replicas=self.n_replicas,
+            router=router,
+            slo=self.env.slo,
+            scheduler=self.scheduler,
+            kv_manager=self.kv_manager,
         )
 
     def evaluate(self) -> EvaluationReport:
@@ -147,7 +158,7 @@ class ServingBaselinesTask:
         runs = [(w, r, f) for w in traces for r in self.routers for f in self.rate_factors]
         for workload, router, factor in tqdm(runs, desc="simulating", unit="run"):
             trace = traces[workload].scaled(factor)
-            result = self._cluster(router).run(trace, self.scheduler)
+            result = self._cluster(router).run(trace)
             name = f"{self.scheduler.name}_{router}"
             metrics.update(method_metrics("test", name, result.metrics, condition=f"{workload}@{factor:g}x"))
             table.add_row(
