@@ -67,8 +67,10 @@ def test_reader_accepts_the_format_and_reads_zero_power_as_missing(tmp_path: Pat
     assert frame["average_power"].iloc[0] == pytest.approx(0.73599375)
     assert np.isnan(frame["average_power"].iloc[1])  # H100 rows record no power
     # power columns are optional
-    path.write_text("model,hardware,prompt_size,batch_size,token_size,prompt_time,token_time,tensor_parallel\n"
-                    "llama2-70b,h100-80gb,512,1,128,83.8,37.0,8\n")  # fmt: skip
+    path.write_text(
+        "model,hardware,prompt_size,batch_size,token_size,prompt_time,token_time,tensor_parallel\n"
+        "llama2-70b,h100-80gb,512,1,128,83.8,37.0,8\n"
+    )
     assert np.isnan(read_perf_csv(path)["peak_power"].iloc[0])
 
 
@@ -109,8 +111,18 @@ def test_cap_slows_prefill_about_30_percent_and_leaves_decode(power_model) -> No
         effect = cap_effect(power_model, (512, 2048, 8192), tp=tp)
         assert 1.2 <= effect["prefill_slowdown"] <= 1.4, effect  # the data: ~1.30
         assert effect["decode_slowdown"] <= 1.02, effect  # the data: unchanged
-    rows = pd.DataFrame([{"model": "llama2-70b", "hardware": "h100-80gb-pcap", "prompt_size": 2048,
-                          "batch_size": 1, "token_size": 128, "tensor_parallel": 8}])  # fmt: skip
+    rows = pd.DataFrame(
+        [
+            {
+                "model": "llama2-70b",
+                "hardware": "h100-80gb-pcap",
+                "prompt_size": 2048,
+                "batch_size": 1,
+                "token_size": 128,
+                "tensor_parallel": 8,
+            }
+        ]
+    )
     pred = power_model.predict(rows)
     assert pred["prompt_time"].iloc[0] == pytest.approx(177.5, rel=0.2)  # measured 137 -> 178 ms
     assert pred["token_time"].iloc[0] == pytest.approx(31.2, rel=0.15)  # ~29.7-31 ms per token
@@ -142,8 +154,18 @@ def test_held_out_tensor_parallel_degree_generalises() -> None:
 
 
 def test_predict_refuses_unknown_hardware(power_model) -> None:
-    rows = pd.DataFrame([{"model": "llama2-70b", "hardware": "tpu", "prompt_size": 1, "batch_size": 1,
-                          "token_size": 1, "tensor_parallel": 8}])  # fmt: skip
+    rows = pd.DataFrame(
+        [
+            {
+                "model": "llama2-70b",
+                "hardware": "tpu",
+                "prompt_size": 1,
+                "batch_size": 1,
+                "token_size": 1,
+                "tensor_parallel": 8,
+            }
+        ]
+    )
     with pytest.raises(PerfDataError, match="unknown hardware"):
         power_model.predict(rows)
 
@@ -177,8 +199,13 @@ def test_fluid_servers_track_the_request_level_simulator() -> None:
     while fluid.now < trace.arrival_s[-1] + 300:
         fluid.tick(0.25)
     lat = fluid.latencies()
-    sim = ServingCluster(replica=ReplicaConfig(gpu="h100", model="llama2-70b", tp=8, max_running=128),
-                         slo=SLO(2.0, 0.1, 1e9)).run(trace).metrics  # fmt: skip
+    sim = (
+        ServingCluster(
+            replica=ReplicaConfig(gpu="h100", model="llama2-70b", tp=8, max_running=128), slo=SLO(2.0, 0.1, 1e9)
+        )
+        .run(trace)
+        .metrics
+    )
     assert np.mean(lat["e2e_s"]) == pytest.approx(sim["e2e_s_mean"], rel=0.2)
     assert np.mean(lat["tpot_s"]) == pytest.approx(sim["tbt_s_mean"], rel=0.2)
 
@@ -195,8 +222,9 @@ def test_fluid_slower_clock_slows_service() -> None:
 
 
 def test_fluid_refuses_bad_server_indices() -> None:
-    trace = RequestTrace(np.array([0.0, 1.0]), np.array([5, 5]), np.array([2, 2]), np.zeros(2, np.int64),
-                         np.zeros(2, bool))  # fmt: skip
+    trace = RequestTrace(
+        np.array([0.0, 1.0]), np.array([5, 5]), np.array([2, 2]), np.zeros(2, np.int64), np.zeros(2, bool)
+    )
     with pytest.raises(ValueError, match="server indices"):
         FluidServers(trace, np.array([0, 3]), 2, _timing())
 

@@ -27,14 +27,24 @@ def check(result: dict) -> list[Check]:
     wall = result["wall_s"]
     m = result["metrics"]
     checks = [
-        Check("python train.py experiment=elastic_moe", f"{wall:.0f} s (load {result['loadavg'][0]:.1f})",
-              f"<= {GOAL_WALL_S:.0f} s", wall <= GOAL_WALL_S, open_issue=16),
-    ]  # fmt: skip
+        Check(
+            "python train.py experiment=elastic_moe",
+            f"{wall:.0f} s (load {result['loadavg'][0]:.1f})",
+            f"<= {GOAL_WALL_S:.0f} s",
+            wall <= GOAL_WALL_S,
+            open_issue=16,
+        ),
+    ]
     for policy in POLICIES:
         if f"test/{policy}/slo_attainment" in m:
-            checks.append(Check(f"{policy}: SLO attainment / device-hours",
-                                f"{m[f'test/{policy}/slo_attainment']:.3f} / {m[f'test/{policy}/device_hours']:.3f}",
-                                "", None))  # fmt: skip
+            checks.append(
+                Check(
+                    f"{policy}: SLO attainment / device-hours",
+                    f"{m[f'test/{policy}/slo_attainment']:.3f} / {m[f'test/{policy}/device_hours']:.3f}",
+                    "",
+                    None,
+                )
+            )
     return checks
 
 
@@ -57,8 +67,14 @@ def frontier(export: Path, seeds: int) -> dict[str, list[dict[str, float]]]:
         out["static"].append(point(env_like(base, initial_devices=level), StaticPeak(level), devices=level))
     for up in (0.6, 0.7, 0.85, 0.95):
         for down in (0.2, 0.3, 0.5):
-            out["reactive"].append(point(base, ReactiveThreshold(up_busy=up, up_queue=0.5, down_busy=down, patience=6),
-                                         up_busy=up, down_busy=down))  # fmt: skip
+            out["reactive"].append(
+                point(
+                    base,
+                    ReactiveThreshold(up_busy=up, up_queue=0.5, down_busy=down, patience=6),
+                    up_busy=up,
+                    down_busy=down,
+                )
+            )
     for util in (0.15, 0.3, 0.45, 0.6, 0.8):
         policy = PredictiveMA(base.capacity_tokens_s, base.pool, target_utilisation=util, window=6)
         out["predictive"].append(point(base, policy, target_utilisation=util))

@@ -31,13 +31,24 @@ TRIGGER_S = 30.0
 
 def check(result: dict) -> list[Check]:
     best = max(r["restart_over_elastic"] for r in result["latency"])
-    checks = [Check("largest restart / elastic scale-up latency ratio", f"{best:.1f}x",
-                    f"{GOAL_RATIO[0]}-{GOAL_RATIO[1]}x (paper: up to ~{PAPER_RATIO:.0f}x)",
-                    GOAL_RATIO[0] <= best <= GOAL_RATIO[1])]  # fmt: skip
+    checks = [
+        Check(
+            "largest restart / elastic scale-up latency ratio",
+            f"{best:.1f}x",
+            f"{GOAL_RATIO[0]}-{GOAL_RATIO[1]}x (paper: up to ~{PAPER_RATIO:.0f}x)",
+            GOAL_RATIO[0] <= best <= GOAL_RATIO[1],
+        )
+    ]
     t = result["throughput_window"]
     for method in ("restart", "replica"):
-        checks.append(Check(f"throughput while scaling, elastic / {method}",
-                            f"{t['elastic'] / max(t[method], 1e-9):.2f}x", "paper: up to ~2x", None))  # fmt: skip
+        checks.append(
+            Check(
+                f"throughput while scaling, elastic / {method}",
+                f"{t['elastic'] / max(t[method], 1e-9):.2f}x",
+                "paper: up to ~2x",
+                None,
+            )
+        )
     return checks
 
 
@@ -59,8 +70,14 @@ def main() -> int:
     window_end = TRIGGER_S + max(r["replica_s"] for r in latency if r["model"] == "mixtral-8x7b")
     throughput = {}
     for method in METHODS:
-        env = ElasticServingEnv(workload="burstgpt", burst_rate=40.0, burst_gamma_shape=0.5, method=method,
-                                horizon_s=window_end + 30.0, initial_devices=4)  # fmt: skip
+        env = ElasticServingEnv(
+            workload="burstgpt",
+            burst_rate=40.0,
+            burst_gamma_shape=0.5,
+            method=method,
+            horizon_s=window_end + 30.0,
+            initial_devices=4,
+        )
         env.reset(seed=11)
         done, stepped = False, False
         while not done:
@@ -73,8 +90,12 @@ def main() -> int:
         in_window = (s.completion >= TRIGGER_S) & (s.completion < window_end)
         throughput[method] = float(np.sum(in_window) / (window_end - TRIGGER_S))
     print(throughput)
-    result = {"latency": latency, "throughput_window": throughput, "window_s": [TRIGGER_S, window_end],
-              "loadavg": os.getloadavg()}  # fmt: skip
+    result = {
+        "latency": latency,
+        "throughput_window": throughput,
+        "window_s": [TRIGGER_S, window_end],
+        "loadavg": os.getloadavg(),
+    }
     write_result(RESULT, result)
     return finish(RESULT, check(result))
 

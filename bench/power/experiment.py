@@ -27,9 +27,14 @@ def check(result: dict) -> list[Check]:
     wall = result["wall_s"]
     m = result["metrics"]
     checks = [
-        Check("python train.py experiment=power_capping", f"{wall:.0f} s (load {result['loadavg'][0]:.1f})",
-              f"<= {GOAL_WALL_S:.0f} s", wall <= GOAL_WALL_S, open_issue=16),
-    ]  # fmt: skip
+        Check(
+            "python train.py experiment=power_capping",
+            f"{wall:.0f} s (load {result['loadavg'][0]:.1f})",
+            f"<= {GOAL_WALL_S:.0f} s",
+            wall <= GOAL_WALL_S,
+            open_issue=16,
+        ),
+    ]
     for policy in POLICIES:
         key = f"test/{policy}/extra_servers_frac"
         if key in m:

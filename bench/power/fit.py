@@ -33,18 +33,30 @@ GOAL_TOKEN_MAPE = 0.10  # our own bar for the decode fit per hardware
 def check(result: dict) -> list[Check]:
     cap = result["cap_effect"]
     checks = [
-        Check("prefill slowdown under the 70% cap (TP8, 2,048 tokens)", f"{cap['prefill_slowdown']:.2f}x",
-              f"{GOAL_PREFILL[0]}-{GOAL_PREFILL[1]}x", GOAL_PREFILL[0] <= cap["prefill_slowdown"] <= GOAL_PREFILL[1]),
-        Check("decode slowdown under the 70% cap", f"{cap['decode_slowdown']:.3f}x", f"<= {GOAL_DECODE}x",
-              cap["decode_slowdown"] <= GOAL_DECODE),
-    ]  # fmt: skip
+        Check(
+            "prefill slowdown under the 70% cap (TP8, 2,048 tokens)",
+            f"{cap['prefill_slowdown']:.2f}x",
+            f"{GOAL_PREFILL[0]}-{GOAL_PREFILL[1]}x",
+            GOAL_PREFILL[0] <= cap["prefill_slowdown"] <= GOAL_PREFILL[1],
+        ),
+        Check(
+            "decode slowdown under the 70% cap",
+            f"{cap['decode_slowdown']:.3f}x",
+            f"<= {GOAL_DECODE}x",
+            cap["decode_slowdown"] <= GOAL_DECODE,
+        ),
+    ]
     for hw, errors in result["fit"].items():
         checks.append(
-            Check(f"{hw} token-time MAPE", f"{errors['token_time_mape']:.3f}", f"<= {GOAL_TOKEN_MAPE}",
-                  errors["token_time_mape"] <= GOAL_TOKEN_MAPE)
-        )  # fmt: skip
-        checks.append(Check(f"{hw} prompt-time MAPE / median APE",
-                            f"{errors['prompt_time_mape']:.3f} / {errors['prompt_time_median_ape']:.3f}", "", None))  # fmt: skip
+            Check(
+                f"{hw} token-time MAPE",
+                f"{errors['token_time_mape']:.3f}",
+                f"<= {GOAL_TOKEN_MAPE}",
+                errors["token_time_mape"] <= GOAL_TOKEN_MAPE,
+            )
+        )
+        measured = f"{errors['prompt_time_mape']:.3f} / {errors['prompt_time_median_ape']:.3f}"
+        checks.append(Check(f"{hw} prompt-time MAPE / median APE", measured, "", None))
     return checks
 
 
@@ -79,8 +91,9 @@ def main() -> int:
         "cap_effect": cap_effect(model, (2048,), tp=8),
         "cap_effect_by_tp": {tp: cap_effect(model, (512, 2048, 8192), tp=tp) for tp in (2, 4, 8)},
         "parameters": {
-            "latency": {hw: {"prefill": f.prefill.tolist(), "decode": f.decode.tolist()}
-                        for hw, f in model.hardware.items()},  # fmt: skip
+            "latency": {
+                hw: {"prefill": f.prefill.tolist(), "decode": f.decode.tolist()} for hw, f in model.hardware.items()
+            },
             "prefill_scale": model.prefill_scale,
             "decode_scale": model.decode_scale,
             "alpha": model.alpha,

@@ -32,11 +32,18 @@ def check(result: dict) -> list[Check]:
     for case in result["cases"]:
         for key in ("e2e_s_mean", "tpot_s_mean"):
             rel = case["fluid"][key] / case["kernel"][key] - 1.0
-            out.append(Check(f"load {case['load']}x, time_scale {case['time_scale']}: fluid {key}",
-                             f"{rel:+.1%}", f"within +-{GOAL_REL:.0%}", abs(rel) <= GOAL_REL))  # fmt: skip
+            out.append(
+                Check(
+                    f"load {case['load']}x, time_scale {case['time_scale']}: fluid {key}",
+                    f"{rel:+.1%}",
+                    f"within +-{GOAL_REL:.0%}",
+                    abs(rel) <= GOAL_REL,
+                )
+            )
         rel = case["fluid"]["ttft_s_p99"] / case["kernel"]["ttft_s_p99"] - 1.0
-        out.append(Check(f"load {case['load']}x, time_scale {case['time_scale']}: fluid ttft p99", f"{rel:+.1%}", "",
-                         None))  # fmt: skip
+        out.append(
+            Check(f"load {case['load']}x, time_scale {case['time_scale']}: fluid ttft p99", f"{rel:+.1%}", "", None)
+        )
     return out
 
 
@@ -54,11 +61,19 @@ def main() -> int:
     for load, scale in CASES:
         trace = base.scaled(load)
         timing = ServerTiming.from_cost_model(
-            cost, max_running=256, mean_prompt=float(trace.prompt_tokens.mean()),
+            cost,
+            max_running=256,
+            mean_prompt=float(trace.prompt_tokens.mean()),
             mean_context=float(trace.prompt_tokens.mean() + trace.output_tokens.mean() / 2),
-        )  # fmt: skip
-        timing = ServerTiming(timing.prefill_fixed_s, timing.prefill_per_token_s, timing.decode_s,
-                              timing.decode_utilisation, prefill_stretch=1.0, decode_stretch=1.0)  # fmt: skip
+        )
+        timing = ServerTiming(
+            timing.prefill_fixed_s,
+            timing.prefill_per_token_s,
+            timing.decode_s,
+            timing.decode_utilisation,
+            prefill_stretch=1.0,
+            decode_stretch=1.0,
+        )
         started = time.perf_counter()
         fluid = FluidServers(trace, np.zeros(len(trace), dtype=np.int64), 1, timing, ttft_slo_s=2.0, tpot_slo_s=0.1)
         while fluid.now < trace.arrival_s[-1] + 600:
@@ -71,14 +86,27 @@ def main() -> int:
             cluster.at(0.0, lambda c, t, s=scale: [setattr(r, "time_scale", s) for r in c.replicas])
         kernel = cluster.run(trace).metrics
         kernel_s = time.perf_counter() - started
-        cases.append({
-            "load": load, "time_scale": scale, "requests": len(trace),
-            "fluid": {"e2e_s_mean": float(lat["e2e_s"].mean()), "tpot_s_mean": float(lat["tpot_s"].mean()),
-                      "ttft_s_mean": float(lat["ttft_s"].mean()), "ttft_s_p99": float(np.percentile(lat["ttft_s"], 99)),
-                      "seconds": fluid_s},
-            "kernel": {"e2e_s_mean": kernel["e2e_s_mean"], "tpot_s_mean": kernel["tbt_s_mean"],
-                       "ttft_s_mean": kernel["ttft_s_mean"], "ttft_s_p99": kernel["ttft_s_p99"], "seconds": kernel_s},
-        })  # fmt: skip
+        cases.append(
+            {
+                "load": load,
+                "time_scale": scale,
+                "requests": len(trace),
+                "fluid": {
+                    "e2e_s_mean": float(lat["e2e_s"].mean()),
+                    "tpot_s_mean": float(lat["tpot_s"].mean()),
+                    "ttft_s_mean": float(lat["ttft_s"].mean()),
+                    "ttft_s_p99": float(np.percentile(lat["ttft_s"], 99)),
+                    "seconds": fluid_s,
+                },
+                "kernel": {
+                    "e2e_s_mean": kernel["e2e_s_mean"],
+                    "tpot_s_mean": kernel["tbt_s_mean"],
+                    "ttft_s_mean": kernel["ttft_s_mean"],
+                    "ttft_s_p99": kernel["ttft_s_p99"],
+                    "seconds": kernel_s,
+                },
+            }
+        )
         print(cases[-1])
     result = {"cases": cases, "trace": "azure_conv_splitwise.csv, first 600 s", "loadavg": os.getloadavg()}
     write_result(RESULT, result)

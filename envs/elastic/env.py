@@ -127,8 +127,15 @@ class ElasticServingEnv(gym.Env):
     def _trace(self, rng: np.random.Generator) -> RequestTrace:
         if self.workload == "burstgpt":
             n = int(self.burst_rate * self.horizon_s * 1.2) + 10
-            trace = burstgpt_like(n, rng, rate=self.burst_rate, gamma_shape=self.burst_gamma_shape,
-                                  models=("default",), model_mix=(1.0,), failure_fraction=0.0)  # fmt: skip
+            trace = burstgpt_like(
+                n,
+                rng,
+                rate=self.burst_rate,
+                gamma_shape=self.burst_gamma_shape,
+                models=("default",),
+                model_mix=(1.0,),
+                failure_fraction=0.0,
+            )
             keep = trace.arrival_s < self.horizon_s
         else:
             source = azure_code_trace(self.data_dir).scaled(self.code_speedup)
@@ -138,8 +145,13 @@ class ElasticServingEnv(gym.Env):
             start = rng.uniform(lo, hi)
             trace = source.window(start, start + self.horizon_s)
             keep = np.ones(len(trace), dtype=bool)
-        return RequestTrace(trace.arrival_s[keep], trace.prompt_tokens[keep], trace.output_tokens[keep],
-                            np.zeros(int(keep.sum()), np.int64), np.zeros(int(keep.sum()), bool))  # fmt: skip
+        return RequestTrace(
+            trace.arrival_s[keep],
+            trace.prompt_tokens[keep],
+            trace.output_tokens[keep],
+            np.zeros(int(keep.sum()), np.int64),
+            np.zeros(int(keep.sum()), bool),
+        )
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -147,8 +159,14 @@ class ElasticServingEnv(gym.Env):
         trace = self._trace(self.np_random)
         self.trace = trace
         self.devices = self.initial_devices
-        self.servers = FluidServers(trace, np.zeros(len(trace), dtype=np.int64), 1, self._timings[self.devices],
-                                    ttft_slo_s=self.ttft_slo_s, tpot_slo_s=self.tpot_slo_s)  # fmt: skip
+        self.servers = FluidServers(
+            trace,
+            np.zeros(len(trace), dtype=np.int64),
+            1,
+            self._timings[self.devices],
+            ttft_slo_s=self.ttft_slo_s,
+            tpot_slo_s=self.tpot_slo_s,
+        )
         self.pending: ScaleStep | None = None
         self.pending_left = 0.0
         self.steps: list[dict[str, float]] = []
@@ -180,8 +198,14 @@ class ElasticServingEnv(gym.Env):
             target = self.devices + (self.step_devices if action == UP else -self.step_devices)
             self.pending = scale_step(self.method, self.model, self.gpu, self.devices, target)
             self.pending_left = self.pending.latency_s
-            self.steps.append({"start_s": self.servers.now, "latency_s": self.pending.latency_s,
-                               "up": float(action == UP), "method_downtime": float(self.pending.downtime)})  # fmt: skip
+            self.steps.append(
+                {
+                    "start_s": self.servers.now,
+                    "latency_s": self.pending.latency_s,
+                    "up": float(action == UP),
+                    "method_downtime": float(self.pending.downtime),
+                }
+            )
             if self.pending.downtime:  # a restart loses the running requests' KV: recompute it
                 self.servers.debt[0] += self._running_context()
         good = completed = arrived_tokens = busy = 0.0

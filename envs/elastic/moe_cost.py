@@ -35,8 +35,10 @@ ACTIVATION_RESERVE_BYTES = 2e9  # per device (as the serving simulator's Replica
 def moe_spec(model: str) -> MoEModelSpec:
     spec = MODELS[model]
     if not isinstance(spec, MoEModelSpec):
-        raise ValueError(f"{model!r} is not an MoE model; MoE models: "
-                         f"{sorted(k for k, v in MODELS.items() if isinstance(v, MoEModelSpec))}")  # fmt: skip
+        raise ValueError(
+            f"{model!r} is not an MoE model; MoE models: "
+            f"{sorted(k for k, v in MODELS.items() if isinstance(v, MoEModelSpec))}"
+        )
     return spec
 
 

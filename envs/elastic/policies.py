@@ -92,8 +92,10 @@ class PredictiveMA:
         trend = (values[-1] - values[0]) / max(len(values) - 1, 1) if len(values) > 1 else 0.0
         forecast = max(values.mean() + trend * (len(values) + 1) / 2, 0.0)
         forecast += float(obs[I["queue_10k_tokens"]]) * 1e4 / self.drain_s
-        need = next((d for d in sorted(self.capacity) if self.capacity[d] * self.target_utilisation >= forecast),
-                    max(self.capacity))  # fmt: skip
+        need = next(
+            (d for d in sorted(self.capacity) if self.capacity[d] * self.target_utilisation >= forecast),
+            max(self.capacity),
+        )
         if need > devices:
             return _allowed(obs, UP)
         if need < devices:

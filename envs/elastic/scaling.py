@@ -75,8 +75,15 @@ def scale_step(method: str, model: str, gpu: str, from_devices: int, to_devices:
     spec = moe_spec(model)
     up = to_devices > from_devices
     if method == "restart":
-        return ScaleStep(method, from_devices, to_devices, ENGINE_SETUP_S + weight_load_s(model, gpu, to_devices),
-                         True, 0.0, float(spec.weight_bytes))  # fmt: skip
+        return ScaleStep(
+            method,
+            from_devices,
+            to_devices,
+            ENGINE_SETUP_S + weight_load_s(model, gpu, to_devices),
+            True,
+            0.0,
+            float(spec.weight_bytes),
+        )
     if method == "replica":
         added = abs(to_devices - from_devices)
         latency = REPLICA_PROVISION_S + ENGINE_SETUP_S + weight_load_s(model, gpu, added) if up else 1.0
@@ -89,8 +96,9 @@ def scale_step(method: str, model: str, gpu: str, from_devices: int, to_devices:
     # each changed device sends/receives its share in parallel over its own link
     transfer_s = (expert_bytes / changed + (other_bytes / changed if up else 0.0)) / D2D_BANDWIDTH[gpu]
     latency = COMMUNICATOR_EXTEND_S + (WORKER_INIT_S if up else 0.0) + transfer_s
-    return ScaleStep(method, from_devices, to_devices, latency, False, ELASTIC_SERVING_SHARE,
-                     float(expert_bytes + other_bytes))  # fmt: skip
+    return ScaleStep(
+        method, from_devices, to_devices, latency, False, ELASTIC_SERVING_SHARE, float(expert_bytes + other_bytes)
+    )
 
 
 __all__ = ["METHODS", "ScaleStep", "scale_step", "weight_load_s"]

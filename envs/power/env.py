@@ -137,14 +137,26 @@ class PowerCappingEnv(gym.Env):
         low = np.zeros(n, dtype=bool)
         low[rng.permutation(n)[: round(self.low_priority_share * n)]] = True
         trace, server = row_workload(
-            self.traces, low, rates=self.rates, horizon_s=self.horizon_s, split=self.split, rng=rng,
+            self.traces,
+            low,
+            rates=self.rates,
+            horizon_s=self.horizon_s,
+            split=self.split,
+            rng=rng,
             diurnal_amplitude=self.diurnal_amplitude,
-        )  # fmt: skip
+        )
         self.row = PowerRow(
-            self.power, self.timing, trace, server, low, n_base=self.n_base, tick_s=self.tick_s,
-            ttft_slo_s=self.ttft_slo_s, tpot_slo_s=self.tpot_slo_s,
+            self.power,
+            self.timing,
+            trace,
+            server,
+            low,
+            n_base=self.n_base,
+            tick_s=self.tick_s,
+            ttft_slo_s=self.ttft_slo_s,
+            tpot_slo_s=self.tpot_slo_s,
             budget_w=np.inf if self.unlimited_power else None,
-        )  # fmt: skip
+        )
         self.clock_idx = np.zeros(2, dtype=np.int64)
         self._window = [self.row.tick(np.ones(n))[0]]
         return self._obs(), self._info()

@@ -159,8 +159,14 @@ class GPUPowerModel:
         acc = self.accelerator(hardware)
         fit = self.hardware.get(hardware)
         if fit is None and acc.cap_w is not None:  # a capped SKU runs its uncapped GPU's fit
-            fit = next((self.hardware[h] for h, a in ACCELERATORS.items() if a.gpu == acc.gpu and a.cap_w is None
-                        and h in self.hardware), None)  # fmt: skip
+            fit = next(
+                (
+                    self.hardware[h]
+                    for h, a in ACCELERATORS.items()
+                    if a.gpu == acc.gpu and a.cap_w is None and h in self.hardware
+                ),
+                None,
+            )
         if fit is None:
             raise PerfDataError(f"hardware {hardware!r} was not in the calibration data ({sorted(self.hardware)})")
         return fit
@@ -203,8 +209,11 @@ class GPUPowerModel:
         """``prompt_time`` and ``token_time`` (ms) and ``average_power`` (fraction of the GPU's
         TDP over the request) of each row (``model, hardware, prompt_size, batch_size,
         token_size, tensor_parallel``), at the hardware's own power cap if it has one."""
-        missing = [c for c in ("model", "hardware", "prompt_size", "batch_size", "token_size", "tensor_parallel")
-                   if c not in frame.columns]  # fmt: skip
+        missing = [
+            c
+            for c in ("model", "hardware", "prompt_size", "batch_size", "token_size", "tensor_parallel")
+            if c not in frame.columns
+        ]
         if missing:
             raise PerfDataError(f"predict: missing column(s) {missing}")
         out = pd.DataFrame(index=frame.index, columns=["prompt_time", "token_time", "average_power"], dtype=float)
@@ -347,12 +356,18 @@ def cap_effect(model: GPUPowerModel, sizes: Sequence[int] = (2048,), tp: int = 8
     """Prefill and decode times of Llama-2-70B on H100, uncapped and at the 70% cap."""
     rows = pd.DataFrame(
         [
-            {"model": "llama2-70b", "hardware": h, "prompt_size": p, "batch_size": 1, "token_size": 128,
-             "tensor_parallel": tp}
+            {
+                "model": "llama2-70b",
+                "hardware": h,
+                "prompt_size": p,
+                "batch_size": 1,
+                "token_size": 128,
+                "tensor_parallel": tp,
+            }
             for h in ("h100-80gb", "h100-80gb-pcap")
             for p in sizes
         ]
-    )  # fmt: skip
+    )
     pred = model.predict(rows)
     n = len(sizes)
     return {

@@ -103,9 +103,13 @@ def row_workload(
             window = diurnal(window, period_s=horizon_s, amplitude=diurnal_amplitude, phase_s=phase)
             keep = window.arrival_s < horizon_s
             window = RequestTrace(
-                window.arrival_s[keep], window.prompt_tokens[keep], window.output_tokens[keep],
-                window.model[keep], window.failed[keep], window.models,
-            )  # fmt: skip
+                window.arrival_s[keep],
+                window.prompt_tokens[keep],
+                window.output_tokens[keep],
+                window.model[keep],
+                window.failed[keep],
+                window.models,
+            )
         parts.append(window)
         servers.append(np.full(len(window), s, dtype=np.int64))
     arrival = np.concatenate([p.arrival_s for p in parts])
@@ -217,9 +221,17 @@ class PowerRow:
 def perf_table_row(hardware: str, prompt: int, batch: int, tokens: int, tp: int = 8) -> pd.DataFrame:
     """A one-row splitwise-format frame (for quick ``GPUPowerModel.predict`` checks)."""
     return pd.DataFrame(
-        [{"model": "llama2-70b", "hardware": hardware, "prompt_size": prompt, "batch_size": batch,
-          "token_size": tokens, "tensor_parallel": tp}]
-    )  # fmt: skip
+        [
+            {
+                "model": "llama2-70b",
+                "hardware": hardware,
+                "prompt_size": prompt,
+                "batch_size": batch,
+                "token_size": tokens,
+                "tensor_parallel": tp,
+            }
+        ]
+    )
 
 
 __all__ = ["BRAKE_CLOCK", "BRAKE_HOLD_S", "CLOCK_LEVELS", "PowerRow", "row_workload", "server_timing"]

@@ -41,14 +41,27 @@ TRAIN_SPLIT, TEST_SPLIT = (0.0, 0.6), (0.6, 1.0)
 
 def env_like(env: ElasticServingEnv, **changes: Any) -> ElasticServingEnv:
     kwargs = {
-        "model": env.model, "gpu": env.gpu, "pool_devices": env.pool, "method": env.method,
-        "device_step": env.device_step, "replica_devices": env.replica_devices,
-        "initial_devices": env.initial_devices, "workload": env.workload, "code_speedup": env.code_speedup,
-        "burst_rate": env.burst_rate, "burst_gamma_shape": env.burst_gamma_shape, "horizon_s": env.horizon_s,
-        "tick_s": env.tick_s, "decision_s": env.decision_s, "split": env.split, "ttft_slo_s": env.ttft_slo_s,
-        "tpot_slo_s": env.tpot_slo_s, "violation_weight": env.violation_weight, "device_cost": env.device_cost,
+        "model": env.model,
+        "gpu": env.gpu,
+        "pool_devices": env.pool,
+        "method": env.method,
+        "device_step": env.device_step,
+        "replica_devices": env.replica_devices,
+        "initial_devices": env.initial_devices,
+        "workload": env.workload,
+        "code_speedup": env.code_speedup,
+        "burst_rate": env.burst_rate,
+        "burst_gamma_shape": env.burst_gamma_shape,
+        "horizon_s": env.horizon_s,
+        "tick_s": env.tick_s,
+        "decision_s": env.decision_s,
+        "split": env.split,
+        "ttft_slo_s": env.ttft_slo_s,
+        "tpot_slo_s": env.tpot_slo_s,
+        "violation_weight": env.violation_weight,
+        "device_cost": env.device_cost,
         "data_dir": env.data_dir,
-    }  # fmt: skip
+    }
     kwargs.update(changes)
     return ElasticServingEnv(**kwargs)
 
@@ -101,9 +114,17 @@ class ElasticMoETask:
             raise ValueError("task.eval_seeds, task.tune_seeds and task.workloads must be non-empty")
         self.env, self.seed = env, int(seed)
         self.ppo = {
-            "total_steps": 30_000, "n_envs": 4, "n_steps": 256, "batch_size": 256, "n_epochs": 5,
-            "learning_rate": 3e-4, "gamma": 0.97, "ent_coef": 0.01, "net_arch": [64, 64], **dict(ppo or {}),
-        }  # fmt: skip
+            "total_steps": 30_000,
+            "n_envs": 4,
+            "n_steps": 256,
+            "batch_size": 256,
+            "n_epochs": 5,
+            "learning_rate": 3e-4,
+            "gamma": 0.97,
+            "ent_coef": 0.01,
+            "net_arch": [64, 64],
+            **dict(ppo or {}),
+        }
         self.policies, self.eval_seeds, self.tune_seeds = list(policies), int(eval_seeds), int(tune_seeds)
         self.slo_target, self.workloads = float(slo_target), list(workloads)
         self.torch_threads, self.progress_bar = torch_threads, progress_bar
@@ -126,8 +147,13 @@ class ElasticMoETask:
             if score["slo_attainment"] >= self.slo_target:
                 break
         self.fit_metrics["train/static_peak/devices"] = float(self.static_devices)
-        candidates = [ReactiveThreshold(up_busy=u, up_queue=q, down_busy=d, patience=p)
-                      for u in (0.7, 0.85) for q in (0.5, 2.0) for d in (0.3, 0.5) for p in (3, 8)]  # fmt: skip
+        candidates = [
+            ReactiveThreshold(up_busy=u, up_queue=q, down_busy=d, patience=p)
+            for u in (0.7, 0.85)
+            for q in (0.5, 2.0)
+            for d in (0.3, 0.5)
+            for p in (3, 8)
+        ]
         self.reactive = max(candidates, key=lambda c: self._score(train, c)["return"])
         best = None
         for util in (0.3, 0.45, 0.6, 0.8):
@@ -137,8 +163,12 @@ class ElasticMoETask:
                 if best is None or score > best[0]:
                     best = (score, params)
         self.predictive_params = best[1]
-        log.info("baselines chosen on training traces: static %d devices, %s, predictive %s",
-                 self.static_devices, self.reactive, self.predictive_params)  # fmt: skip
+        log.info(
+            "baselines chosen on training traces: static %d devices, %s, predictive %s",
+            self.static_devices,
+            self.reactive,
+            self.predictive_params,
+        )
         if "learned" in self.policies:
             self._train_ppo(logger)
         logger.log_metrics(self.fit_metrics)

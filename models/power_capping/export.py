@@ -114,10 +114,13 @@ class DiscretePolicy:
 def schemas(obs_names: Sequence[str], nvec: Sequence[int], labels: dict[str, Any]) -> tuple[dict, dict]:
     """Input and output schema of a policy export."""
     return (
-        {"obs": f"float32 ({len(obs_names)},) or (B, {len(obs_names)})", "obs_size": len(obs_names),
-         "obs_names": list(obs_names)},
+        {
+            "obs": f"float32 ({len(obs_names)},) or (B, {len(obs_names)})",
+            "obs_size": len(obs_names),
+            "obs_names": list(obs_names),
+        },
         {"action": "int64 per sub-action", "nvec": [int(n) for n in nvec], **labels},
-    )  # fmt: skip
+    )
 
 
 __all__ = ["POLICY_FILE", "DiscretePolicy", "export_onnx", "schemas"]

@@ -45,12 +45,23 @@ TRAIN_SPLIT, TEST_SPLIT = (0.0, 0.6), (0.6, 1.0)
 def env_like(env: PowerCappingEnv, **changes: Any) -> PowerCappingEnv:
     """A copy of ``env``'s configuration with ``changes``."""
     kwargs = {
-        "n_base": env.n_base, "oversubscription": env.oversubscription, "low_priority_share": env.low_priority_share,
-        "rates": env.rates, "horizon_s": env.horizon_s, "tick_s": env.tick_s, "decision_s": env.decision_s,
-        "diurnal_amplitude": env.diurnal_amplitude, "split": env.split, "ttft_slo_s": env.ttft_slo_s,
-        "tpot_slo_s": env.tpot_slo_s, "violation_weight": env.violation_weight, "brake_penalty": env.brake_penalty,
-        "unlimited_power": env.unlimited_power, "max_running": env.max_running, "data_dir": env.data_dir,
-    }  # fmt: skip
+        "n_base": env.n_base,
+        "oversubscription": env.oversubscription,
+        "low_priority_share": env.low_priority_share,
+        "rates": env.rates,
+        "horizon_s": env.horizon_s,
+        "tick_s": env.tick_s,
+        "decision_s": env.decision_s,
+        "diurnal_amplitude": env.diurnal_amplitude,
+        "split": env.split,
+        "ttft_slo_s": env.ttft_slo_s,
+        "tpot_slo_s": env.tpot_slo_s,
+        "violation_weight": env.violation_weight,
+        "brake_penalty": env.brake_penalty,
+        "unlimited_power": env.unlimited_power,
+        "max_running": env.max_running,
+        "data_dir": env.data_dir,
+    }
     kwargs.update(changes)
     return PowerCappingEnv(**kwargs)
 
@@ -176,9 +187,17 @@ class PowerCappingTask:
         self.env = env
         self.seed = int(seed)
         self.ppo = {
-            "total_steps": 40_000, "n_envs": 4, "n_steps": 256, "batch_size": 256, "n_epochs": 5,
-            "learning_rate": 3e-4, "gamma": 0.98, "ent_coef": 0.01, "net_arch": [64, 64], **dict(ppo or {}),
-        }  # fmt: skip
+            "total_steps": 40_000,
+            "n_envs": 4,
+            "n_steps": 256,
+            "batch_size": 256,
+            "n_epochs": 5,
+            "learning_rate": 3e-4,
+            "gamma": 0.98,
+            "ent_coef": 0.01,
+            "net_arch": [64, 64],
+            **dict(ppo or {}),
+        }
         self.grid = grid
         self.headline_x = float(headline_x)
         self.max_high, self.max_low = float(max_p99_increase), float(max_p99_increase_low)
@@ -295,8 +314,16 @@ class PowerCappingTask:
             policy = self._policy(name, learned)
             x_at = 0.0 if name == "no_oversubscription" else self.headline_x
             runs = [test.run(policy, c, x_at) for c in conditions]
-            keep = ("p99_increase_high", "p99_increase_low", "brake_events", "all/slo_attainment",
-                    "high/p99_e2e_s", "low/p99_e2e_s", "row_power_mean_frac", "row_power_max_frac")  # fmt: skip
+            keep = (
+                "p99_increase_high",
+                "p99_increase_low",
+                "brake_events",
+                "all/slo_attainment",
+                "high/p99_e2e_s",
+                "low/p99_e2e_s",
+                "row_power_mean_frac",
+                "row_power_max_frac",
+            )
             summary = average_over_seeds([{k: r[k] for k in keep} for r in runs], ci_for=keep)
             summary = {k.replace("all/", ""): v for k, v in summary.items()}
             summary["oversubscription"] = x_at
@@ -322,10 +349,16 @@ class PowerCappingTask:
             f"(loads {self.test_loads}); latency at x={self.headline_x:g}",
             metrics,
             methods,
-            ["extra_servers_frac", "p99_increase_high", "p99_increase_low", "brake_events", "slo_attainment",
-             "row_power_max_frac"],
+            [
+                "extra_servers_frac",
+                "p99_increase_high",
+                "p99_increase_low",
+                "brake_events",
+                "slo_attainment",
+                "row_power_max_frac",
+            ],
             split="test",
-        )  # fmt: skip
+        )
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         for name, points in curves.items():
             xs, ys = zip(*points, strict=True)
@@ -343,8 +376,11 @@ class PowerCappingTask:
     ) -> Path:
         if self.onnx is None:
             raise RuntimeError("fit() first: there is no trained policy to export")
-        inp, out = schemas(OBS_NAMES, [len(CLOCK_LEVELS)] * 2, {"sub_actions": ["low_clock", "high_clock"],
-                                                                "clock_levels": list(CLOCK_LEVELS)})  # fmt: skip
+        inp, out = schemas(
+            OBS_NAMES,
+            [len(CLOCK_LEVELS)] * 2,
+            {"sub_actions": ["low_clock", "high_clock"], "clock_levels": list(CLOCK_LEVELS)},
+        )
         return write_export(
             directory,
             component=COMPONENT,
