@@ -117,15 +117,25 @@ class PowerCappingEnv(gym.Env):
         self.unlimited_power = unlimited_power
         self.max_running = max_running
         self.data_dir = data_dir or os.environ.get("INFRAGYM_DATA") or None
-        self.power = default_power_model(self.data_dir)
-        self.timing = server_timing(self.power, max_running=max_running)
-        self.traces = azure_traces(self.data_dir)
+        self._power: GPUPowerModel | None = None  # calibrated and loaded at the first reset
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(OBS_SIZE,), dtype=np.float32)
         self.action_space = spaces.MultiDiscrete([N_LEVELS, N_LEVELS])
         self.row: PowerRow | None = None
         self.x = 0.0
         self.clock_idx = np.zeros(2, dtype=np.int64)
         self._window: list[float] = []
+
+    @property
+    def power(self) -> GPUPowerModel:
+        """The calibrated GPU model (read from the shared splitwise tables once)."""
+        if self._power is None:
+            self._power = default_power_model(self.data_dir)
+            self.timing = server_timing(self._power, max_running=self.max_running)
+        return self._power
+
+    @property
+    def traces(self) -> tuple[RequestTrace, RequestTrace]:
+        return azure_traces(self.data_dir)
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -145,8 +155,9 @@ class PowerCappingEnv(gym.Env):
             rng=rng,
             diurnal_amplitude=self.diurnal_amplitude,
         )
+        power = self.power
         self.row = PowerRow(
-            self.power,
+            power,
             self.timing,
             trace,
             server,
