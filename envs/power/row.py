@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from infragym.datasets.llm_traces import RequestTrace, diurnal
 from infragym.envs.power.fluid import FluidServers, ServerTiming
@@ -216,22 +215,6 @@ class PowerRow:
         out["row_power_max_frac"] = float(power.max() / self.budget_w) if power.size else 0.0
         out["completed"] = float(done.sum())
         return out
-
-
-def perf_table_row(hardware: str, prompt: int, batch: int, tokens: int, tp: int = 8) -> pd.DataFrame:
-    """A one-row splitwise-format frame (for quick ``GPUPowerModel.predict`` checks)."""
-    return pd.DataFrame(
-        [
-            {
-                "model": "llama2-70b",
-                "hardware": hardware,
-                "prompt_size": prompt,
-                "batch_size": batch,
-                "token_size": tokens,
-                "tensor_parallel": tp,
-            }
-        ]
-    )
 
 
 __all__ = ["BRAKE_CLOCK", "BRAKE_HOLD_S", "CLOCK_LEVELS", "PowerRow", "row_workload", "server_timing"]
