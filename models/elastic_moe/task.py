@@ -133,6 +133,7 @@ class ElasticMoETask:
         self.predictive_params: dict[str, float] = {}
         self.onnx: bytes | None = None
         self.fit_metrics: dict[str, float] = {}
+        self._tuned = False
 
     # ------------------------------------------------------------------ fit
     def _score(self, env: ElasticServingEnv, policy: Any) -> dict[str, float]:
@@ -140,6 +141,15 @@ class ElasticMoETask:
         return {k: float(np.mean([r[k] for r in runs])) for k in ("return", "slo_attainment", "device_hours")}
 
     def fit(self, logger: RunLogger) -> None:
+        self.tune_baselines()
+        if "learned" in self.policies:
+            self._train_ppo(logger)
+        logger.log_metrics(self.fit_metrics)
+
+    def tune_baselines(self) -> None:
+        """Choose the baselines' parameters on training traces (deterministic given the seed:
+        an export's evaluation repeats it)."""
+        self._tuned = True
         train = env_like(self.env, split=TRAIN_SPLIT)
         for level in train.levels:  # the fewest devices reaching the SLO target: static peak
             score = self._score(env_like(train, initial_devices=level), StaticPeak(level))
@@ -169,9 +179,6 @@ class ElasticMoETask:
             self.reactive,
             self.predictive_params,
         )
-        if "learned" in self.policies:
-            self._train_ppo(logger)
-        logger.log_metrics(self.fit_metrics)
 
     @staticmethod
     def _predictive(env: ElasticServingEnv, params: Mapping[str, float]) -> PredictiveMA:
@@ -210,6 +217,9 @@ class ElasticMoETask:
         return self._evaluate(learned)
 
     def evaluate_export(self, predictor: DiscretePolicy) -> EvaluationReport:
+        """Evaluate a loaded export (the baselines are tuned again: same seed, same parameters)."""
+        if not self._tuned:
+            self.tune_baselines()
         return self._evaluate(predictor)
 
     def _policy_env(self, name: str, workload: str, learned: DiscretePolicy | None) -> tuple[Any, ElasticServingEnv]:

@@ -209,9 +209,19 @@ class PowerCappingTask:
         self.onnx: bytes | None = None
         self.fit_metrics: dict[str, float] = {}
         self.history: list[tuple[int, float]] = []
+        self._tuned = False
 
     # ------------------------------------------------------------------ fit
     def fit(self, logger: RunLogger) -> None:
+        self.tune_baselines()
+        if "learned" in self.policies:
+            self._train_ppo(logger)
+        logger.log_metrics(self.fit_metrics)
+
+    def tune_baselines(self) -> None:
+        """Choose POLCA's and the static caps' parameters on training traces (deterministic
+        given the seed: an export's evaluation repeats it)."""
+        self._tuned = True
         train = Evaluator(self.env, TRAIN_SPLIT, self.max_high, self.max_low)
         conditions = [Condition(self.seed * 1000 + i, 1.0) for i in range(self.tune_seeds)]
         if "polca" in self.policies:
@@ -221,9 +231,6 @@ class PowerCappingTask:
         if "static" in self.policies:
             self.static, extra = self._tune(train, conditions, static_candidates())
             self.fit_metrics["train/static/extra_servers_frac"] = extra
-        if "learned" in self.policies:
-            self._train_ppo(logger)
-        logger.log_metrics(self.fit_metrics)
 
     def _tune(self, evaluator: Evaluator, conditions: list[Condition], candidates: list[Any]) -> tuple[Any, float]:
         """The candidate fitting the most extra servers on training traces (ties: the one
@@ -293,7 +300,10 @@ class PowerCappingTask:
         return self._evaluate(learned)
 
     def evaluate_export(self, predictor: DiscretePolicy) -> EvaluationReport:
-        """Evaluate a loaded export on the run's held-out windows and loads."""
+        """Evaluate a loaded export on the run's held-out windows and loads (the baselines
+        are tuned again on the training traces: same seed, same parameters)."""
+        if not self._tuned:
+            self.tune_baselines()
         return self._evaluate(predictor)
 
     def test_conditions(self) -> list[Condition]:
