@@ -7,7 +7,8 @@ sets the SM-clock cap of each priority class (``CLOCK_LEVELS``); the row simulat
 (``row.PowerRow``) then runs ``decision_s / tick_s`` ticks of the fluid servers and the power
 model. Reward per decision: requests completed within their SLO minus
 ``violation_weight`` x those completed late, normalised per server-second, minus
-``brake_penalty`` per power-brake event. Episodes end by time limit (``truncated``).
+``brake_penalty`` per power-brake event, minus ``cap_penalty`` x the mean clock reduction (a cap
+is a performance loss even when no SLO is missed). Episodes end by time limit (``truncated``).
 
 Observation (float32, ``OBS_NAMES``): row power now, max and mean over the last decision and
 its trend (fractions of the budget); per class the mean queued prompt tokens (per 10k) and
@@ -90,6 +91,7 @@ class PowerCappingEnv(gym.Env):
         tpot_slo_s: float = 0.2,
         violation_weight: float = 1.0,
         brake_penalty: float = 20.0,
+        cap_penalty: float = 1.0,
         unlimited_power: bool = False,
         max_running: int = 128,
         data_dir: str | None = None,
@@ -114,6 +116,7 @@ class PowerCappingEnv(gym.Env):
         self.split = (float(split[0]), float(split[1]))
         self.ttft_slo_s, self.tpot_slo_s = ttft_slo_s, tpot_slo_s
         self.violation_weight, self.brake_penalty = violation_weight, brake_penalty
+        self.cap_penalty = cap_penalty
         self.unlimited_power = unlimited_power
         self.max_running = max_running
         self.data_dir = data_dir or os.environ.get("INFRAGYM_DATA") or None
@@ -192,6 +195,8 @@ class PowerCappingEnv(gym.Env):
         new_brakes = self.row.state.brake_events - brakes_before
         scale = self.row.n * self.decision_s * sum(self.rates) / 2
         reward = (good - self.violation_weight * late) / scale - self.brake_penalty * new_brakes
+        # POLCA's goal is minimal performance loss: a cap costs in proportion to the clock it takes away
+        reward -= self.cap_penalty * float(np.mean(1.0 - clock))
         truncated = self.row.now >= self.horizon_s - 1e-9
         info = self._info()
         info["brake_events"] = new_brakes
