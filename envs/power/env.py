@@ -91,7 +91,7 @@ class PowerCappingEnv(gym.Env):
         tpot_slo_s: float = 0.2,
         violation_weight: float = 1.0,
         brake_penalty: float = 20.0,
-        cap_penalty: float = 1.0,
+        cap_penalty: float = 3.0,
         unlimited_power: bool = False,
         max_running: int = 128,
         data_dir: str | None = None,
