@@ -62,10 +62,13 @@ def test_a_missing_result_fails_the_suite(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_reported_measurements_do_not_fail() -> None:
     from bench.serving import speed as serving_speed
 
-    least = load_result("serving_speed_least_outstanding")
-    assert [c.status for c in serving_speed.check(least)] == ["reported"]
+    overload = load_result("serving_speed_round_robin_rate600")
+    assert [c.status for c in serving_speed.check(overload)] == ["reported"]
+    # issue 14's 20 s goal is open: missing it is reported; issue 5's 30 s goal is a regression
+    least = {**load_result("serving_speed_least_outstanding"), "wall_s": 25.0, "peak_rss_mb": 600.0}
+    assert [c.status for c in serving_speed.check(least)] == ["not met (issue 14 open)"]
     slow = {**load_result("serving_speed_round_robin"), "wall_s": 31.0}
-    assert [c.status for c in serving_speed.check(slow)] == ["REGRESSED"]
+    assert [c.status for c in serving_speed.check(slow)] == ["REGRESSED", "not met (issue 14 open)"]
 
 
 def test_pages_start_with_a_title_and_link_only_to_each_other() -> None:

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +40,7 @@ from infragym.envs.serving.policies import make_router
 from infragym.envs.serving.prefix_cache import Pin, PrefixCacheKVManager
 from infragym.envs.serving.schedulers import FCFSScheduler, ProgramFCFSScheduler
 from infragym.envs.serving.simulator import FINISHED, SLO, Replica, ReplicaConfig, RequestTable
+from infragym.envs.serving.trace import ChromeTrace
 
 SCHEDULERS = ("request_fcfs", "program_fcfs")
 # Event kinds, in their order at equal times: a turn's arrival, a program's start, a pin's expiry.
@@ -75,6 +78,7 @@ class ProgramSimulation:
         scheduler: ``request_fcfs`` (vLLM) or ``program_fcfs`` (Continuum).
         router: ``round_robin`` or ``least_outstanding`` (fewest queued + running turns).
         concurrency: at most this many programs run at once (None: unlimited).
+        chrome_trace: record a per-request Chrome trace (``write_trace``); off by default.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class ProgramSimulation:
         scheduler: str = "program_fcfs",
         router: str = "round_robin",
         concurrency: int | None = None,
+        chrome_trace: bool = False,
     ) -> None:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
@@ -131,8 +136,10 @@ class ProgramSimulation:
             Replica(i, config, self.table, slo, scheduler=policy, kv_manager=kv_manager) for i in range(n_replicas)
         ]
         self.queue_delay_s = [0.0] * n_replicas  # per replica: EWMA of turns' admission waits
+        self.tracer = ChromeTrace() if chrome_trace else None
         for r in self.replicas:
             r.listener = self
+            r.tracer = self.tracer
         self.router = router
         self._router = make_router(router)
         self.loop = EventLoop(self.replicas, watch=True)
@@ -267,6 +274,12 @@ class ProgramSimulation:
             pin.expiry = d.time + ttl_s
             self.loop.at(pin.expiry, self._expire, d.program, pin.version, order=_EXPIRE)
         self.loop.at(d.time + float(self.programs.tool_duration_s[d.rid]), self._arrive, d.rid + 1, order=_ARRIVE)
+
+    def write_trace(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's per-request Chrome trace (needs ``chrome_trace=True``)."""
+        if self.tracer is None:
+            raise RuntimeError("no trace was recorded: build the simulation with chrome_trace=True")
+        return self.tracer.write(path, self.table, self.replicas)
 
     def run(self, policy: Callable[[Decision, ProgramSimulation], float]) -> dict[str, float]:
         """Run to the end with ``policy(decision, sim) -> ttl_s``; returns the metrics."""

@@ -10,7 +10,7 @@ request, recomputed later or swapped to host memory over PCIe at a cost). Iterat
 from the calibrated ``cost_model.CostModel``, times ``time_scale`` (a per-replica multiplier: a
 frequency cap, a slower part).
 
-One event loop (``events.EventLoop``) drives replicas: the cluster run (``ServingCluster``,
+One event loop (``events.EventLoop``) drives replicas: the cluster run (``cluster.ServingCluster``,
 with a ``Router`` from ``routers.py``), the gymnasium envs and the agent-program simulator.
 
 Speed: between events (an arrival at the replica, a completion, a KV block running out) a
@@ -27,17 +27,17 @@ import math
 from array import array
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from infragym.datasets.llm_traces import RequestTrace
+from infragym.envs.serving import kernels
 from infragym.envs.serving.cost_model import CostModel
-from infragym.envs.serving.events import EventLoop
 from infragym.envs.serving.hardware import BYTES_BF16, GPUS, MODELS
 from infragym.envs.serving.kv import SWAP_COPY_OVERHEAD_S, KVManager, PagedKVManager
-from infragym.envs.serving.policies import ReplicaScheduler, Router, make_router, make_scheduler
+from infragym.envs.serving.policies import ReplicaScheduler, make_scheduler
 
 # Request states.
 PENDING, WAITING, RUNNING, SWAPPED, FINISHED, FAILED, TIMED_OUT = range(7)
@@ -219,8 +219,11 @@ class Replica:
         self.kv: KVManager = (kv_manager or PagedKVManager)(total_blocks, config.block_size, swap_s_per_block)
         # Iteration-time tables, by tokens in the batch and by sampled tokens.
         tokens = np.arange(config.max_batched_tokens + config.max_running + 2, dtype=np.float64)
-        self._layers_s = model.layers * self.cost.layer_time(np.maximum(tokens, 1.0))
-        self._head_s = self.cost.lm_head_time(tokens)
+        self._costs = np.stack(
+            [model.layers * self.cost.layer_time(np.maximum(tokens, 1.0)), self.cost.lm_head_time(tokens)]
+        )
+        self._layers_s = self._costs[kernels.LAYERS]
+        self._head_s = self._costs[kernels.HEAD]
         eff = self.cost.eff
         attention = self.kv.attention_cost_factor
         self._overhead_s = eff.iteration_overhead_s
@@ -237,25 +240,20 @@ class Replica:
         self.busy_s = 0.0
         self.kv_log_t = array("d")
         self.kv_log_used = array("d")
-        # The running batch: slots [0, n).
+        # The running batch: slots [0, n), one row per field (the compiled kernels take it whole).
         cap = config.max_running
         self.n = 0
-        self._ids = np.zeros(cap, dtype=np.int64)
-        self._ctx = np.zeros(cap, dtype=np.int64)  # tokens in the KV cache
-        self._pre = np.zeros(cap, dtype=np.int64)  # prompt tokens still to prefill
+        self._slots = np.zeros((kernels.N_ROWS, cap), dtype=np.int64)
+        self._ids = self._slots[kernels.IDS]
+        self._ctx = self._slots[kernels.CTX]  # tokens in the KV cache
+        self._pre = self._slots[kernels.PRE]  # prompt tokens still to prefill
         # KV blocks reserved by a prefilling slot (its prompt + the token it emits). A decoding
         # slot always holds exactly ceil(ctx / block_size) blocks, so it needs no record.
-        self._blk = np.zeros(cap, dtype=np.int64)
-        self._rem = np.zeros(cap, dtype=np.int64)  # tokens still to generate
-        self._target = np.zeros(cap, dtype=np.int64)
-        self._buffers = (
-            self._ids,
-            self._ctx,
-            self._pre,
-            self._blk,
-            self._rem,
-            self._target,
-        )
+        self._blk = self._slots[kernels.BLK]
+        self._rem = self._slots[kernels.REM]  # tokens still to generate
+        self._target = self._slots[kernels.TARGET]
+        self._retired_ids = np.zeros(cap, dtype=np.int64)  # scratch for kernels.retire_finished
+        self._retired_blocks = np.zeros(cap, dtype=np.int64)
         self._pending_prefill = 0  # sum of _pre over the batch
         self._prefilling = 0  # slots with prompt tokens left
         self._resuming: dict[int, float] = {}  # swapped-in request -> its last token time
@@ -420,8 +418,7 @@ class Replica:
         """Close slot ``i``'s gap, keeping admission order."""
         n = self.n
         if i != n - 1:
-            for buffer in self._buffers:
-                buffer[i : n - 1] = buffer[i + 1 : n]
+            self._slots[:, i : n - 1] = self._slots[:, i + 1 : n]
         self.n = n - 1
 
     def _write_back(self, slots: np.ndarray | slice) -> np.ndarray:
@@ -589,20 +586,18 @@ class Replica:
     def run_iteration(self) -> None:
         """Run one iteration: prefill chunks of admitted requests, one token for the others."""
         cfg = self.config
-        bs = cfg.block_size
+        kv = self.kv
+        slots = self._slots
         swap_s = self._pending_swap_s  # swap-ins before this iteration, then swap-outs in it
         self._pending_swap_s = 0.0
-        # A decode that starts a new block needs a free one; preempt the newest until it fits.
+        # A decode that starts a new block needs a free one; the scheduler frees memory (vLLM:
+        # preempts the newest) until it fits.
+        need = 0
         while self.n:
-            n = self.n
-            # Prefilling slots are the newest ones (a suffix) unless a swap-in landed behind a
-            # partial chunked prefill; then fall back to a mask.
-            d = n - self._prefilling
-            suffix = self._prefilling == 0 or not self._pre[:d].any()
-            decoding = slice(0, d) if suffix else np.flatnonzero(self._pre[:n] == 0)
-            grow = self._ctx[decoding] % bs == 0  # the next token opens a new block
-            need = int(np.count_nonzero(grow))
-            if need <= self.kv.free_blocks:
+            need = (
+                kernels.decode_blocks_needed(slots, self.n, self._prefilling, cfg.block_size) if self._decoding else 0
+            )
+            if need <= kv.free_blocks:
                 break
             swap_s += self._scheduler.make_room(self)
         if not self.n:
@@ -611,57 +606,41 @@ class Replica:
             if swap_s:
                 self._log_segment(swap_s)
             return
-        n = self.n
-        ctx, pre, rem = self._ctx[:n], self._pre[:n], self._rem[:n]
+        t = self.table
         decodes = self._decoding
-        context = int(ctx[decoding].sum()) if decodes else 0
-        prefill_tokens = 0
-        pairs = 0.0
-        if self._prefilling:
-            prefilling = slice(d, n) if suffix else np.flatnonzero(pre > 0)
-            chunks = pre[prefilling]
-            if cfg.chunked_prefill:
-                budget = max(cfg.max_batched_tokens - decodes, 0)
-                chunks = np.clip(chunks - np.maximum(np.cumsum(chunks) - budget, 0), 0, None)
-                prefill_tokens = int(chunks.sum())
-            else:
-                chunks = chunks.copy()
-                prefill_tokens = self._pending_prefill  # every pending prompt runs whole
-            pairs = float(np.dot(chunks, ctx[prefilling] + chunks / 2.0))
-        seconds = self._iteration_seconds(prefill_tokens, pairs, decodes, context) + swap_s
+        seconds, prefill_tokens, completed, finished = kernels.run_iteration(
+            slots,
+            self.n,
+            self._prefilling,
+            self._pending_prefill,
+            decodes,
+            cfg.chunked_prefill,
+            cfg.max_batched_tokens,
+            self._costs,
+            self._overhead_s,
+            self._attn_flop_s,
+            self._kv_read_s_per_token,
+            self.time_scale,
+            swap_s,
+            self.clock,
+            t.first_token,
+            t.max_tbt,
+            t.last_token,
+        )
         end = self.clock + seconds
         self.clock = end
         self.iterations += 1
         self.busy_s += seconds
         if decodes:
-            self.kv.grow(need)
-            rem[decoding] -= 1
-            ctx[decoding] += 1
+            kv.grow(need)
             if self._resuming:
                 self._resumed_gaps(end)
         if prefill_tokens:
-            pre[prefilling] -= chunks
-            ctx[prefilling] += chunks
             self._pending_prefill -= prefill_tokens
-            if not cfg.chunked_prefill:
-                done = np.arange(d, n) if suffix else prefilling  # whole prompts: all done
-            elif suffix:
-                done = np.arange(d, n)[pre[d:n] == 0]
-            else:
-                done = prefilling[pre[prefilling] == 0]
-            if done.size:
-                t = self.table
-                rids = self._ids[done]
-                fresh = rem[done] == self._target[done]
-                t.first_token[rids[fresh]] = end
-                resumed = rids[~fresh]
-                if resumed.size:  # recomputed after a preemption: the wait is one long gap
-                    t.max_tbt[resumed] = np.maximum(t.max_tbt[resumed], end - t.last_token[resumed])
-                rem[done] -= 1
-                ctx[done] += 1  # the emitted token's slot was reserved at admission
-                self._prefilling -= done.size
-                self._decoding += done.size
-        self._finish_completed()
+            self._prefilling -= completed
+            self._decoding += completed
+        if finished:
+            self._finish_completed()
         self._log_segment(seconds)
 
     def _resumed_gaps(self, first_token_end: float) -> None:
@@ -677,6 +656,30 @@ class Replica:
         t = self.table
         bs = self.config.block_size
         kv = self.kv
+        if self.listener is None:
+            # Compiled: retire them all in one pass, then hand their blocks back in slot order.
+            rids, blocks = self._retired_ids, self._retired_blocks
+            self.n, count = kernels.retire_finished(
+                self._slots,
+                self.n,
+                self.clock,
+                bs,
+                FINISHED,
+                t.generated,
+                t.last_token,
+                t.completion,
+                t.state,
+                rids,
+                blocks,
+            )
+            self._decoding -= count
+            for j in range(count):
+                rid = int(rids[j])
+                kv.release(rid, int(blocks[j]), self.clock, finished=True)
+                if self._scheduler_on_finish:
+                    self._scheduler.on_finish(self, rid)
+            return
+        # A listener sees the batch as it was at each completion: one at a time.
         while self.n:
             n = self.n
             rem = self._rem[:n]
@@ -693,8 +696,8 @@ class Replica:
             if self._scheduler_on_finish:
                 self._scheduler.on_finish(self, rid)
             self._decoding -= 1
-            for buffer in self._buffers:  # close the gap, keeping admission order
-                buffer[i : n - 1] = buffer[i + 1 : n]
+            if i != n - 1:  # close the gap, keeping admission order
+                self._slots[:, i : n - 1] = self._slots[:, i + 1 : n]
             self.n = n - 1
 
     def _log_segment(self, longest_iteration_s: float) -> None:
@@ -710,70 +713,37 @@ class Replica:
     def fast_forward(self, target: float, horizon: int | None = None) -> bool:
         """Run decode-only iterations in closed form until the first completion, the first
         block shortage, the first iteration ending at or after ``target`` or ``horizon``
-        iterations. False if the batch is not decode-only (nothing done)."""
+        iterations. False if the batch is not decode-only or its next decode needs a block
+        (nothing done)."""
         n = self.n
         if not n or self._pending_prefill or self._pending_swap_s:
             return False
-        bs = self.config.block_size
-        ctx, rem = self._ctx[:n], self._rem[:n]
-        k = first_completion = int(rem.min())
-        if horizon is not None:
-            k = max(1, min(k, horizon))
-        free = self.kv.free_blocks
-        if free < n * (k // bs + 1):
-            # request i needs a new block at iterations room_i + 1, room_i + 1 + bs, ...
-            room = (-ctx) % bs
-            k = min(k, self._max_iterations_within_blocks(room, free))
-            if k == 0:
-                return False  # the next decode needs a block: run_iteration preempts
-        context = int(ctx.sum())
-        base = self._iteration_seconds(0, 0.0, n, context)
-        slope = n * self._kv_read_s_per_token * self.time_scale  # extra seconds per iteration as the cache grows
-        # Iterations needed to reach the target: smallest j with cumulative(j) >= target.
-        if math.isfinite(target) and target > self.clock:
-            span = target - self.clock
-            if slope > 0:
-                a, b = slope / 2.0, base - slope / 2.0
-                j = math.ceil((-b + math.sqrt(b * b + 4 * a * span)) / (2 * a) - 1e-9)
-            else:
-                j = math.ceil(span / base)
-            k = max(1, min(k, j))
-        elif math.isfinite(target):
-            k = 1
-        elapsed = k * base + slope * k * (k - 1) / 2.0
+        kv = self.kv
+        k, elapsed, grown, base, slope, completion = kernels.fast_forward(
+            self._slots,
+            n,
+            self.config.block_size,
+            kv.free_blocks,
+            -1 if horizon is None else horizon,
+            self.clock,
+            target,
+            self._costs,
+            self._overhead_s,
+            self._kv_read_s_per_token,
+            self.time_scale,
+        )
+        if not k:
+            return False  # the next decode needs a block: run_iteration frees one
         if self._resuming:
             self._resumed_gaps(self.clock + base)
         self.clock += elapsed
         self.busy_s += elapsed
         self.iterations += k
-        # blocks held go from ceil(ctx / bs) to ceil((ctx + k) / bs)
-        self.kv.grow(int(((ctx + (k + bs - 1)) // bs - (ctx + (bs - 1)) // bs).sum()))
-        ctx += k
-        rem -= k
-        if k == first_completion:
+        kv.grow(grown)
+        if completion:
             self._finish_completed()
         self._log_segment(base + slope * (k - 1))
         return True
-
-    def _max_iterations_within_blocks(self, room: np.ndarray, free: int) -> int:
-        """Largest k such that k decode iterations need no more than the free blocks."""
-        bs = self.config.block_size
-
-        def needed(k: int) -> int:
-            return int(np.sum(np.maximum(0, -(-(k - room) // bs))))
-
-        lo, hi = 0, 1
-        while needed(hi) <= free:
-            lo, hi = hi, hi * 2
-            if hi > 1 << 24:
-                return lo
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if needed(mid) <= free:
-                lo = mid
-            else:
-                hi = mid
-        return lo
 
     def audit(self) -> None:
         """Check the KV ledger and the per-request bookkeeping (used by the tests)."""
@@ -817,246 +787,20 @@ class Replica:
         return True
 
 
-# ---------------------------------------------------------------------- cluster
-ROUTERS = ("round_robin", "least_outstanding")  # the built-in routers (registry: policies.ROUTERS)
+# The cluster (``cluster.py``) builds on these entities; its names stay importable from here.
+_CLUSTER_NAMES = ("ROUTERS", "ServingCluster", "SimulationResult", "finalise_max_tbt", "summarize")
 
 
-@dataclass
-class SimulationResult:
-    table: RequestTable
-    replicas: list[Replica]
-    slo: SLO
-    end_time: float
-    metrics: dict[str, float] = field(default_factory=dict)
+def __getattr__(name: str) -> Any:
+    if name in _CLUSTER_NAMES:
+        from infragym.envs.serving import cluster
 
-
-class ServingCluster:
-    """Replicas behind a global router, fed by a request trace, on one event loop.
-
-    Args:
-        replica: the replicas' configuration.
-        n_replicas: replicas at the start (``add_replica``/``remove_replica`` change the set at
-            run time, from an event scheduled with ``at``).
-        router: a registered router name or a ``Router``.
-        slo: the requests' SLO (and queue timeout).
-        drain_s: after the last arrival, run this long at most.
-        scheduler: the replicas' ``ReplicaScheduler`` (name or instance; default FCFS).
-        kv_manager: a KV manager factory (default ``PagedKVManager``).
-        fast_forward: closed-form decode stretches (False: step every iteration).
-        trace_path: write a Chrome trace (per-request events) of the run there (None: off).
-    """
-
-    def __init__(
-        self,
-        *,
-        replica: ReplicaConfig | None = None,
-        n_replicas: int = 1,
-        router: str | Router = "round_robin",
-        slo: SLO | None = None,
-        drain_s: float = 3600.0,
-        scheduler: str | ReplicaScheduler | None = None,
-        kv_manager: Callable[[int, int, float], KVManager] | None = None,
-        fast_forward: bool = True,
-        trace_path: str | None = None,
-    ) -> None:
-        make_router(router)  # refuse an unknown router now
-        if n_replicas <= 0:
-            raise ValueError("n_replicas must be positive")
-        self.replica_config = replica or ReplicaConfig()
-        self.n_replicas = n_replicas
-        self.router = router if isinstance(router, str) else router.name
-        self._router_spec = router
-        self.slo = slo or SLO()
-        self.drain_s = drain_s
-        self.scheduler = make_scheduler(scheduler)
-        self.kv_manager = kv_manager
-        self.fast_forward = fast_forward
-        self.trace_path = trace_path
-        self._timed: list[tuple[float, Callable[[ServingCluster, float], None]]] = []
-        self.replicas: list[Replica] = []  # every replica of the current run (removed ones too)
-        self.active: list[Replica] = []  # those the router may choose
-        self.loop: EventLoop | None = None
-        self.table: RequestTable | None = None
-
-    # ------------------------------------------------------------------ run-time changes
-    def at(self, time: float, action: Callable[[ServingCluster, float], None]) -> None:
-        """Call ``action(cluster, time)`` at ``time`` of the next run (e.g. add or remove a
-        replica, change a replica's ``time_scale``)."""
-        self._timed.append((float(time), action))
-
-    def add_replica(self, config: ReplicaConfig | None = None) -> Replica:
-        """A new replica joins (idle, at the loop's clock); the router may choose it at once."""
-        if self.loop is None or self.table is None:
-            raise RuntimeError("add_replica is for a running cluster: schedule it with at()")
-        replica = self._new_replica(len(self.replicas), config or self.replica_config)
-        self.loop.add_replica(replica)
-        self.active.append(replica)
-        return replica
-
-    def remove_replica(self, replica: Replica) -> None:
-        """The router stops choosing ``replica``; it drains what it already has."""
-        if replica not in self.active:
-            raise ValueError(f"replica {replica.index} is not active")
-        if len(self.active) == 1:
-            raise ValueError("cannot remove the last active replica")
-        self.active.remove(replica)
-
-    def _new_replica(self, index: int, config: ReplicaConfig) -> Replica:
-        assert self.table is not None
-        replica = Replica(
-            index,
-            config,
-            self.table,
-            self.slo,
-            scheduler=self.scheduler,
-            kv_manager=self.kv_manager,
-            fast_forward=self.fast_forward,
-        )
-        replica.tracer = self._tracer
-        self.replicas.append(replica)
-        return replica
-
-    # ------------------------------------------------------------------ running
-    def run(
-        self,
-        trace: RequestTrace,
-        scheduler: str | ReplicaScheduler | None = None,
-        *,
-        columns: Mapping[str, np.ndarray] | None = None,
-    ) -> SimulationResult:
-        """Replay ``trace`` (with ``scheduler`` instead of the cluster's, if given; ``columns``:
-        extra per-request arrays for the scheduler, see ``RequestTable``)."""
-        from infragym.envs.serving.trace import ChromeTrace
-
-        table = self.table = RequestTable(trace, columns)
-        self._tracer = ChromeTrace() if self.trace_path else None
-        if scheduler is not None:
-            self.scheduler = make_scheduler(scheduler)
-        self.replicas = []
-        for i in range(self.n_replicas):
-            self._new_replica(i, self.replica_config)
-        self.active = list(self.replicas)
-        loop = self.loop = EventLoop(self.replicas)
-        router = make_router(self._router_spec)
-        failed = table.trace_failed
-        state, completion = table.state, table.completion
-        active = self.active
-
-        def arrive(rid: int, now: float) -> None:
-            if failed[rid]:
-                state[rid] = FAILED
-                completion[rid] = now
-                return
-            if router.needs_load:
-                for r in active:
-                    r.advance_until(now)
-                chosen = router.route(active, rid, now)
-            else:
-                chosen = router.route(active, rid, now)
-                chosen.advance_until(now)
-            chosen.enqueue(rid, now)
-
-        loop.stream(table.arrival, arrive)
-        for time, action in self._timed:
-            loop.at(time, lambda t, action=action: action(self, t), order=-1)
-        end = (float(table.arrival[-1]) if table.n else 0.0) + self.drain_s
-        loop.run(until=end)
-        for r in self.replicas:
-            r.sync()  # requests still running at the end keep their partial records
-        finalise_max_tbt(table, self.replicas)
-        done = table.completion[np.isfinite(table.completion)]
-        finish = float(done.max()) if done.size else 0.0
-        result = SimulationResult(table, self.replicas, self.slo, min(finish, end))
-        result.metrics = summarize(result)
-        if self._tracer is not None and self.trace_path:
-            self._tracer.write(self.trace_path, table, self.replicas)
-        return result
-
-
-def finalise_max_tbt(table: RequestTable, replicas: list[Replica]) -> None:
-    """Each request's longest gap between tokens: the longest iteration its replica ran
-    between its first and last token (every decoding request takes part in every iteration),
-    or a preemption gap recorded when it resumed, whichever is longer. A range-maximum query
-    over each replica's segment log (sparse table), vectorised over requests."""
-    for replica in replicas:
-        ends = np.frombuffer(replica.kv_log_t)
-        longest = np.frombuffer(replica.seg_max)
-        rids = np.flatnonzero((table.replica == replica.index) & np.isfinite(table.first_token))
-        if not rids.size or not ends.size:
-            continue
-        lo = np.searchsorted(ends, table.first_token[rids], side="right")
-        hi = np.searchsorted(ends, table.last_token[rids], side="right")
-        ok = hi > lo
-        lo, hi, rids = lo[ok], hi[ok], rids[ok]
-        levels = [longest]
-        while (1 << len(levels)) <= len(longest):
-            prev, half = levels[-1], 1 << (len(levels) - 1)
-            levels.append(np.maximum(prev[:-half], prev[half:]))
-        span = hi - lo
-        level = np.floor(np.log2(span)).astype(np.int64)
-        best = np.empty(len(rids))
-        for j in np.unique(level):
-            sel = level == j
-            width = 1 << int(j)
-            best[sel] = np.maximum(levels[j][lo[sel]], levels[j][hi[sel] - width])
-        table.max_tbt[rids] = np.maximum(table.max_tbt[rids], best)
-
-
-def summarize(result: SimulationResult) -> dict[str, float]:
-    """Throughput, goodput under the SLO, latency percentiles, preemptions, failures."""
-    t = result.table
-    slo = result.slo
-    finished = t.state == FINISHED
-    start = float(t.arrival.min()) if t.n else 0.0
-    makespan = max(result.end_time - start, 1e-9)
-    ttft = t.first_token[finished] - t.arrival[finished]
-    e2e = t.completion[finished] - t.arrival[finished]
-    multi = finished & (t.generated > 1)
-    tpot = (t.completion[multi] - t.first_token[multi]) / (t.generated[multi] - 1)
-    tpot_all = np.zeros(int(finished.sum()))
-    tpot_all[(t.generated[finished] > 1)] = tpot
-    good = (ttft <= slo.ttft_s) & (tpot_all <= slo.tbt_s)
-    metrics: dict[str, float] = {
-        "requests": float(t.n),
-        "finished": float(finished.sum()),
-        "failed": float(np.sum(t.state == FAILED)),
-        "timed_out": float(np.sum(t.state == TIMED_OUT)),
-        "unfinished": float(np.sum(np.isin(t.state, (WAITING, RUNNING, SWAPPED)))),
-        "throughput_rps": float(finished.sum() / makespan),
-        "throughput_tokens_s": float(t.generated[finished].sum() / makespan),
-        "goodput_rps": float(good.sum() / makespan),
-        # Share of all requests (except those the trace marks failed) served within the SLO:
-        # timed-out, refused and unfinished requests count against it.
-        "slo_attainment": float(good.sum() / max(int(np.sum(~t.trace_failed)), 1)),
-        "preemptions": float(t.preemptions.sum()),
-        "gpu_busy_fraction": float(sum(r.busy_s for r in result.replicas) / (len(result.replicas) * makespan))
-        if result.replicas
-        else 0.0,
-        "makespan_s": makespan,
-    }
-    for name, values in (("ttft_s", ttft), ("tbt_s", tpot), ("e2e_s", e2e), ("max_tbt_s", t.max_tbt[multi])):
-        if values.size:
-            metrics[f"{name}_mean"] = float(values.mean())
-            for q in (50, 95, 99):
-                metrics[f"{name}_p{q}"] = float(np.percentile(values, q))
-    # Time-weighted: the use logged at the end of a segment holds until the next segment ends.
-    area = duration = peak = 0.0
-    for replica in result.replicas:
-        ends = np.frombuffer(replica.kv_log_t)
-        used = np.frombuffer(replica.kv_log_used)
-        if ends.size > 1:
-            area += float(np.dot(used[:-1], np.diff(ends)))
-            duration += float(ends[-1] - ends[0])
-        if used.size:
-            peak = max(peak, float(used.max()))
-    metrics["kv_utilisation_mean"] = area / duration if duration > 0 else 0.0
-    metrics["kv_utilisation_max"] = peak
-    return metrics
+        return getattr(cluster, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "BYTES_BF16",
-    "ROUTERS",
     "SLO",
     "STATE_NAMES",
     "Replica",
@@ -1064,7 +808,4 @@ __all__ = [
     "ReplicaListener",
     "ReplicaView",
     "RequestTable",
-    "ServingCluster",
-    "SimulationResult",
-    "summarize",
 ]

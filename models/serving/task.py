@@ -13,10 +13,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from infragym.datasets.llm_traces import RequestTrace, burstgpt_like, load_azure_trace
+from infragym.envs.serving.cluster import ROUTERS, ServingCluster, SimulationResult
 from infragym.envs.serving.env import LLMServingEnv
 from infragym.envs.serving.kv import KVManager
 from infragym.envs.serving.policies import ReplicaScheduler, make_router
-from infragym.envs.serving.simulator import ROUTERS, ServingCluster, SimulationResult
 from infragym.evaluation import method_metrics, plot_curves
 from infragym.logging import RunLogger
 from infragym.results import ResultsTable
