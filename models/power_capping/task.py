@@ -197,6 +197,7 @@ class PowerCappingTask:
             "gamma": 0.98,
             "ent_coef": 0.01,
             "net_arch": [64, 64],
+            "uncapped_prior": 2.0,
             **dict(ppo or {}),
         }
         self.grid = grid
@@ -279,6 +280,13 @@ class PowerCappingTask:
             device="cpu",
             verbose=0,
         )
+        # Prior: start from mostly uncapped servers (a logit bonus on clock level 0 of each class),
+        # as an operator would, instead of the uniform policy that caps three times in four.
+        prior = float(args.get("uncapped_prior", 0.0))
+        if prior:
+            with torch.no_grad():
+                for start in range(0, 2 * len(CLOCK_LEVELS), len(CLOCK_LEVELS)):
+                    model.policy.action_net.bias[start] += prior
         log.info("training PPO for %d steps on %d envs", args["total_steps"], args["n_envs"])
         model.learn(total_timesteps=int(args["total_steps"]), progress_bar=self.progress_bar, callback=EpisodeLog())
         vec.close()
