@@ -102,3 +102,88 @@ MODELS: dict[str, ModelSpec] = {
     "llama3.1_70b": ModelSpec("llama3.1_70b", 80, 8192, 64, 8, 128, 28672, 128256),
     "llama2_7b": ModelSpec("llama2_7b", 32, 4096, 32, 32, 128, 11008, 32000),
 }
+
+
+# --- Models of the power (POLCA) and elastic-MoE (ElasticMoE) components ----------------------
+# Appended as one block (issue 16). Architectures from the published configs:
+# Llama-2-70B (meta-llama/Llama-2-70b-hf config.json): 80 layers, hidden 8,192, 64 q / 8 kv
+# heads, FFN 28,672, vocab 32,000. BLOOM-176B (bigscience/bloom config.json): 70 layers, hidden
+# 14,336, 112 heads (no GQA), head_dim 128, GELU MLP of 4 x hidden, vocab 250,880 (its tied
+# embeddings are counted twice here: +3% weight bytes).
+@dataclass(frozen=True)
+class MoEModelSpec(ModelSpec):
+    """A Mixture-of-Experts transformer. ``ffn`` is the FFN width one token goes through (its
+    active routed experts plus the shared ones), so the cost model prices the active path;
+    ``params`` and ``weight_bytes`` count every expert."""
+
+    experts: int = 8
+    active_experts: int = 2
+    expert_ffn: int = 14336
+    shared_experts: int = 0
+    dense_layers: int = 0  # leading layers with a dense FFN of width ``dense_ffn``
+    dense_ffn: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.active_experts <= self.experts or self.expert_ffn <= 0:
+            raise ValueError(f"{self.name}: need 0 < active_experts <= experts and expert_ffn > 0")
+        if not 0 <= self.dense_layers < self.layers:
+            raise ValueError(f"{self.name}: dense_layers must be in [0, layers)")
+
+    @property
+    def expert_params(self) -> int:
+        """One gated expert: up, gate and down projections."""
+        return 3 * self.hidden * self.expert_ffn
+
+    @property
+    def moe_layers(self) -> int:
+        return self.layers - self.dense_layers
+
+    @property
+    def attention_params(self) -> int:
+        return self.qkv_params + self.out_proj_params + 2 * self.hidden
+
+    @property
+    def params(self) -> int:
+        moe = self.attention_params + (self.experts + self.shared_experts) * self.expert_params
+        moe += self.hidden * self.experts  # router
+        dense = self.attention_params + 3 * self.hidden * self.dense_ffn
+        return self.moe_layers * moe + self.dense_layers * dense + 2 * self.vocab * self.hidden + self.hidden
+
+    @property
+    def routed_expert_bytes(self) -> int:
+        """Bytes of all routed experts (what expert parallelism spreads over devices)."""
+        return self.moe_layers * self.experts * self.expert_params * BYTES_BF16
+
+    @property
+    def expert_bytes(self) -> int:
+        """Bytes of one routed expert across all MoE layers."""
+        return self.moe_layers * self.expert_params * BYTES_BF16
+
+
+# Mixtral-8x7B (mistralai/Mixtral-8x7B-v0.1 config.json): 32 layers, hidden 4,096, 32 q / 8 kv
+# heads, 8 experts of FFN 14,336, top-2, vocab 32,000; 46.7B parameters, 12.9B active.
+# DeepSeekMoE-16B (deepseek-ai/deepseek-moe-16b-base config.json): 28 layers, hidden 2,048, 16
+# heads (MHA), 64 routed experts of FFN 1,408 + 2 shared, top-6, first layer dense (FFN 10,944),
+# vocab 102,400; 16.4B parameters, 2.8B active.
+MODELS["llama2-70b"] = ModelSpec("llama2-70b", 80, 8192, 64, 8, 128, 28672, 32000)
+MODELS["bloom-176b"] = ModelSpec("bloom-176b", 70, 14336, 112, 112, 128, 57344, 250880, gated_mlp=False)
+MODELS["mixtral-8x7b"] = MoEModelSpec(
+    "mixtral-8x7b", 32, 4096, 32, 8, 128, 2 * 14336, 32000, experts=8, active_experts=2, expert_ffn=14336
+)
+MODELS["deepseek-moe-16b"] = MoEModelSpec(
+    "deepseek-moe-16b",
+    28,
+    2048,
+    16,
+    16,
+    128,
+    (6 + 2) * 1408,
+    102400,
+    experts=64,
+    active_experts=6,
+    expert_ffn=1408,
+    shared_experts=2,
+    dense_layers=1,
+    dense_ffn=10944,
+)

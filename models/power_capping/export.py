@@ -1,0 +1,126 @@
+"""ONNX export of a PPO policy over discrete actions, and its deployable predictor:
+``infragym.load(path).act(obs)``.
+
+The graph maps a batch of observations to the concatenated logits of the action's
+sub-actions (``nvec``: one entry for ``Discrete``, several for ``MultiDiscrete``); ``act``
+takes the most likely value of each. Needs numpy and onnxruntime only. Used by the
+power-capping and the elastic-MoE components (``manifest.output_schema.nvec`` says which).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infragym.export import ExportError, export_file
+
+POLICY_FILE = "policy.onnx"
+OPSET = 18
+
+
+def export_onnx(policy: Any, obs_size: int) -> bytes:
+    """An SB3 ``ActorCriticPolicy`` (MLP) as ONNX bytes with a dynamic batch axis."""
+    import torch
+    from torch import nn
+
+    class Logits(nn.Module):
+        def __init__(self, policy: Any) -> None:
+            super().__init__()
+            self.policy = policy
+
+        def forward(self, obs):  # type: ignore[no-untyped-def]
+            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+            latent = self.policy.mlp_extractor.forward_actor(features)
+            return self.policy.action_net(latent)
+
+    module = Logits(policy).cpu().eval()
+    example = (torch.rand(2, obs_size, generator=torch.Generator().manual_seed(0)),)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        path = Path(tmp) / POLICY_FILE
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=["obs"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+        )
+        return path.read_bytes()
+
+
+class DiscretePolicy:
+    """A loaded policy export: ``act(obs)`` -> action (an int, or an int array per sub-action)."""
+
+    def __init__(self, onnx: bytes, nvec: Sequence[int], obs_size: int, manifest: dict[str, Any] | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        self.onnx = onnx
+        self.nvec = tuple(int(n) for n in nvec)
+        self.obs_size = int(obs_size)
+        self.manifest = manifest or {}
+
+    @classmethod
+    def from_export(cls, directory: Path, manifest: dict[str, Any]) -> DiscretePolicy:
+        schema = manifest.get("output_schema", {})
+        try:
+            nvec = [int(n) for n in schema["nvec"]]
+            obs_size = int(manifest["input_schema"]["obs_size"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExportError(f"{directory}: the manifest's schema lacks nvec/obs_size ({exc})") from exc
+        if not nvec or any(n < 1 for n in nvec) or obs_size < 1:
+            raise ExportError(f"{directory}: nvec {nvec} / obs_size {obs_size} are not valid")
+        return cls(export_file(directory, manifest, POLICY_FILE).read_bytes(), nvec, obs_size, manifest)
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        batch = np.asarray(obs, dtype=np.float32)
+        if batch.ndim == 1:
+            batch = batch[None]
+        if batch.ndim != 2 or batch.shape[1] != self.obs_size:
+            raise ValueError(f"obs must have shape ({self.obs_size},) or (B, {self.obs_size}), got {np.shape(obs)}")
+        if not np.all(np.isfinite(batch)):
+            raise ValueError("obs must be finite")
+        return self.session.run(None, {"obs": batch})[0]
+
+    def act(self, obs: np.ndarray) -> np.ndarray | int:
+        """The most likely action: an int for one ``Discrete`` action, else one index per sub-action."""
+        single = np.asarray(obs).ndim == 1
+        logits = self.logits(obs)
+        out, start = [], 0
+        for n in self.nvec:
+            out.append(np.argmax(logits[:, start : start + n], axis=1))
+            start += n
+        action = np.stack(out, axis=1).astype(np.int64)
+        if len(self.nvec) == 1:
+            action = action[:, 0]
+            return int(action[0]) if single else action
+        return action[0] if single else action
+
+    def reset(self) -> None:
+        """Stateless (the same interface as the rule baselines)."""
+
+
+def schemas(obs_names: Sequence[str], nvec: Sequence[int], labels: dict[str, Any]) -> tuple[dict, dict]:
+    """Input and output schema of a policy export."""
+    return (
+        {
+            "obs": f"float32 ({len(obs_names)},) or (B, {len(obs_names)})",
+            "obs_size": len(obs_names),
+            "obs_names": list(obs_names),
+        },
+        {"action": "int64 per sub-action", "nvec": [int(n) for n in nvec], **labels},
+    )
+
+
+__all__ = ["POLICY_FILE", "DiscretePolicy", "export_onnx", "schemas"]
