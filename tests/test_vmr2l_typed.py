@@ -187,7 +187,9 @@ def test_every_edge_reads_or_fails_as_the_checked_reader(edit: str) -> None:
         _assert_same(typed, checked)
 
 
-@pytest.mark.parametrize("raw", [b"\xff\xfe", b"{not json", b"[]", b'{"cluster_list": 3}'])
+@pytest.mark.parametrize(
+    "raw", [b"\xff\xfe", b"{not json", b"[]", b'{"cluster_list": 3}', b'{"cluster_list": [{"host_info": "\x80"}]}']
+)
 def test_undecodable_bytes_get_the_checked_readers_error(raw: bytes) -> None:
     with pytest.raises(SnapshotError, match=r"^s: "):
         decode_vmr2l_snapshot(raw, source="s")
@@ -209,3 +211,4 @@ def test_snapshot_requests_in_the_usual_form_skip_the_request_model() -> None:
         {**body, "snapshot": {"cluster_list": [{**_cluster()["cluster_list"][0], "vm_instance": [_vm("v", "x", 1)]}]}},
     ):
         assert decode_snapshot_request(json.dumps(other).encode()) is None
+    assert decode_snapshot_request(b'{"snapshot": {"cluster_list": "\x80"}}') is None  # not UTF-8

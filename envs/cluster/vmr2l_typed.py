@@ -204,7 +204,7 @@ def decode_vmr2l_snapshot(raw: bytes, *, source: str = "snapshot", name: str = "
     """
     try:
         snapshot = snapshot_from_struct(_DECODER.decode(raw), source=source, name=name)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):  # msgspec raises the last itself
         snapshot = None
     if snapshot is not None:
         return snapshot

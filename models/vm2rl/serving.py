@@ -95,7 +95,7 @@ def decode_snapshot_request(raw: bytes) -> SnapshotRequest | None:
     try:
         body = _REQUEST_DECODER.decode(raw)
         snapshot = snapshot_from_struct(body.snapshot, source="request snapshot")
-    except (msgspec.DecodeError, msgspec.ValidationError, SnapshotError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, SnapshotError):
         return None
     if snapshot is None:
         return None
