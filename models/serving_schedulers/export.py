@@ -7,7 +7,6 @@ The graph maps a batch of observations (``admission_features``) to the policy's 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,43 +20,14 @@ from infragym.models.serving_schedulers.admission_features import (
     SLOT_NAMES,
     WINDOW,
 )
+from infragym.policy_onnx import policy_logits_onnx
 
 POLICY_FILE = "policy.onnx"
-OPSET = 18
 
 
 def export_onnx(policy: Any) -> bytes:
     """An SB3 ``ActorCriticPolicy`` (MLP, Discrete actions) as ONNX bytes with a dynamic batch axis."""
-    import torch
-    from torch import nn
-
-    class Logits(nn.Module):
-        def __init__(self, policy: Any) -> None:
-            super().__init__()
-            self.policy = policy
-
-        def forward(self, obs):  # type: ignore[no-untyped-def]
-            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
-            latent = self.policy.mlp_extractor.forward_actor(features)
-            return self.policy.action_net(latent)
-
-    module = Logits(policy).cpu().eval()
-    example = (torch.rand(2, OBS_SIZE, generator=torch.Generator().manual_seed(0)),)
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        path = Path(tmp) / POLICY_FILE
-        torch.onnx.export(
-            module,
-            example,
-            str(path),
-            input_names=["obs"],
-            output_names=["logits"],
-            dynamic_shapes=({0: batch},),
-            opset_version=OPSET,
-            dynamo=True,
-            external_data=False,
-        )
-        return path.read_bytes()
+    return policy_logits_onnx(policy, OBS_SIZE)
 
 
 def input_schema() -> dict[str, Any]:

@@ -8,7 +8,6 @@ onnxruntime only.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,44 +17,15 @@ from infragym.envs.training.env import INTERVAL_CHOICES_S, OBS_NAMES, OBS_SIZE
 from infragym.envs.training.simulator import RECOVERIES
 from infragym.envs.training.tiers import TIER_NAMES
 from infragym.export import export_file
+from infragym.policy_onnx import policy_logits_onnx
 
 POLICY_FILE = "policy.onnx"
-OPSET = 18
 NVEC = (len(INTERVAL_CHOICES_S), len(TIER_NAMES), len(RECOVERIES))
 
 
 def export_onnx(policy: Any) -> bytes:
     """An SB3 ``ActorCriticPolicy`` (MLP, MultiDiscrete actions) as ONNX bytes with a dynamic batch axis."""
-    import torch
-    from torch import nn
-
-    class Logits(nn.Module):
-        def __init__(self, policy: Any) -> None:
-            super().__init__()
-            self.policy = policy
-
-        def forward(self, obs):  # type: ignore[no-untyped-def]
-            features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
-            latent = self.policy.mlp_extractor.forward_actor(features)
-            return self.policy.action_net(latent)
-
-    module = Logits(policy).cpu().eval()
-    example = (torch.rand(2, OBS_SIZE, generator=torch.Generator().manual_seed(0)),)
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        path = Path(tmp) / POLICY_FILE
-        torch.onnx.export(
-            module,
-            example,
-            str(path),
-            input_names=["obs"],
-            output_names=["logits"],
-            dynamic_shapes=({0: batch},),
-            opset_version=OPSET,
-            dynamo=True,
-            external_data=False,
-        )
-        return path.read_bytes()
+    return policy_logits_onnx(policy, OBS_SIZE)
 
 
 def input_schema() -> dict[str, Any]:
