@@ -30,6 +30,7 @@ from infragym.evaluation import average_over_seeds, method_metrics, results_tabl
 from infragym.export import write_export
 from infragym.logging import RunLogger
 from infragym.models.power_capping.export import DiscretePolicy, export_onnx, schemas
+from infragym.ppo_config import ppo_keywords
 from infragym.task import EvaluationReport
 
 log = logging.getLogger(__name__)
@@ -195,16 +196,7 @@ class ElasticMoETask:
         model = MaskablePPO(
             "MlpPolicy",
             vec,
-            n_steps=int(args["n_steps"]),
-            batch_size=int(args["batch_size"]),
-            n_epochs=int(args["n_epochs"]),
-            learning_rate=float(args["learning_rate"]),
-            gamma=float(args["gamma"]),
-            ent_coef=float(args["ent_coef"]),
-            policy_kwargs={"net_arch": list(args["net_arch"])},
-            seed=self.seed,
-            device="cpu",
-            verbose=0,
+            **ppo_keywords(args, self.seed),
         )
         log.info("training MaskablePPO for %d steps on %d envs", args["total_steps"], args["n_envs"])
         model.learn(total_timesteps=int(args["total_steps"]), progress_bar=self.progress_bar)

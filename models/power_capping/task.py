@@ -33,6 +33,7 @@ from infragym.evaluation import average_over_seeds, method_metrics, results_tabl
 from infragym.export import write_export
 from infragym.logging import RunLogger
 from infragym.models.power_capping.export import DiscretePolicy, export_onnx, schemas
+from infragym.ppo_config import ppo_keywords
 from infragym.task import EvaluationReport
 
 log = logging.getLogger(__name__)
@@ -269,16 +270,7 @@ class PowerCappingTask:
         model = PPO(
             "MlpPolicy",
             vec,
-            n_steps=int(args["n_steps"]),
-            batch_size=int(args["batch_size"]),
-            n_epochs=int(args["n_epochs"]),
-            learning_rate=float(args["learning_rate"]),
-            gamma=float(args["gamma"]),
-            ent_coef=float(args["ent_coef"]),
-            policy_kwargs={"net_arch": list(args["net_arch"])},
-            seed=self.seed,
-            device="cpu",
-            verbose=0,
+            **ppo_keywords(args, self.seed),
         )
         # Prior: start from mostly uncapped servers (a logit bonus on clock level 0 of each class),
         # as an operator would, instead of the uniform policy that caps three times in four.

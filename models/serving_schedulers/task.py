@@ -38,6 +38,7 @@ from infragym.models.serving_schedulers.workloads import (
     mixed_slo_workload,
     past_future_workload,
 )
+from infragym.ppo_config import ppo_keywords
 from infragym.task import EvaluationReport
 
 log = logging.getLogger(__name__)
@@ -322,16 +323,7 @@ class ServingSchedulersTask:
         model = MaskablePPO(
             "MlpPolicy",
             vec,
-            n_steps=int(args["n_steps"]),
-            batch_size=int(args["batch_size"]),
-            n_epochs=int(args["n_epochs"]),
-            learning_rate=float(args["learning_rate"]),
-            gamma=float(args["gamma"]),
-            ent_coef=float(args["ent_coef"]),
-            policy_kwargs={"net_arch": list(args["net_arch"])},
-            seed=self.seed,
-            device="cpu",
-            verbose=0,
+            **ppo_keywords(args, self.seed),
         )
         out = self.output_dir or Path(os.getcwd())
         warm = int(args["warm_start_episodes"])
