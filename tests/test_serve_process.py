@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -271,13 +272,15 @@ def test_two_workers_serve_requests(served_exports: dict[str, Path], tmp_path: P
             response = httpx.post(f"{server.url}/v1/models/continuum/predict", json={"tool_calls": [{"tool": "bash"}]})
             assert response.status_code == 200, response.text
         if Path("/proc/net/tcp").is_file():
-            # 16 keep-alive connections opened together land on both workers (each worker
-            # listens on its own SO_REUSEPORT socket; a shared one went all to one worker)
+            # 16 keep-alive connections opened together: the supervisor hands each to the worker
+            # holding the fewest, 8 and 8 (one shared socket gave one worker all of them, and
+            # SO_REUSEPORT's hash anything from 16/0 to 8/8)
             clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(16)]
             try:
                 for c in clients:
                     assert c.get("/healthz").status_code == 200
-                assert len(_workers_holding_connections(server)) == 2
+                held = _connections_per_worker(server)
+                assert sorted(held.values()) == [8, 8], held
             finally:
                 for c in clients:
                     c.close()
@@ -296,8 +299,9 @@ def test_two_workers_serve_requests(served_exports: dict[str, Path], tmp_path: P
     assert returncode == 0, server.output()[-3000:]
 
 
-def _workers_holding_connections(server: Server) -> set[int]:
-    """The server's child processes that hold an established TCP connection on its port (Linux /proc)."""
+def _connections_per_worker(server: Server) -> dict[int, int]:
+    """Established TCP connections on the server's port held by each of its child processes
+    (Linux /proc)."""
     established = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         if not Path(table).is_file():
@@ -307,7 +311,7 @@ def _workers_holding_connections(server: Server) -> set[int]:
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
             if local_port == server.port and fields[3] == "01":  # 01: ESTABLISHED
                 established.add(fields[9])  # the socket's inode
-    holders = set()
+    held: dict[int, int] = {}
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
     for pid in map(int, children):
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -316,5 +320,42 @@ def _workers_holding_connections(server: Server) -> set[int]:
             except OSError:
                 continue
             if target.startswith("socket:[") and target[8:-1] in established:
-                holders.add(pid)
-    return holders
+                held[pid] = held.get(pid, 0) + 1
+    return held
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads the processes from /proc (Linux)")
+def test_a_worker_that_dies_is_replaced_and_sigterm_stops_every_worker(
+    served_exports: dict[str, Path], tmp_path: Path
+) -> None:
+    server = _start([str(served_exports["continuum"])], tmp_path / "respawn.log", "--workers", "2")
+    body = {"tool_calls": [{"tool": "bash"}]}
+
+    def registered() -> list[int]:  # the workers, in the order they took connections (log)
+        return [int(pid) for pid in re.findall(r"worker \[(\d+)\] takes connections", server.output())]
+
+    try:
+        first = registered()
+        assert len(first) == 2, server.output()[-3000:]
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and len(registered()) < 3:
+            time.sleep(0.2)
+        assert len(registered()) == 3, server.output()[-3000:]
+        children = set(
+            map(int, Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split())
+        )
+        assert first[0] not in children and {first[1], registered()[2]} <= children, (first, registered(), children)
+        # new connections are served, by the survivor and the replacement alike
+        clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(4)]
+        try:
+            for c in clients:
+                assert c.post("/v1/models/continuum/predict", json=body).status_code == 200
+            assert sorted(_connections_per_worker(server).values()) == [2, 2]
+        finally:
+            for c in clients:
+                c.close()
+    finally:
+        returncode = server.stop(GRACE_S + 15)
+    assert returncode == 0, server.output()[-3000:]
+    assert "Traceback" not in server.output()

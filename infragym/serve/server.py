@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from infragym.serve import workers
 from infragym.serve.app import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_THREADS,
@@ -152,62 +153,43 @@ def serve(settings: ServeSettings) -> None:
         return
     del app  # each worker loads its own copy
     os.environ[SETTINGS_ENV] = settings.to_json()
-    from uvicorn.supervisors import Multiprocess
-
     # The workers' metrics meet in one directory (see app.MULTIPROC_ENV); the workers are new
     # processes, so prometheus-client starts there in multiprocess mode. A directory the user
     # chose is kept; ours is removed at exit.
     own_metrics_dir = MULTIPROC_ENV not in os.environ
     if own_metrics_dir:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="infragym-serve-metrics-")
-    config = uvicorn.Config(f"{__name__}:app_from_environment", factory=True, workers=settings.workers, **options)
+    factory = {"app": f"{__name__}:app_from_environment", "factory": True}
+    listener = _listening_socket(settings.host, settings.port)
     try:
-        Multiprocess(config, sockets=[_listening_socket(settings.host, settings.port)]).run()
+        if workers.supported():
+            # uvicorn's logging set up here as in the workers: the supervisor's messages too
+            uvicorn.Config(**factory, **options)
+            status = workers.run_workers(listener, settings.workers, {**factory, **options}, grace_s=settings.grace_s)
+            if status:
+                raise ServeError("a worker process could not start; see the log above")
+        else:
+            from uvicorn.supervisors import Multiprocess
+
+            config = uvicorn.Config(**factory, workers=settings.workers, **options)
+            Multiprocess(config, sockets=[listener]).run()
     finally:
+        listener.close()
         if own_metrics_dir:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
-    """The address the workers listen on.
-
-    Where the platform has SO_REUSEPORT, a :class:`WorkerListener`: each worker listens on a
-    socket of its own and the kernel spreads new connections over them. One socket shared by
-    all workers is taken by whichever wakes first, and asyncio and libuv accept every waiting
-    connection at once: with 8 keep-alive connections opened together, one worker took all 8 in
-    2 of 4 trials and the other idled (the load test's p99 of a slow model doubled). Elsewhere, the shared
-    socket.
-    """
+    """The service's address, bound (with TCP_NODELAY, see :func:`_tcp_socket`); the workers'
+    supervisor listens on it and hands the connections out (:mod:`infragym.serve.workers`)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if not hasattr(socket, "SO_REUSEPORT"):
-        sock = _tcp_socket(family)
-        _bind(sock, host, port)
-        sock.set_inheritable(True)
-        return sock
-    # A plain bind first: SO_REUSEPORT alone would let us share the port with another service.
-    probe = _tcp_socket(family)
-    _bind(probe, host, port)
-    port = probe.getsockname()[1]
-    probe.close()
-    listener = WorkerListener(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    _reuse_port(listener)
-    _bind(listener, host, port)  # bound, never listening: it holds the port, the workers serve it
-    return listener
-
-
-class WorkerListener(socket.socket):
-    """A listening address that each worker process binds anew (SO_REUSEPORT) when it receives
-    it: handing it to a worker pickles it, and unpickling creates the worker's own socket."""
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        host, port = self.getsockname()[:2]
-        return _worker_socket, (self.family, host, port)
-
-
-def _worker_socket(family: int, host: str, port: int) -> socket.socket:
     sock = _tcp_socket(family)
-    _reuse_port(sock)
-    _bind(sock, host, port)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {err}") from err
+    sock.set_inheritable(True)
     return sock
 
 
@@ -223,19 +205,6 @@ def _tcp_socket(family: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def _reuse_port(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _bind(sock: socket.socket, host: str, port: int) -> None:
-    try:
-        sock.bind((host, port))
-    except OSError as err:
-        sock.close()
-        raise ServeError(f"cannot listen on {host}:{port}: {err}") from err
 
 
 if __name__ == "__main__":  # ``python -m infragym.serve.server`` is ``infragym serve``
