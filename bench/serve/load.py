@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,33 @@ def server_latency(base_url: str, model: str, operation: str) -> tuple[float, fl
     return totals["sum"], totals["count"]
 
 
+def connections_per_worker(server: subprocess.Popen, port: int) -> list[int] | None:
+    """Established connections on ``port`` held by each of the server's processes, largest
+    first (Linux /proc; None elsewhere): how the load was spread over the workers."""
+    tables = [Path(t) for t in ("/proc/net/tcp", "/proc/net/tcp6") if Path(t).is_file()]
+    if not tables:
+        return None
+    established = set()
+    for table in tables:
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                established.add(fields[9])  # the socket's inode
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    held = []
+    for pid in [server.pid, *map(int, children)]:
+        count = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            count += target.startswith("socket:[") and target[8:-1] in established
+        if count:
+            held.append(count)
+    return sorted(held, reverse=True)
+
+
 def stop_server(server: subprocess.Popen) -> None:
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
@@ -303,7 +331,7 @@ def main() -> int:
     parser.add_argument("--exports", nargs="+", default=[], metavar="NAME=PATH", help="exports to serve")
     parser.add_argument("--retrain", action="store_true", help="train the exports again, ignoring the cache")
     parser.add_argument("--trust", action="store_true", help="serve unsigned code-bearing exports (--trust)")
-    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes (one per core here)")
     parser.add_argument("--threads", type=int, default=4, help="inference threads per worker")
     args = parser.parse_args()
 
@@ -323,6 +351,12 @@ def main() -> int:
             plan += [(n, args.batch_concurrency) for n in sized if n != 1]
             for items, concurrency in plan:
                 served_before = server_latency(base_url, model, operation)
+                # the spread of the clients' connections over the workers, half-way through
+                spread: dict[str, Any] = {}
+                probe = threading.Timer(
+                    args.seconds / 2, lambda into=spread: into.update(c=connections_per_worker(server, port))
+                )
+                probe.start()
                 measured = run_load(
                     base_url,
                     f"/v1/models/{model}/{operation}",
@@ -331,6 +365,7 @@ def main() -> int:
                     seconds=args.seconds,
                     max_requests=args.max_requests,
                 )
+                probe.join()
                 served_after = server_latency(base_url, model, operation)
                 handled = served_after[1] - served_before[1]
                 row = {
@@ -341,6 +376,7 @@ def main() -> int:
                     "items": items,
                     "body_bytes": len(sized[items]),
                     **measured.as_dict(),
+                    "connections_per_worker": spread.get("c"),
                     # the service's own mean time per request (its histogram; warm-up included)
                     "server_mean_ms": 1000 * (served_after[0] - served_before[0]) / handled if handled else None,
                 }
@@ -349,7 +385,7 @@ def main() -> int:
                     f"{model:12s} {operation:8s} items {items:3d} c {concurrency:3d}: "
                     f"{measured.requests_per_s:8.1f} req/s  p50 {measured.p50_ms:7.1f} ms  "
                     f"p99 {measured.p99_ms:7.1f} ms  server {row['server_mean_ms'] or float('nan'):6.1f} ms  "
-                    f"errors {measured.errors}/{measured.requests}"
+                    f"errors {measured.errors}/{measured.requests}  connections {spread.get('c')}"
                     + (f"  first: {measured.first_error}" if measured.first_error else ""),
                     flush=True,
                 )

@@ -18,7 +18,7 @@ def render() -> str:
     rows = "\n".join(
         f"| {r['model']} | {r['operation']} | {r['items']} | {r['concurrency']} | {r['requests_per_s']:,.1f} | "
         f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {_ms(r.get('server_mean_ms'))} | {r['requests']:,} | {r['errors']} | "
-        f"{_when(r, result)} |"
+        f"{_spread(r)} | {_when(r, result)} |"
         for r in result["levels"]
     )
     server = result["server"]
@@ -29,22 +29,23 @@ def render() -> str:
     window = f"{windows['window']} s x {windows['n_metrics']} metrics" if "window" in windows else "the export's"
     return "\n\n".join(
         [
-            "`python bench/serve/load.py`: one `infragym serve` process "
-            f"({server['workers']} worker, {server['threads']} inference threads) serving "
+            "`python bench/serve/load.py`: one `infragym serve` service "
+            f"({server['workers']} worker process(es), {server['threads']} inference threads each) serving "
             f"{', '.join(result['exports'])} on loopback, loaded by closed-loop asyncio/aiohttp clients "
             f"for {result['seconds_per_level']:g} s per level. Latency is measured by the client (send to last "
             "byte); *server ms* is the service's own mean time per request, from its arrival to its answer "
             "(waiting for an inference thread included), from its latency histogram; the rest is the load "
-            f"generator's and the network stack's. A CloudFormer item is one window of {window}; a VM2RL item is the "
-            "real VMR2L medium "
+            "generator's and the network stack's. *Connections* is how the clients' connections were spread "
+            "over the worker processes half-way through the level. "
+            f"A CloudFormer item is one window of {window}; a VM2RL item is the real VMR2L medium "
             f"snapshot (`{result['vm2rl_snapshot']}`) with a budget of one migration.",
             f"Machine: {machine['cpus']} cores, shared with other jobs: load average (1, 5, 15 min) {before} "
             f"before and {after} after the last run. The load generator runs on the same cores as the server. "
             "A rerun of some models (`--models`) keeps the other models' levels, each row with its own time.",
             "## Goals (issue 13)\n\n| what | measured | goal | status |\n|---|---|---|---|\n" + goals,
             "## Every level\n\n| model | operation | items | concurrency | req/s | p50 ms | p99 ms | server ms "
-            "| requests | errors | measured (UTC), load average |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n" + rows,
+            "| requests | errors | connections | measured (UTC), load average |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n" + rows,
         ]
     )
 
@@ -55,6 +56,11 @@ def _when(row: dict, result: dict) -> str:
     date = row.get("measured_at") or result["date"]
     load = row.get("load_average_before") or result["load_average_before"]
     return f"{date[:16].replace('T', ' ')}, {load[0]:.2f}"
+
+
+def _spread(row: dict) -> str:
+    spread = row.get("connections_per_worker")
+    return "/".join(map(str, spread)) if spread else "-"
 
 
 def _ms(value: float | None) -> str:
