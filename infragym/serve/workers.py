@@ -137,8 +137,12 @@ class ConnectionBroker:
     def _run(self) -> None:
         while not self._stopping:
             for key, _ in self._selector.select(timeout=1.0):
-                if key.data is not None and not self._stopping:
+                if key.data is None or self._stopping:
+                    continue
+                try:
                     key.data(key.fileobj)
+                except Exception:  # a bug here must not stop the service from accepting
+                    log.exception("connection broker: %s failed", getattr(key.data, "__name__", key.data))
 
     def _register(self, registration: socket.socket) -> None:
         while True:
