@@ -128,7 +128,9 @@ class Check:
     """One goal (or one reported measurement) judged on one result.
 
     ``met`` is None for a measurement without a goal. ``open_issue`` names the issue whose goal
-    has never been met and is still open: missing it is reported, but it is not a regression.
+    has never been met: missing it is reported (the issue, or its closing note, says why), but it
+    is not a regression. The label does not claim the issue is still open: issues are closed
+    with their misses reported.
     """
 
     what: str
@@ -143,7 +145,7 @@ class Check:
             return "reported"
         if self.met:
             return "met"
-        return f"not met (issue {self.open_issue} open)" if self.open_issue else "REGRESSED"
+        return f"not met (issue {self.open_issue})" if self.open_issue else "REGRESSED"
 
     @property
     def regressed(self) -> bool:

@@ -14,7 +14,7 @@ them (see ``bench/__init__.py``). They run by component, then script, in name or
 Each benchmark runs as its own process (``python bench/<component>/<script>.py <args>``), as a
 user runs it, so thread settings and memory peaks are its own. The goals live at the top of each
 script, in its ``check(result)``; the suite only collects them. Exit status 1 when a goal
-regressed or a benchmark failed; a goal of an issue that is still open and was never met is
+regressed or a benchmark failed; a goal that was never met (its issue reports why) is
 reported, not a regression.
 """
 
