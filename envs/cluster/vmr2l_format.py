@@ -418,20 +418,25 @@ def assemble_snapshot(
     in ``vm_index`` order), validated, with the free-field report: the one ending of both the
     checked reader and the typed one (``vmr2l_typed``), so both give the same snapshot."""
     # Each group's members present in this snapshot, as sorted VM indices, in one pass over
-    # all groups (real snapshots hold hundreds of small ones).
+    # all groups (real snapshots hold hundreds of small ones): one sort of (group, VM) keys,
+    # then each kept group a slice of the sorted VMs. The ids of a group are distinct, so its
+    # VM indices are too. (np.split into the groups cost 0.55 ms on the medium snapshot, 288
+    # groups: array_split swaps axes per piece; the slices, 0.05 ms.)
     keys = list(groups)
+    n_vms = len(vm_index)
     sizes = np.array([len(ids) for _, ids in keys], dtype=np.int64)
     index = np.array([vm_index.get(i, -1) for _, ids in keys for i in ids], dtype=np.int64)
-    group = np.repeat(np.arange(len(keys)), sizes)
+    group = np.repeat(np.arange(len(keys), dtype=np.int64), sizes)
     present = index >= 0
     group, index = group[present], index[present]
-    order = np.lexsort((index, group))
+    offset = group * n_vms  # group is sorted already: the sorted keys keep each one's group
+    members = np.sort(offset + index) - offset
     counts = np.bincount(group, minlength=len(keys))
-    per_group = np.split(index[order], np.cumsum(counts)[:-1]) if keys else []
+    ends = np.cumsum(counts)
     # a group with 0 or 1 VM of this snapshot constrains nothing
     kept = np.flatnonzero(counts >= 2)
-    granularity = [keys[g][0] for g in kept]
-    members_of = [per_group[g] for g in kept]
+    granularity = [keys[g][0] for g in kept.tolist()]
+    members_of = [members[a:b] for a, b in zip((ends[kept] - counts[kept]).tolist(), ends[kept].tolist(), strict=True)]
     snap = ClusterSnapshot(
         pm_ids=np.array(pm_ids, dtype=str),
         pm_cpu_total=np.array(cpu_total, dtype=np.int64).reshape(-1, 2),
@@ -464,8 +469,9 @@ def _free_field_report(
     used_cpu, used_mem = snap.usage()
     derived_cpu = snap.pm_cpu_total - used_cpu
     derived_mem = snap.pm_mem_total - used_mem
-    file_cpu = np.array([np.nan if x is None else x for x in free_cpu], dtype=np.float64).reshape(-1, 2)
-    file_mem = np.array([np.nan if x is None else x for x in free_mem], dtype=np.float64).reshape(-1, 2)
+    # numpy reads None as NaN in a float64 array
+    file_cpu = np.array(free_cpu, dtype=np.float64).reshape(-1, 2)
+    file_mem = np.array(free_mem, dtype=np.float64).reshape(-1, 2)
     cpu_diff = np.where(np.isnan(file_cpu), 0.0, np.abs(file_cpu - derived_cpu))
     mem_diff = np.where(np.isnan(file_mem), 0.0, np.abs(file_mem - derived_mem))
     mismatch = (cpu_diff > 0) | (mem_diff > FREE_MEM_TOLERANCE_MB)
