@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -403,7 +403,7 @@ def assemble_snapshot(
     free_mem: Sequence[float | None],
     active: Sequence[bool] | np.ndarray,
     racks: Sequence[int] | np.ndarray,
-    groups: Iterable[tuple[int, tuple[str, ...]]],
+    groups: Iterable[tuple[int, Collection[str]]],
     vm_index: dict[str, int],
     vm_cpu: Sequence[int] | np.ndarray,
     vm_mem: Sequence[float] | np.ndarray,
@@ -416,7 +416,10 @@ def assemble_snapshot(
 ) -> ClusterSnapshot:
     """The snapshot from the columns a reader collected (per NUMA node columns PM-major, VMs
     in ``vm_index`` order), validated, with the free-field report: the one ending of both the
-    checked reader and the typed one (``vmr2l_typed``), so both give the same snapshot."""
+    checked reader and the typed one (``vmr2l_typed``), so both give the same snapshot.
+
+    ``groups``: the distinct anti-affinity groups in file order, each its granularity and its
+    distinct member ids (any order: members are sorted by VM index here)."""
     # Each group's members present in this snapshot, as sorted VM indices, in one pass over
     # all groups (real snapshots hold hundreds of small ones): one sort of (group, VM) keys,
     # then each kept group a slice of the sorted VMs. The ids of a group are distinct, so its

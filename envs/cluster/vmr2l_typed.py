@@ -88,6 +88,7 @@ class Snapshot(msgspec.Struct, gc=False):
 
 _DECODER = msgspec.json.Decoder(Snapshot)
 _STATUSES = frozenset(HOST_STATUSES)
+_GRANULARITIES = {"host": GRANULARITY_HOST, "rack": GRANULARITY_RACK}
 
 
 def snapshot_from_struct(data: Snapshot, *, source: str = "snapshot", name: str = "snapshot") -> ClusterSnapshot | None:
@@ -102,6 +103,8 @@ def snapshot_from_struct(data: Snapshot, *, source: str = "snapshot", name: str 
 
 
 def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | None:
+    # One comprehension per column: per element the cheapest form measured here (a list of
+    # tuples into a 2-D array, or map(attrgetter), cost more than separate lists).
     clusters = data.cluster_list
     hosts = [h for c in clusters for h in c.host_info]
     vms = [v for c in clusters for v in c.vm_instance]
@@ -111,17 +114,21 @@ def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | No
     pm_index = {pm: i for i, pm in enumerate(pm_ids)}
     if len(pm_index) != len(pm_ids) or any(len(h.numa) != 2 for h in hosts):
         return None
-    first = [h.numa[0] for h in hosts]
-    second = [h.numa[1] for h in hosts]
-    first_node = np.array([n.node for n in first])
-    second_node = np.array([n.node for n in second])
+    node0 = [h.numa[0] for h in hosts]
+    node1 = [h.numa[1] for h in hosts]
+    first_node = np.array([n.node for n in node0])
+    second_node = np.array([n.node for n in node1])
     swapped = first_node == 1
     if not (((first_node == 0) & (second_node == 1)) | (swapped & (second_node == 0))).all():
         return None
-    # per PM: [node 0, node 1], whichever order the file lists them in
-    nodes = [(b, a) if s else (a, b) for a, b, s in zip(first, second, swapped.tolist(), strict=True)]
-    cpu_total = np.array([(a.total_cpu, b.total_cpu) for a, b in nodes], dtype=np.int64)
-    mem_total = np.array([(a.memory_huge_total_mb, b.memory_huge_total_mb) for a, b in nodes], dtype=np.float64)
+    for p in np.flatnonzero(swapped).tolist():  # per PM: [node 0, node 1], whichever order the file lists
+        node0[p], node1[p] = node1[p], node0[p]
+    cpu_total = np.empty((len(hosts), 2), dtype=np.int64)  # OverflowError beyond 64 bits
+    cpu_total[:, 0] = [n.total_cpu for n in node0]
+    cpu_total[:, 1] = [n.total_cpu for n in node1]
+    mem_total = np.empty((len(hosts), 2), dtype=np.float64)
+    mem_total[:, 0] = [n.memory_huge_total_mb for n in node0]
+    mem_total[:, 1] = [n.memory_huge_total_mb for n in node1]
     if not ((cpu_total >= 0) & (cpu_total <= MAX_NUMA_CPU)).all():
         return None
     if not ((mem_total >= 0.0) & (mem_total <= MAX_NUMA_MEM_MB)).all():  # False for NaN and inf
@@ -129,29 +136,31 @@ def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | No
     statuses = [h.status.upper() for h in hosts]
     if not _STATUSES.issuperset(statuses):
         return None
-    rack_names = ["" if h.rack_id is None else str(h.rack_id) for h in hosts]
     rack_codes: dict[str, int] = {}
-    racks = [rack_codes.setdefault(r, len(rack_codes)) for r in rack_names]
-    free_cpu = [x for a, b in nodes for x in (a.free_cpu, b.free_cpu)]
-    free_mem = [x for a, b in nodes for x in (a.memory_huge_free_mb, b.memory_huge_free_mb)]
+    racks = [rack_codes.setdefault("" if h.rack_id is None else str(h.rack_id), len(rack_codes)) for h in hosts]
+    free_cpu = [x for a, b in zip(node0, node1, strict=True) for x in (a.free_cpu, b.free_cpu)]
+    free_mem = [x for a, b in zip(node0, node1, strict=True) for x in (a.memory_huge_free_mb, b.memory_huge_free_mb)]
 
-    groups: dict[tuple[int, tuple[str, ...]], None] = {}
+    # A group is its granularity and its set of ids: a frozenset is the same key as the checked
+    # reader's sorted tuple, half the cost (no sort); assemble_snapshot sorts the members by VM.
+    groups: dict[tuple[int, frozenset[str]], None] = {}
     for cluster in clusters:
         other = cluster.other_requirement
         for group in (other.deployment_set if other is not None else None) or ():
-            if group.granularity not in ("host", "rack"):
+            code = _GRANULARITIES.get(group.granularity)
+            if code is None:
                 return None
-            code = GRANULARITY_HOST if group.granularity == "host" else GRANULARITY_RACK
-            groups[(code, tuple(sorted(set(group.data))))] = None
+            groups[(code, frozenset(group.data))] = None
 
     vm_index = {v.instance_id: i for i, v in enumerate(vms)}
     vm_pm = [pm_index.get(v.host_id) for v in vms]
     if len(vm_index) != len(vms) or None in vm_pm:
         return None
-    n_numa = np.array([len(v.numa) for v in vms])
+    numas = [v.numa for v in vms]
+    n_numa = np.fromiter(map(len, numas), dtype=np.int64, count=len(numas))
     if not ((n_numa == 1) | (n_numa == 2)).all():
         return None
-    half = [v.numa[0] for v in vms]
+    half = [n[0] for n in numas]
     vm_cpu = np.array([n.cpu for n in half], dtype=np.int64)
     vm_mem = np.array([n.mem_mb for n in half], dtype=np.float64)
     vm_node = np.array([n.node for n in half], dtype=np.int64)
@@ -163,7 +172,7 @@ def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | No
     if double.any():
         # a split VM: equal halves on nodes 0 and 1
         rows = np.flatnonzero(double).tolist()
-        other_half = [vms[i].numa[1] for i in rows]
+        other_half = [numas[i][1] for i in rows]
         same_cpu = np.array([n.cpu for n in other_half]) == vm_cpu[rows]
         same_mem = np.array([n.mem_mb for n in other_half], dtype=np.float64) == vm_mem[rows]
         other_node = np.array([n.node for n in other_half])
