@@ -46,7 +46,10 @@ def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ordered = keys[order]
     first = np.empty(len(keys), dtype=bool)
     first[0] = True
-    first[1:] = (ordered[1:] != ordered[:-1]).any(1)
+    differs = ordered[1:] != ordered[:-1]
+    first[1:] = differs[:, 0]
+    for column in range(1, keys.shape[1]):  # not .any(1): a reduction over 3 columns is slower
+        first[1:] |= differs[:, column]
     inverse = np.empty(len(keys), dtype=np.intp)
     inverse[order] = np.cumsum(first) - 1
     return ordered[first], inverse
@@ -88,16 +91,24 @@ def _sorted_group_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_group_pairs` sorted by (v, u), ties in group order (a lexsort), and each VM's
     first pair (``pair_ptr``, n_vms + 1 entries). Compiled for VM indices (int64 in [0, n_vms)):
-    two stable counting sorts, u then v, are the lexsort; 0.06 ms instead of 0.35 ms in numpy
+    two stable counting sorts, u then v, are the lexsort; 0.08 ms instead of 0.37 ms in numpy
     on the medium snapshot (3,028 pairs)."""
     if not groups:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, np.zeros(n_vms + 1, dtype=np.int64)
-    members = [np.asarray(m) for m in groups]
-    flat = np.concatenate([m.ravel() for m in members])
-    kinds = np.asarray(granularity)[: len(members)]
-    if flat.dtype == np.int64 and kinds.dtype == np.int64 and len(kinds) == len(members):
-        sizes = np.fromiter(map(np.size, members), dtype=np.int64, count=len(members))
+    try:  # groups as the readers give them: 1-D int64 arrays
+        flat = np.concatenate(groups)
+    except (TypeError, ValueError):  # anything else: the numpy construction below
+        flat = None
+    kinds = np.asarray(granularity)[: len(groups)]
+    if (
+        flat is not None
+        and flat.ndim == 1
+        and flat.dtype == np.int64
+        and kinds.dtype == np.int64
+        and len(kinds) == len(groups)
+    ):
+        sizes = np.fromiter(map(len, groups), dtype=np.int64, count=len(groups))
         pair_v, pair_u, pair_kind = kernels.group_pairs(flat, sizes, kinds)
         by_u, _, ok_u = kernels.stable_order(pair_u, n_vms)
         by_v, ptr, ok_v = kernels.stable_order(pair_v[by_u], n_vms)
