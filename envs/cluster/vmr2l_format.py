@@ -399,8 +399,8 @@ def assemble_snapshot(
     pm_ids: Sequence[str],
     cpu_total: Sequence[int] | np.ndarray,
     mem_total: Sequence[float] | np.ndarray,
-    free_cpu: Sequence[float | None],
-    free_mem: Sequence[float | None],
+    free_cpu: Sequence[float | None] | np.ndarray,
+    free_mem: Sequence[float | None] | np.ndarray,
     active: Sequence[bool] | np.ndarray,
     racks: Sequence[int] | np.ndarray,
     groups: Iterable[tuple[int, Collection[str]]],
@@ -466,7 +466,10 @@ def assemble_snapshot(
 
 
 def _free_field_report(
-    snap: ClusterSnapshot, free_cpu: Sequence[float | None], free_mem: Sequence[float | None], source: str
+    snap: ClusterSnapshot,
+    free_cpu: Sequence[float | None] | np.ndarray,
+    free_mem: Sequence[float | None] | np.ndarray,
+    source: str,
 ) -> dict[str, Any]:
     """Compare the file's free fields with the free capacity its VMs leave (informational)."""
     used_cpu, used_mem = snap.usage()

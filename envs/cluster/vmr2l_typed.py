@@ -136,10 +136,18 @@ def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | No
     statuses = [h.status.upper() for h in hosts]
     if not _STATUSES.issuperset(statuses):
         return None
+    # Rack names coded in order of first appearance, as the checked reader codes them; str() per
+    # distinct rack id only (integer 2 and string "2" are one rack).
+    rack_ids = [h.rack_id for h in hosts]
     rack_codes: dict[str, int] = {}
-    racks = [rack_codes.setdefault("" if h.rack_id is None else str(h.rack_id), len(rack_codes)) for h in hosts]
-    free_cpu = [x for a, b in zip(node0, node1, strict=True) for x in (a.free_cpu, b.free_cpu)]
-    free_mem = [x for a, b in zip(node0, node1, strict=True) for x in (a.memory_huge_free_mb, b.memory_huge_free_mb)]
+    code_of = {r: rack_codes.setdefault("" if r is None else str(r), len(rack_codes)) for r in dict.fromkeys(rack_ids)}
+    racks = [code_of[r] for r in rack_ids]
+    free_cpu = np.empty((len(hosts), 2), dtype=np.float64)  # an absent field (None): NaN
+    free_cpu[:, 0] = [n.free_cpu for n in node0]
+    free_cpu[:, 1] = [n.free_cpu for n in node1]
+    free_mem = np.empty((len(hosts), 2), dtype=np.float64)
+    free_mem[:, 0] = [n.memory_huge_free_mb for n in node0]
+    free_mem[:, 1] = [n.memory_huge_free_mb for n in node1]
 
     # A group is its granularity and its set of ids: a frozenset is the same key as the checked
     # reader's sorted tuple, half the cost (no sort); assemble_snapshot sorts the members by VM.
