@@ -12,7 +12,7 @@ import pytest
 
 from infragym.envs.cluster import ClusterState, generate_snapshot
 from infragym.envs.cluster.snapshot import GRANULARITY_HOST, GRANULARITY_RACK, N_NUMA, PLACE_NUMA0, PLACE_NUMA1
-from infragym.envs.cluster.vmr2l_format import assemble_snapshot
+from infragym.envs.cluster.vmr2l_format import _str_array, assemble_snapshot
 
 
 def _reference_usage(s) -> tuple[np.ndarray, np.ndarray]:
@@ -149,3 +149,22 @@ def test_assembled_groups_are_sorted_present_members_in_file_order() -> None:
     assert [m.tolist() for m in snap.group_members] == [[1, 4], [0, 2, 3]]
     assert snap.group_granularity.tolist() == [GRANULARITY_HOST, GRANULARITY_RACK]
     assert all(m.dtype == np.int64 for m in snap.group_members)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["i-3tma9pj12i4e8i4qpq7f", "i-3tma9pj12i4e8i4qpq7g"],
+        ["vm_1", "vm_10", "vm_2"],
+        ["", ""],
+        [],
+        ["a\x00", "bc"],
+        ["\u00e9t\u00e9", "h\u00f4t", "\U0001f600ab"],
+        ["\ud800a", "bc"],  # a lone surrogate (JSON allows the escape)
+    ],
+)
+def test_id_arrays_are_numpys_own(ids: list[str]) -> None:
+    got, expected = _str_array(ids), np.array(ids, dtype=str)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.tobytes() == expected.tobytes()
+    assert got.flags.writeable and got.flags.c_contiguous
