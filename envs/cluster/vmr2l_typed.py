@@ -112,7 +112,7 @@ def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | No
         return None
     pm_ids = [h.node_id for h in hosts]
     pm_index = {pm: i for i, pm in enumerate(pm_ids)}
-    if len(pm_index) != len(pm_ids) or any(len(h.numa) != 2 for h in hosts):
+    if len(pm_index) != len(pm_ids) or [len(h.numa) for h in hosts].count(2) != len(hosts):
         return None
     node0 = [h.numa[0] for h in hosts]
     node1 = [h.numa[1] for h in hosts]
@@ -161,8 +161,11 @@ def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | No
             groups[(code, frozenset(group.data))] = None
 
     vm_index = {v.instance_id: i for i, v in enumerate(vms)}
-    vm_pm = [pm_index.get(v.host_id) for v in vms]
-    if len(vm_index) != len(vms) or None in vm_pm:
+    if len(vm_index) != len(vms):
+        return None
+    try:
+        vm_pm = np.array([pm_index[v.host_id] for v in vms], dtype=np.int64)
+    except KeyError:  # a VM on an unknown host
         return None
     numas = [v.numa for v in vms]
     n_numa = np.fromiter(map(len, numas), dtype=np.int64, count=len(numas))
