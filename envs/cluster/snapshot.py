@@ -183,7 +183,7 @@ class ClusterSnapshot:
         # group is sorted: one sort of group * n_domains + domain puts the members of each
         # group in one domain side by side (a lexsort of the two keys costs twice as much)
         n_domains = int(domain.max()) + 1
-        if domain.dtype.kind in "iu" and domain.min() >= 0 and len(groups) * n_domains < 1 << 62:
+        if domain.dtype == np.int64 and domain.min() >= 0 and len(groups) * n_domains < 1 << 62:
             key = np.sort(group * n_domains + domain)
             clash = key[1:] == key[:-1]
             return int(key[1:][clash][0] // n_domains) if clash.any() else len(groups)

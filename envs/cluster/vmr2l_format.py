@@ -424,8 +424,8 @@ def assemble_snapshot(
     # Each group's members present in this snapshot, as sorted VM indices, in one pass over
     # all groups (real snapshots hold hundreds of small ones): one sort of (group, VM) keys,
     # then each kept group a slice of the sorted VMs. The ids of a group are distinct, so its
-    # VM indices are too. (np.split into the groups cost 0.55 ms on the medium snapshot, 288
-    # groups: array_split swaps axes per piece; the slices, 0.05 ms.)
+    # VM indices are too. (On the medium snapshot np.split into its 300 groups takes 0.20 ms,
+    # array_split swapping axes per piece; slicing the 288 kept ones, 0.045 ms.)
     keys = list(groups)
     n_vms = len(vm_index)
     sizes = np.array([len(ids) for _, ids in keys], dtype=np.int64)
