@@ -85,6 +85,10 @@ def test_state_pairs_equal_a_meshgrid_reference(preset: str, seed: int, dtype: t
             assert got.dtype == expected.dtype, name
         np.testing.assert_array_equal(got, expected, err_msg=name)
     np.testing.assert_array_equal(state.vm_grouped, np.diff(state.pair_ptr) > 0)
+    keys = np.stack([snap.vm_cpu.astype(np.float64), snap.vm_mem, snap.vm_double.astype(np.float64)], 1)
+    types, inverse = np.unique(keys, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(state.vm_type, inverse.ravel())
+    np.testing.assert_array_equal(np.stack([state.type_cpu, state.type_mem, state.type_double], 1), types)
     for got, expected in zip(snap.usage(), _reference_usage(snap), strict=True):
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)

@@ -42,17 +42,18 @@ def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(keys) == 0 or np.isnan(keys).any():
         types, inverse = np.unique(keys, axis=0, return_inverse=True)
         return types, inverse.ravel()
-    order = np.lexsort(keys.T[::-1])  # the first column is the primary key
-    ordered = keys[order]
-    first = np.empty(len(keys), dtype=bool)
+    # One contiguous array per column, compared column by column: on the medium snapshot's
+    # 2,089 VMs 59 us, where sorting strided columns and indexing 2-D rows took 76 us.
+    columns = [np.ascontiguousarray(keys[:, j]) for j in range(keys.shape[1])]
+    order = np.lexsort(columns[::-1])  # the first column is the primary key
+    first = np.zeros(len(keys), dtype=bool)
     first[0] = True
-    differs = ordered[1:] != ordered[:-1]
-    first[1:] = differs[:, 0]
-    for column in range(1, keys.shape[1]):  # not .any(1): a reduction over 3 columns is slower
-        first[1:] |= differs[:, column]
+    for column in columns:
+        ordered = column[order]
+        first[1:] |= ordered[1:] != ordered[:-1]
     inverse = np.empty(len(keys), dtype=np.intp)
     inverse[order] = np.cumsum(first) - 1
-    return ordered[first], inverse
+    return keys[order[first]], inverse
 
 
 def _group_pairs(groups: list[np.ndarray], granularity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
