@@ -163,6 +163,15 @@ EDITS: dict[str, Callable[[dict], None]] = {
     "missing field": _drop(f"{VM0}.allow_migration"),
     "unknown status": _set(f"{HOST0}.status", "RETIRED"),
     "one host node": lambda d: d["cluster_list"][0]["host_info"][0]["numa"].pop(),
+    "three host nodes": lambda d: d["cluster_list"][0]["host_info"][0]["numa"].append(
+        {"node": 1, "total_cpu": 4, "memory_huge_total_mb": 8.0}
+    ),
+    "no VM nodes": _set(f"{VM0}.numa", []),
+    "three VM nodes": lambda d: d["cluster_list"][0]["vm_instance"][2]["numa"].append(
+        {"node": 0, "cpu": 8, "mem_mb": 16384.0}
+    ),
+    "null second half": lambda d: d["cluster_list"][0]["vm_instance"][0]["numa"].append(None),
+    "VM nodes as an object": _set(f"{VM0}.numa", {"node": 0, "cpu": 8, "mem_mb": 16384.0}),
     "implausible node": _set(f"{HOST0}.numa.0.total_cpu", 10**6),
     "64-bit overflow": _set(f"{HOST0}.numa.0.total_cpu", 2**63),
     "overflowing VM cores": _set(f"{VM0}.numa.0.cpu", 2**64 + 1),

@@ -1,5 +1,5 @@
-"""VM2RL's results page: env speed, fragment rate against the baselines and the MIP, training
-wall-clock, MaskablePPO."""
+"""VM2RL's results page: env speed, the CPU of a snapshot request, fragment rate against the
+baselines and the MIP, training wall-clock, MaskablePPO."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def render() -> str:
                 f"| >= {env_speed.get('goal_env_steps_per_s', 20_000):,} steps/s (pinned to one core; load average "
                 f"{env_speed.get('loadavg', [float('nan')])[0]:.1f}) |"
             )
+    snapshot_cpu = load_result("vm2rl_snapshot_cpu")
+    if snapshot_cpu:
+        ms = snapshot_cpu["cpu_ms"]
+        rows.append(
+            f"| a snapshot request ({snapshot_cpu['vms']:,} VMs, {snapshot_cpu['body_bytes'] / 1e3:.0f} KB), CPU: "
+            f"snapshot_from_struct + ClusterState | {ms['snapshot_from_struct'] + ms['cluster_state']:.2f} ms "
+            f"(decode {ms['decode']:.2f}, encoder {ms['encoder']:.2f}, whole answer {ms['answer']:.2f} ms) "
+            f"| <= {snapshot_cpu['goal_read_ms']} ms (pinned to one core; load average "
+            f"{snapshot_cpu['loadavg'][0]:.1f}) |"
+        )
     quality = load_result("vm2rl_quality")
     if quality:
         q = quality["summary"]
@@ -60,7 +70,8 @@ def render() -> str:
     if not rows:
         return ""
     parts = [
-        "`taskset -c 1 python bench/vm2rl/env_speed.py`, `python bench/vm2rl/quality.py`, "
+        "`taskset -c 1 python bench/vm2rl/env_speed.py`, `taskset -c 1 python bench/vm2rl/snapshot_cpu.py`, "
+        "`python bench/vm2rl/quality.py`, "
         "`python bench/vm2rl/train_wallclock.py`, `python bench/vm2rl/maskable_ppo.py`, "
         "`python bench/vm2rl/optimum.py`.\n\n| what | measured | goal |\n|---|---|---|\n" + "\n".join(rows)
     ]

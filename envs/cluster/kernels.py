@@ -185,3 +185,79 @@ def move(
     for k in range(v_lo, v_hi):
         hp_apart[k] = hp_host[k] != new_pm
     return delta
+
+
+@njit(cache=True)
+def node_usage(
+    vm_pm: np.ndarray, vm_placement: np.ndarray, vm_cpu: np.ndarray, vm_mem: np.ndarray, n_pms: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Used CPU and memory per PM and NUMA node, (P, 2) each, summed VM after VM as
+    ``np.add.at`` sums them (so the memory sums are the same floats). A VM uses node 0 unless
+    its placement is 1 and node 1 unless it is 0. False, with partial sums, if a host index is
+    outside [0, n_pms)."""
+    cpu = np.zeros((n_pms, 2), dtype=np.int64)
+    mem = np.zeros((n_pms, 2), dtype=np.float64)
+    for v in range(vm_pm.size):
+        p = vm_pm[v]
+        if p < 0 or p >= n_pms:
+            return cpu, mem, False
+        place = vm_placement[v]
+        if place != 1:
+            cpu[p, 0] += vm_cpu[v]
+            mem[p, 0] += vm_mem[v]
+        if place != 0:
+            cpu[p, 1] += vm_cpu[v]
+            mem[p, 1] += vm_mem[v]
+    return cpu, mem, True
+
+
+@njit(cache=True)
+def stable_order(values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A counting sort of ``values`` (integers in [0, n)): the stable argsort (what
+    ``np.argsort(kind="stable")`` gives) and ``ptr`` (n + 1 entries: where each value's run
+    starts in the sorted order, what ``np.searchsorted(sorted, np.arange(n + 1))`` gives).
+    False if a value is outside [0, n)."""
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    order = np.empty(values.size, dtype=np.int64)
+    for x in values:
+        if x < 0 or x >= n:
+            return order, ptr, False
+        ptr[x + 1] += 1
+    for k in range(n):
+        ptr[k + 1] += ptr[k]
+    fill = ptr[:-1].copy()
+    for i in range(values.size):
+        x = values[i]
+        order[fill[x]] = i
+        fill[x] += 1
+    return order, ptr, True
+
+
+@njit(cache=True)
+def group_pairs(flat: np.ndarray, sizes: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ordered pair (v, u), v != u, of members of each group (``flat`` holds the groups'
+    members one group after another, ``sizes`` their lengths) with the group's kind: group after
+    group, v-major, u in member order."""
+    n = 0
+    start = 0
+    for g in range(sizes.size):
+        for a in range(start, start + sizes[g]):
+            for b in range(start, start + sizes[g]):
+                if flat[a] != flat[b]:
+                    n += 1
+        start += sizes[g]
+    pair_v = np.empty(n, dtype=flat.dtype)
+    pair_u = np.empty(n, dtype=flat.dtype)
+    pair_kind = np.empty(n, dtype=kinds.dtype)
+    k = 0
+    start = 0
+    for g in range(sizes.size):
+        for a in range(start, start + sizes[g]):
+            for b in range(start, start + sizes[g]):
+                if flat[a] != flat[b]:
+                    pair_v[k] = flat[a]
+                    pair_u[k] = flat[b]
+                    pair_kind[k] = kinds[g]
+                    k += 1
+        start += sizes[g]
+    return pair_v, pair_u, pair_kind

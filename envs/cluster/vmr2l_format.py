@@ -27,8 +27,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -399,11 +400,11 @@ def assemble_snapshot(
     pm_ids: Sequence[str],
     cpu_total: Sequence[int] | np.ndarray,
     mem_total: Sequence[float] | np.ndarray,
-    free_cpu: Sequence[float | None],
-    free_mem: Sequence[float | None],
+    free_cpu: Sequence[float | None] | np.ndarray,
+    free_mem: Sequence[float | None] | np.ndarray,
     active: Sequence[bool] | np.ndarray,
     racks: Sequence[int] | np.ndarray,
-    groups: Iterable[tuple[int, tuple[str, ...]]],
+    groups: Iterable[tuple[int, Collection[str]]],
     vm_index: dict[str, int],
     vm_cpu: Sequence[int] | np.ndarray,
     vm_mem: Sequence[float] | np.ndarray,
@@ -416,29 +417,37 @@ def assemble_snapshot(
 ) -> ClusterSnapshot:
     """The snapshot from the columns a reader collected (per NUMA node columns PM-major, VMs
     in ``vm_index`` order), validated, with the free-field report: the one ending of both the
-    checked reader and the typed one (``vmr2l_typed``), so both give the same snapshot."""
+    checked reader and the typed one (``vmr2l_typed``), so both give the same snapshot.
+
+    ``groups``: the distinct anti-affinity groups in file order, each its granularity and its
+    distinct member ids (any order: members are sorted by VM index here)."""
     # Each group's members present in this snapshot, as sorted VM indices, in one pass over
-    # all groups (real snapshots hold hundreds of small ones).
+    # all groups (real snapshots hold hundreds of small ones): one sort of (group, VM) keys,
+    # then each kept group a slice of the sorted VMs. The ids of a group are distinct, so its
+    # VM indices are too. (On the medium snapshot np.split into its 300 groups takes 0.20 ms,
+    # array_split swapping axes per piece; slicing the 288 kept ones, 0.045 ms.)
     keys = list(groups)
+    n_vms = len(vm_index)
     sizes = np.array([len(ids) for _, ids in keys], dtype=np.int64)
     index = np.array([vm_index.get(i, -1) for _, ids in keys for i in ids], dtype=np.int64)
-    group = np.repeat(np.arange(len(keys)), sizes)
+    group = np.repeat(np.arange(len(keys), dtype=np.int64), sizes)
     present = index >= 0
     group, index = group[present], index[present]
-    order = np.lexsort((index, group))
+    offset = group * n_vms  # group is sorted already: the sorted keys keep each one's group
+    members = np.sort(offset + index) - offset
     counts = np.bincount(group, minlength=len(keys))
-    per_group = np.split(index[order], np.cumsum(counts)[:-1]) if keys else []
+    ends = np.cumsum(counts)
     # a group with 0 or 1 VM of this snapshot constrains nothing
     kept = np.flatnonzero(counts >= 2)
-    granularity = [keys[g][0] for g in kept]
-    members_of = [per_group[g] for g in kept]
+    granularity = [keys[g][0] for g in kept.tolist()]
+    members_of = [members[a:b] for a, b in zip((ends[kept] - counts[kept]).tolist(), ends[kept].tolist(), strict=True)]
     snap = ClusterSnapshot(
-        pm_ids=np.array(pm_ids, dtype=str),
+        pm_ids=_str_array(list(pm_ids)),
         pm_cpu_total=np.array(cpu_total, dtype=np.int64).reshape(-1, 2),
         pm_mem_total=np.array(mem_total, dtype=np.float64).reshape(-1, 2),
         pm_active=np.array(active, dtype=bool),
         pm_rack=np.array(racks, dtype=np.int64),
-        vm_ids=np.array(list(vm_index), dtype=str),
+        vm_ids=_str_array(list(vm_index)),
         vm_cpu=np.array(vm_cpu, dtype=np.int64),
         vm_mem=np.array(vm_mem, dtype=np.float64),
         vm_double=np.array(vm_double, dtype=bool),
@@ -457,15 +466,37 @@ def assemble_snapshot(
     return snap
 
 
+_UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"  # numpy's native str layout
+
+
+def _str_array(items: list[str]) -> np.ndarray:
+    """``np.array(items, dtype=str)``, the same array: ids of one length (as the VMR2L files
+    write them: 22 characters) joined and read as UTF-32 in one go. On the medium snapshot's
+    2,089 VM ids 0.06 ms instead of 0.12 ms (numpy converts str by str)."""
+    lengths = list(map(len, items))
+    if lengths and lengths[0] > 0 and lengths.count(lengths[0]) == len(lengths):
+        try:
+            text = "".join(items).encode(_UTF32)
+        except UnicodeEncodeError:  # a lone surrogate: numpy's error, or not, as numpy decides
+            pass
+        else:
+            return np.frombuffer(text, dtype=np.dtype(f"U{lengths[0]}")).copy()
+    return np.array(items, dtype=str)
+
+
 def _free_field_report(
-    snap: ClusterSnapshot, free_cpu: Sequence[float | None], free_mem: Sequence[float | None], source: str
+    snap: ClusterSnapshot,
+    free_cpu: Sequence[float | None] | np.ndarray,
+    free_mem: Sequence[float | None] | np.ndarray,
+    source: str,
 ) -> dict[str, Any]:
     """Compare the file's free fields with the free capacity its VMs leave (informational)."""
     used_cpu, used_mem = snap.usage()
     derived_cpu = snap.pm_cpu_total - used_cpu
     derived_mem = snap.pm_mem_total - used_mem
-    file_cpu = np.array([np.nan if x is None else x for x in free_cpu], dtype=np.float64).reshape(-1, 2)
-    file_mem = np.array([np.nan if x is None else x for x in free_mem], dtype=np.float64).reshape(-1, 2)
+    # numpy reads None as NaN in a float64 array
+    file_cpu = np.array(free_cpu, dtype=np.float64).reshape(-1, 2)
+    file_mem = np.array(free_mem, dtype=np.float64).reshape(-1, 2)
     cpu_diff = np.where(np.isnan(file_cpu), 0.0, np.abs(file_cpu - derived_cpu))
     mem_diff = np.where(np.isnan(file_mem), 0.0, np.abs(file_mem - derived_mem))
     mismatch = (cpu_diff > 0) | (mem_diff > FREE_MEM_TOLERANCE_MB)

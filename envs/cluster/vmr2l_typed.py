@@ -5,7 +5,8 @@ VMs, 587 KB). Parsed into Python dicts and walked record by record (``parse_vmr2
 that costs about 9 ms of CPU, more than the policy itself; here msgspec decodes the bytes
 against typed structs of the format's usual form in C (string ids, integer core counts, numeric
 sizes; structs without garbage-collector tracking) and the columns are read off the structs
-with comprehensions and checked with numpy: about 2 ms.
+with comprehensions and checked with numpy: about 0.9 ms to decode, 1.8 ms to read and validate
+(``bench/vm2rl/snapshot_cpu.py``).
 
 The usual form is what VMR2L's files and tooling write. Everything else the format allows
 (integer ids, ``4.0`` core counts, free fields of any type, hosts with their NUMA nodes in any
@@ -43,23 +44,41 @@ class HostNuma(msgspec.Struct, gc=False):
     memory_huge_free_mb: float | None = None
 
 
+# The ``numa`` arrays of hosts (two nodes) and VMs (one or two) decode as array-like structs,
+# not lists: lists are tracked by the garbage collector, and 2,369 of them per medium snapshot
+# made the decode 0.09 ms slower (1.00 -> 0.91 ms, collector on, the loaded service's heap
+# frozen as `infragym serve` freezes it). Any other length is a ValidationError: the checked
+# reader's case.
+class HostNodes(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False):
+    first: HostNuma
+    second: HostNuma
+
+
 class Host(msgspec.Struct, gc=False):
     node_id: str
     status: str
-    numa: list[HostNuma]
+    numa: HostNodes
     rack_id: int | str | None = ""
 
 
-class VmNuma(msgspec.Struct, gc=False):
+class VmNuma(msgspec.Struct, frozen=True, gc=False):
     node: int
     cpu: int
     mem_mb: float
 
 
+_ONE_NODE = VmNuma(node=-1, cpu=0, mem_mb=0.0)  # the second half of a VM on one NUMA node
+
+
+class VmNodes(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False):
+    first: VmNuma
+    second: VmNuma = _ONE_NODE  # ``null`` is refused, not read as absent
+
+
 class Vm(msgspec.Struct, gc=False):
     instance_id: str
     host_id: str
-    numa: list[VmNuma]
+    numa: VmNodes
     allow_migration: bool | int
 
 
@@ -88,6 +107,7 @@ class Snapshot(msgspec.Struct, gc=False):
 
 _DECODER = msgspec.json.Decoder(Snapshot)
 _STATUSES = frozenset(HOST_STATUSES)
+_GRANULARITIES = {"host": GRANULARITY_HOST, "rack": GRANULARITY_RACK}
 
 
 def snapshot_from_struct(data: Snapshot, *, source: str = "snapshot", name: str = "snapshot") -> ClusterSnapshot | None:
@@ -102,6 +122,8 @@ def snapshot_from_struct(data: Snapshot, *, source: str = "snapshot", name: str 
 
 
 def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | None:
+    # One comprehension per column: per element the cheapest form measured here (a list of
+    # tuples into a 2-D array, or map(attrgetter), cost more than separate lists).
     clusters = data.cluster_list
     hosts = [h for c in clusters for h in c.host_info]
     vms = [v for c in clusters for v in c.vm_instance]
@@ -109,19 +131,23 @@ def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | No
         return None
     pm_ids = [h.node_id for h in hosts]
     pm_index = {pm: i for i, pm in enumerate(pm_ids)}
-    if len(pm_index) != len(pm_ids) or any(len(h.numa) != 2 for h in hosts):
+    if len(pm_index) != len(pm_ids):
         return None
-    first = [h.numa[0] for h in hosts]
-    second = [h.numa[1] for h in hosts]
-    first_node = np.array([n.node for n in first])
-    second_node = np.array([n.node for n in second])
+    node0 = [h.numa.first for h in hosts]
+    node1 = [h.numa.second for h in hosts]
+    first_node = np.array([n.node for n in node0])
+    second_node = np.array([n.node for n in node1])
     swapped = first_node == 1
     if not (((first_node == 0) & (second_node == 1)) | (swapped & (second_node == 0))).all():
         return None
-    # per PM: [node 0, node 1], whichever order the file lists them in
-    nodes = [(b, a) if s else (a, b) for a, b, s in zip(first, second, swapped.tolist(), strict=True)]
-    cpu_total = np.array([(a.total_cpu, b.total_cpu) for a, b in nodes], dtype=np.int64)
-    mem_total = np.array([(a.memory_huge_total_mb, b.memory_huge_total_mb) for a, b in nodes], dtype=np.float64)
+    for p in np.flatnonzero(swapped).tolist():  # per PM: [node 0, node 1], whichever order the file lists
+        node0[p], node1[p] = node1[p], node0[p]
+    cpu_total = np.empty((len(hosts), 2), dtype=np.int64)  # OverflowError beyond 64 bits
+    cpu_total[:, 0] = [n.total_cpu for n in node0]
+    cpu_total[:, 1] = [n.total_cpu for n in node1]
+    mem_total = np.empty((len(hosts), 2), dtype=np.float64)
+    mem_total[:, 0] = [n.memory_huge_total_mb for n in node0]
+    mem_total[:, 1] = [n.memory_huge_total_mb for n in node1]
     if not ((cpu_total >= 0) & (cpu_total <= MAX_NUMA_CPU)).all():
         return None
     if not ((mem_total >= 0.0) & (mem_total <= MAX_NUMA_MEM_MB)).all():  # False for NaN and inf
@@ -129,41 +155,53 @@ def _from_struct(data: Snapshot, source: str, name: str) -> ClusterSnapshot | No
     statuses = [h.status.upper() for h in hosts]
     if not _STATUSES.issuperset(statuses):
         return None
-    rack_names = ["" if h.rack_id is None else str(h.rack_id) for h in hosts]
+    # Rack names coded in order of first appearance, as the checked reader codes them; str() per
+    # distinct rack id only (integer 2 and string "2" are one rack).
+    rack_ids = [h.rack_id for h in hosts]
     rack_codes: dict[str, int] = {}
-    racks = [rack_codes.setdefault(r, len(rack_codes)) for r in rack_names]
-    free_cpu = [x for a, b in nodes for x in (a.free_cpu, b.free_cpu)]
-    free_mem = [x for a, b in nodes for x in (a.memory_huge_free_mb, b.memory_huge_free_mb)]
+    code_of = {r: rack_codes.setdefault("" if r is None else str(r), len(rack_codes)) for r in dict.fromkeys(rack_ids)}
+    racks = [code_of[r] for r in rack_ids]
+    free_cpu = np.empty((len(hosts), 2), dtype=np.float64)  # an absent field (None): NaN
+    free_cpu[:, 0] = [n.free_cpu for n in node0]
+    free_cpu[:, 1] = [n.free_cpu for n in node1]
+    free_mem = np.empty((len(hosts), 2), dtype=np.float64)
+    free_mem[:, 0] = [n.memory_huge_free_mb for n in node0]
+    free_mem[:, 1] = [n.memory_huge_free_mb for n in node1]
 
-    groups: dict[tuple[int, tuple[str, ...]], None] = {}
+    # A group is its granularity and its set of ids: a frozenset is the same key as the checked
+    # reader's sorted tuple, half the cost (no sort); assemble_snapshot sorts the members by VM.
+    groups: dict[tuple[int, frozenset[str]], None] = {}
     for cluster in clusters:
         other = cluster.other_requirement
         for group in (other.deployment_set if other is not None else None) or ():
-            if group.granularity not in ("host", "rack"):
+            code = _GRANULARITIES.get(group.granularity)
+            if code is None:
                 return None
-            code = GRANULARITY_HOST if group.granularity == "host" else GRANULARITY_RACK
-            groups[(code, tuple(sorted(set(group.data))))] = None
+            groups[(code, frozenset(group.data))] = None
 
     vm_index = {v.instance_id: i for i, v in enumerate(vms)}
-    vm_pm = [pm_index.get(v.host_id) for v in vms]
-    if len(vm_index) != len(vms) or None in vm_pm:
+    if len(vm_index) != len(vms):
         return None
-    n_numa = np.array([len(v.numa) for v in vms])
-    if not ((n_numa == 1) | (n_numa == 2)).all():
+    try:
+        vm_pm = np.array([pm_index[v.host_id] for v in vms], dtype=np.int64)
+    except KeyError:  # a VM on an unknown host
         return None
-    half = [v.numa[0] for v in vms]
+    numas = [v.numa for v in vms]
+    half = [n.first for n in numas]
+    split = [i for i, n in enumerate(numas) if n.second is not _ONE_NODE]
+    double = np.zeros(len(vms), dtype=bool)
+    double[split] = True
     vm_cpu = np.array([n.cpu for n in half], dtype=np.int64)
     vm_mem = np.array([n.mem_mb for n in half], dtype=np.float64)
     vm_node = np.array([n.node for n in half], dtype=np.int64)
     if not ((vm_cpu > 0) & (vm_cpu <= MAX_NUMA_CPU) & (vm_mem >= 0.0) & (vm_mem <= MAX_NUMA_MEM_MB)).all():
         return None
-    double = n_numa == 2
     if not ((vm_node == 0) | (vm_node == 1)).all():
         return None
-    if double.any():
+    if split:
         # a split VM: equal halves on nodes 0 and 1
-        rows = np.flatnonzero(double).tolist()
-        other_half = [vms[i].numa[1] for i in rows]
+        rows = split
+        other_half = [numas[i].second for i in rows]
         same_cpu = np.array([n.cpu for n in other_half]) == vm_cpu[rows]
         same_mem = np.array([n.mem_mb for n in other_half], dtype=np.float64) == vm_mem[rows]
         other_node = np.array([n.node for n in other_half])
