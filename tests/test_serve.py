@@ -493,3 +493,31 @@ def test_fuzzed_bad_requests_get_4xx_with_a_message_and_the_service_stays_health
     assert sum(answered.values()) >= 0.9 * FUZZ_EXAMPLES // len(SERVED), answered
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_start_up_answers_every_operations_example_and_refuses_one_that_fails(models: dict[str, ServedModel]) -> None:
+    from pydantic import BaseModel
+
+    from infragym.serve.operations import Operation
+    from infragym.serve.server import ServeError, warm_up
+
+    app = create_app(list(models.values()))
+    warm_up(app)  # the real operations answer their own examples
+    assert set(app.state.examples) == set(app.state.answers)
+
+    class Body(BaseModel):
+        x: int
+
+    def refuse(body: Body) -> Body:
+        raise ValueError("x must be even")
+
+    broken = ServedModel(
+        "broken",
+        "toy",
+        "nowhere",
+        {},
+        None,
+        {"predict": Operation("predict", "-", Body, Body, refuse, lambda: {"x": 1})},
+    )
+    with pytest.raises(ServeError, match=r"broken/predict refused its own example request at start-up \(422: .*even"):
+        warm_up(create_app([broken]))

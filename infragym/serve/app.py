@@ -228,6 +228,7 @@ def create_app(
     app.state.ready = True
     app.state.request_models = []
     app.state.answers = {}
+    app.state.examples = {}  # path -> the operation's example body (the start-up's warm-up)
     app.openapi = _openapi_with_request_models(app)  # type: ignore[method-assign]
     bearer = HTTPBearer(auto_error=False)
 
@@ -322,6 +323,8 @@ def _add_operation(
     answer = OperationAnswer(f"{model.name}/{operation.name}", operation)
     path = f"/v1/models/{model.name}/{operation.name}"
     app.state.answers[path] = answer  # served by OperationDispatcher in front of FastAPI
+    if operation.example is not None:
+        app.state.examples[path] = operation.example()
 
     async def endpoint(request: Request) -> Response:
         # The same answer when the application is used without the dispatcher in front.
