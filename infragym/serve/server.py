@@ -115,8 +115,8 @@ def build_app(settings: ServeSettings) -> FastAPI:
 
 
 def warm_up(app: FastAPI) -> None:
-    """Answer every operation's own example once before serving: compiled kernels (numba, where
-    no on-disk cache exists yet ~1 s for a VM2RL snapshot's) and first-run allocations happen
+    """Answer every operation's own example once before serving: compiled kernels (numba, about
+    a second per kernel set where no on-disk cache exists yet) and first-run allocations happen
     here, not on a client's first request; an operation that cannot answer its own example stops
     the start-up (raises :class:`ServeError`) instead of failing every request."""
     for path, answer in app.state.answers.items():
