@@ -17,7 +17,8 @@ def render() -> str:
     goals = "\n".join(f"| {c.what} | {c.measured} | {c.goal} | {c.status} |" for c in check(result))
     rows = "\n".join(
         f"| {r['model']} | {r['operation']} | {r['items']} | {r['concurrency']} | {r['requests_per_s']:,.1f} | "
-        f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {_ms(r.get('server_mean_ms'))} | {r['requests']:,} | {r['errors']} | "
+        f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {_ms(r.get('server_mean_ms'))} | {_ms(r.get('client_cpu_ms'), 2)} | "
+        f"{r['requests']:,} | {r['errors']} | "
         f"{_spread(r)} | {_when(r, result)} |"
         for r in result["levels"]
     )
@@ -31,12 +32,14 @@ def render() -> str:
         [
             "`python bench/serve/load.py`: one `infragym serve` service "
             f"({server['workers']} worker process(es), {server['threads']} inference threads each) serving "
-            f"{', '.join(result['exports'])} on loopback, loaded by closed-loop asyncio/aiohttp clients "
+            f"{', '.join(result['exports'])} on loopback, loaded by closed-loop keep-alive clients "
+            "(asyncio on uvloop, answers parsed by httptools) "
             f"for {result['seconds_per_level']:g} s per level. Latency is measured by the client (send to last "
             "byte); *server ms* is the service's own mean time per request, from its arrival to its answer "
             "(waiting for an inference thread included), from its latency histogram; the rest is the load "
             "generator's and the network stack's. *Connections* is how the clients' connections were spread "
-            "over the worker processes half-way through the level. "
+            "over the worker processes half-way through the level; *client CPU* is the load generator's own CPU "
+            "per request, taken from the same cores. "
             f"A CloudFormer item is one window of {window}; a VM2RL item is the real VMR2L medium "
             f"snapshot (`{result['vm2rl_snapshot']}`) with a budget of one migration.",
             f"Machine: {machine['cpus']} cores, shared with other jobs: load average (1, 5, 15 min) {before} "
@@ -44,8 +47,8 @@ def render() -> str:
             "A rerun of some models (`--models`) keeps the other models' levels, each row with its own time.",
             "## Goals (issue 13)\n\n| what | measured | goal | status |\n|---|---|---|---|\n" + goals,
             "## Every level\n\n| model | operation | items | concurrency | req/s | p50 ms | p99 ms | server ms "
-            "| requests | errors | connections | measured (UTC), load average |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n" + rows,
+            "| client CPU ms | requests | errors | connections | measured (UTC), load average |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + rows,
         ]
     )
 
@@ -63,5 +66,5 @@ def _spread(row: dict) -> str:
     return "/".join(map(str, spread)) if spread else "-"
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _ms(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
