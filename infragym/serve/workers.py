@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class _Worker:
     pid: int
     order: int  # registration order: ties go to the worker registered first
     connections: int = 0
-    greeting: bytes = field(default=b"")
 
 
 class ConnectionBroker:
@@ -155,12 +154,9 @@ class ConnectionBroker:
             self._selector.register(channel, selectors.EVENT_READ, self._greeting)
 
     def _greeting(self, channel: socket.socket) -> None:
-        try:
-            data = channel.recv(64)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(channel, 64)
+        if data is None:
             return
-        except OSError:
-            data = b""
         greeting = self._pending.get(channel, b"") + data
         if not data or len(greeting) > 32:
             self._drop(channel)
@@ -186,12 +182,9 @@ class ConnectionBroker:
 
     def _closed(self, channel: socket.socket) -> None:
         worker = self._workers.get(channel)
-        try:
-            data = channel.recv(4096)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(channel, 4096)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data or worker is None:
             self._drop(channel)
             return
@@ -232,6 +225,16 @@ class ConnectionBroker:
         if not self._workers and self._listening:
             self._selector.unregister(self.listener)
             self._listening = False
+
+
+def _receive(channel: socket.socket, size: int) -> bytes | None:
+    """What a non-blocking channel has: None if nothing yet, b"" if it closed or failed."""
+    try:
+        return channel.recv(size)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
 
 
 class BrokeredServer(uvicorn.Server):
