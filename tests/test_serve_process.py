@@ -325,7 +325,7 @@ def _connections_per_worker(server: Server) -> dict[int, int]:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads the processes from /proc (Linux)")
-def test_a_worker_that_dies_is_replaced_and_sigterm_stops_every_worker(
+def test_a_dead_worker_is_replaced_sighup_replaces_all_and_sigterm_stops_them(
     served_exports: dict[str, Path], tmp_path: Path
 ) -> None:
     server = _start([str(served_exports["continuum"])], tmp_path / "respawn.log", "--workers", "2")
@@ -342,9 +342,7 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_every_worker(
         while time.monotonic() < deadline and len(registered()) < 3:
             time.sleep(0.2)
         assert len(registered()) == 3, server.output()[-3000:]
-        children = set(
-            map(int, Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split())
-        )
+        children = _children(server)
         assert first[0] not in children and {first[1], registered()[2]} <= children, (first, registered(), children)
         # new connections are served, by the survivor and the replacement alike
         clients = [httpx.Client(base_url=server.url, timeout=30) for _ in range(4)]
@@ -352,6 +350,17 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_every_worker(
             for c in clients:
                 assert c.post("/v1/models/continuum/predict", json=body).status_code == 200
             assert sorted(_connections_per_worker(server).values()) == [2, 2]
+            # SIGHUP: both workers replaced one at a time; a client holding a connection to an
+            # old worker is answered until that worker closes it, then a new one answers
+            os.kill(server.process.pid, signal.SIGHUP)
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while time.monotonic() < deadline and (len(registered()) < 5 or len(_children(server)) > 3):
+                assert clients[0].post("/v1/models/continuum/predict", json=body).status_code == 200
+                time.sleep(0.2)
+            assert len(registered()) == 5, server.output()[-3000:]
+            assert set(registered()[3:]) <= _children(server) and not set(registered()[:3]) & _children(server)
+            with httpx.Client(base_url=server.url, timeout=30) as fresh:
+                assert fresh.post("/v1/models/continuum/predict", json=body).status_code == 200
         finally:
             for c in clients:
                 c.close()
@@ -359,3 +368,7 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_every_worker(
         returncode = server.stop(GRACE_S + 15)
     assert returncode == 0, server.output()[-3000:]
     assert "Traceback" not in server.output()
+
+
+def _children(server: Server) -> set[int]:
+    return set(map(int, Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()))

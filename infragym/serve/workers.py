@@ -17,8 +17,9 @@ primary process (https://nodejs.org/api/cluster.html, "How it works"). The super
   workers register with it over its Unix socket and tell it when a connection closes.
 - :class:`BrokeredServer` (each worker) is a uvicorn server whose connections come from the
   broker instead of a listening socket; uvicorn's graceful shutdown covers them as its own.
-- :func:`run_workers` starts the workers, replaces one that dies, and stops them all on SIGTERM
-  or SIGINT, each finishing its requests within the grace period.
+- :func:`run_workers` starts the workers, replaces one that dies, replaces them all one at a
+  time on SIGHUP, and stops them all on SIGTERM or SIGINT, each finishing its requests within
+  the grace period.
 
 POSIX only (``socket.send_fds``); elsewhere the server falls back to uvicorn's workers on one
 shared socket.
@@ -56,6 +57,8 @@ CONNECTION = b"c"
 CLOSED = b"-"
 # How often the supervisor looks at its workers and signals, in seconds.
 SUPERVISOR_TICK_S = 0.25
+# How long a replacement worker of a SIGHUP restart may take to start (it loads every export).
+RESTART_TIMEOUT_S = 600.0
 
 
 def supported() -> bool:
@@ -339,17 +342,24 @@ def _worker_main(address: str, config_options: dict[str, Any]) -> None:
 
 def run_workers(listener: socket.socket, workers: int, config_options: dict[str, Any], *, grace_s: float) -> int:
     """Serve ``listener`` (bound, not yet listening) from ``workers`` processes, each running
-    ``uvicorn.Config(**config_options)``, until SIGTERM or SIGINT; a worker that dies is
-    replaced, unless it died before it took connections (a failed start: the others would fail
-    too). Returns the exit status: 0 after a requested stop, 1 when a worker could not start."""
+    ``uvicorn.Config(**config_options)``, until SIGTERM or SIGINT.
+
+    A worker that dies is replaced, unless it died before it took connections (a failed start:
+    the others would fail too). SIGHUP replaces the workers one at a time, each new one taking
+    connections before the old one is told to finish its requests and stop (a restart without
+    refusing anyone, as uvicorn's and gunicorn's supervisors do on SIGHUP). Returns the exit
+    status: 0 after a requested stop, 1 when a worker could not start."""
     listener.listen(2048)
     broker = ConnectionBroker(listener, first_accept_after=workers)
     started: set[int] = set()
     broker.on_register = started.add
     broker.start()
     context = multiprocessing.get_context("spawn")
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop, restart = threading.Event(), threading.Event()
+    handlers = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set}
+    if hasattr(signal, "SIGHUP"):
+        handlers[signal.SIGHUP] = restart.set
+    previous = {sig: signal.signal(sig, lambda *_, act=act: act()) for sig, act in handlers.items()}
 
     def spawn() -> multiprocessing.process.BaseProcess:
         process = context.Process(target=_worker_main, args=(broker.address, config_options), name="infragym-worker")
@@ -357,10 +367,38 @@ def run_workers(listener: socket.socket, workers: int, config_options: dict[str,
         log.info("started worker process [%d]", process.pid)
         return process
 
+    def retire(process: multiprocessing.process.BaseProcess, deadline: float) -> None:
+        """SIGTERM (uvicorn's graceful shutdown), then kill it if it outlives ``deadline``."""
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            log.error("worker process [%d] outlived the grace period; killed", process.pid)
+            process.kill()
+            process.join()
+
+    def replace(index: int) -> None:
+        old, new = processes[index], spawn()
+        deadline = time.monotonic() + RESTART_TIMEOUT_S
+        while new.pid not in started and new.is_alive() and not stop.is_set() and time.monotonic() < deadline:
+            time.sleep(SUPERVISOR_TICK_S)
+        if new.pid not in started:
+            log.error("worker [%d] did not start; keeping worker [%d]", new.pid, old.pid)
+            retire(new, time.monotonic())
+            return
+        processes[index] = new
+        retire(old, time.monotonic() + grace_s + 5.0)
+
     processes = [spawn() for _ in range(workers)]
     status = 0
     try:
         while not stop.wait(SUPERVISOR_TICK_S):
+            if restart.is_set():
+                restart.clear()
+                log.info("SIGHUP: replacing the workers one at a time")
+                for index in range(len(processes)):
+                    if not stop.is_set():
+                        replace(index)
             for index, process in enumerate(processes):
                 if process.is_alive():
                     continue
@@ -379,11 +417,7 @@ def run_workers(listener: socket.socket, workers: int, config_options: dict[str,
                 os.kill(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s + 5.0
         for process in processes:
-            process.join(timeout=max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                log.error("worker process [%d] outlived the grace period; killed", process.pid)
-                process.kill()
-                process.join()
+            retire(process, deadline)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
