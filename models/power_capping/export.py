@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from infragym.export import ExportError, export_file
-from infragym.policy_onnx import policy_logits_onnx
+from infragym.policy_onnx import PolicyLogits, argmax_per_subaction, policy_logits_onnx
 
 POLICY_FILE = "policy.onnx"
 
@@ -30,12 +30,7 @@ class DiscretePolicy:
     """A loaded policy export: ``act(obs)`` -> action (an int, or an int array per sub-action)."""
 
     def __init__(self, onnx: bytes, nvec: Sequence[int], obs_size: int, manifest: dict[str, Any] | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        self.net = PolicyLogits(onnx, obs_size)
         self.onnx = onnx
         self.nvec = tuple(int(n) for n in nvec)
         self.obs_size = int(obs_size)
@@ -54,24 +49,12 @@ class DiscretePolicy:
         return cls(export_file(directory, manifest, POLICY_FILE).read_bytes(), nvec, obs_size, manifest)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        batch = np.asarray(obs, dtype=np.float32)
-        if batch.ndim == 1:
-            batch = batch[None]
-        if batch.ndim != 2 or batch.shape[1] != self.obs_size:
-            raise ValueError(f"obs must have shape ({self.obs_size},) or (B, {self.obs_size}), got {np.shape(obs)}")
-        if not np.all(np.isfinite(batch)):
-            raise ValueError("obs must be finite")
-        return self.session.run(None, {"obs": batch})[0]
+        return self.net(obs)
 
     def act(self, obs: np.ndarray) -> np.ndarray | int:
         """The most likely action: an int for one ``Discrete`` action, else one index per sub-action."""
         single = np.asarray(obs).ndim == 1
-        logits = self.logits(obs)
-        out, start = [], 0
-        for n in self.nvec:
-            out.append(np.argmax(logits[:, start : start + n], axis=1))
-            start += n
-        action = np.stack(out, axis=1).astype(np.int64)
+        action = argmax_per_subaction(self.logits(obs), self.nvec)
         if len(self.nvec) == 1:
             action = action[:, 0]
             return int(action[0]) if single else action

@@ -20,7 +20,7 @@ from infragym.models.serving_schedulers.admission_features import (
     SLOT_NAMES,
     WINDOW,
 )
-from infragym.policy_onnx import policy_logits_onnx
+from infragym.policy_onnx import PolicyLogits, policy_logits_onnx
 
 POLICY_FILE = "policy.onnx"
 
@@ -46,12 +46,7 @@ class AdmissionPolicy:
     """A loaded learned-admission export."""
 
     def __init__(self, onnx: bytes, manifest: dict[str, Any] | None = None, *, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        self.net = PolicyLogits(onnx, OBS_SIZE, threads=threads)
         self.onnx = onnx
         self.manifest = manifest or {}
 
@@ -60,14 +55,7 @@ class AdmissionPolicy:
         return cls(export_file(directory, manifest, POLICY_FILE).read_bytes(), manifest)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        batch = np.asarray(obs, dtype=np.float32)
-        if batch.ndim == 1:
-            batch = batch[None]
-        if batch.ndim != 2 or batch.shape[1] != OBS_SIZE:
-            raise ValueError(f"obs must have shape ({OBS_SIZE},) or (B, {OBS_SIZE}), got {np.shape(obs)}")
-        if not np.all(np.isfinite(batch)):
-            raise ValueError("obs must be finite")
-        return self.session.run(None, {"obs": batch})[0]
+        return self.net(obs)
 
     def act(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | int:
         """The most likely allowed action (an int for one observation, an array for a batch).

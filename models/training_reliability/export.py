@@ -17,7 +17,7 @@ from infragym.envs.training.env import INTERVAL_CHOICES_S, OBS_NAMES, OBS_SIZE
 from infragym.envs.training.simulator import RECOVERIES
 from infragym.envs.training.tiers import TIER_NAMES
 from infragym.export import export_file
-from infragym.policy_onnx import policy_logits_onnx
+from infragym.policy_onnx import PolicyLogits, argmax_per_subaction, policy_logits_onnx
 
 POLICY_FILE = "policy.onnx"
 NVEC = (len(INTERVAL_CHOICES_S), len(TIER_NAMES), len(RECOVERIES))
@@ -48,12 +48,7 @@ class ReliabilityPolicy:
     """A loaded training-reliability export."""
 
     def __init__(self, onnx: bytes, manifest: dict[str, Any] | None = None, *, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+        self.net = PolicyLogits(onnx, OBS_SIZE, threads=threads)
         self.onnx = onnx
         self.manifest = manifest or {}
 
@@ -62,12 +57,7 @@ class ReliabilityPolicy:
         return cls(export_file(directory, manifest, POLICY_FILE).read_bytes(), manifest)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        batch = np.asarray(obs, dtype=np.float32)
-        if batch.ndim == 1:
-            batch = batch[None]
-        if batch.ndim != 2 or batch.shape[1] != OBS_SIZE:
-            raise ValueError(f"obs must have shape ({OBS_SIZE},) or (B, {OBS_SIZE}), got {np.shape(obs)}")
-        return self.session.run(None, {"obs": batch})[0]
+        return self.net(obs)
 
     def act(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """The most likely allowed action: ``[interval, tier, recovery]`` (a batch: shape (B, 3))."""
@@ -76,9 +66,5 @@ class ReliabilityPolicy:
         if mask is not None:
             m = np.asarray(mask, dtype=bool).reshape(logits.shape)
             logits = np.where(m, logits, -np.inf)
-        out, start = [], 0
-        for n in NVEC:
-            out.append(np.argmax(logits[:, start : start + n], axis=1))
-            start += n
-        action = np.stack(out, axis=1).astype(np.int64)
+        action = argmax_per_subaction(logits, NVEC)
         return action[0] if single else action
