@@ -34,6 +34,7 @@ from infragym.export import write_export
 from infragym.logging import RunLogger
 from infragym.models.power_capping.export import DiscretePolicy, export_onnx, schemas
 from infragym.ppo_config import ppo_keywords
+from infragym.sb3_callbacks import episode_logger
 from infragym.task import EvaluationReport
 
 log = logging.getLogger(__name__)
@@ -249,23 +250,12 @@ class PowerCappingTask:
     def _train_ppo(self, logger: RunLogger) -> None:
         import torch
         from stable_baselines3 import PPO
-        from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.env_util import make_vec_env
 
         torch.set_num_threads(self.torch_threads)
         args = self.ppo
         vec = make_vec_env(lambda: env_like(self.env, split=TRAIN_SPLIT), n_envs=int(args["n_envs"]), seed=self.seed)
         history = self.history
-
-        class EpisodeLog(BaseCallback):
-            def _on_step(self) -> bool:
-                for info in self.locals.get("infos", []):
-                    if "episode" in info:
-                        history.append((self.num_timesteps, float(info["episode"]["r"])))
-                        logger.log_metrics(
-                            {"train/episode_return": float(info["episode"]["r"])}, step=self.num_timesteps
-                        )
-                return True
 
         model = PPO(
             "MlpPolicy",
@@ -280,7 +270,11 @@ class PowerCappingTask:
                 for start in range(0, 2 * len(CLOCK_LEVELS), len(CLOCK_LEVELS)):
                     model.policy.action_net.bias[start] += prior
         log.info("training PPO for %d steps on %d envs", args["total_steps"], args["n_envs"])
-        model.learn(total_timesteps=int(args["total_steps"]), progress_bar=self.progress_bar, callback=EpisodeLog())
+        model.learn(
+            total_timesteps=int(args["total_steps"]),
+            progress_bar=self.progress_bar,
+            callback=episode_logger(history, logger),
+        )
         vec.close()
         self.onnx = export_onnx(model.policy, len(OBS_NAMES))
 

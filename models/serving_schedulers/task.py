@@ -39,6 +39,7 @@ from infragym.models.serving_schedulers.workloads import (
     past_future_workload,
 )
 from infragym.ppo_config import ppo_keywords
+from infragym.sb3_callbacks import episode_logger
 from infragym.task import EvaluationReport
 
 log = logging.getLogger(__name__)
@@ -310,16 +311,6 @@ class ServingSchedulersTask:
         vec.seed(self.seed)
         history = self.history
 
-        class EpisodeLog(BaseCallback):
-            def _on_step(self) -> bool:
-                for info in self.locals.get("infos", []):
-                    if "episode" in info:
-                        history.append((self.num_timesteps, float(info["episode"]["r"])))
-                        logger.log_metrics(
-                            {"train/episode_return": float(info["episode"]["r"])}, step=self.num_timesteps
-                        )
-                return True
-
         model = MaskablePPO(
             "MlpPolicy",
             vec,
@@ -334,7 +325,7 @@ class ServingSchedulersTask:
             accuracy = warm_start.clone(model.policy, *data, epochs=int(args["warm_start_epochs"]), seed=self.seed)
             log.info("behaviour cloning on %d teacher decisions: accuracy %.3f", len(data[2]), accuracy)
             logger.log_metrics({"train/clone_accuracy": accuracy}, step=0)
-        callbacks: list[BaseCallback] = [EpisodeLog()]
+        callbacks: list[BaseCallback] = [episode_logger(history, logger)]
         n_envs = int(args["n_envs"])
         # periodic evaluation on fixed validation episodes (seeds apart from training's), keeping the best;
         # validation at the heavy end of the training range, where admission decisions matter

@@ -35,6 +35,7 @@ from infragym.export import write_export
 from infragym.logging import RunLogger
 from infragym.models.training_reliability import export as tr_export
 from infragym.ppo_config import ppo_keywords
+from infragym.sb3_callbacks import episode_logger
 from infragym.task import EvaluationReport
 
 log = logging.getLogger(__name__)
@@ -127,21 +128,12 @@ class TrainingReliabilityTask:
     def fit(self, logger: RunLogger) -> None:
         import torch
         from sb3_contrib import MaskablePPO
-        from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.env_util import make_vec_env
 
         torch.set_num_threads(self.torch_threads)
         args = self.ppo
         vec = make_vec_env(self.make_env, n_envs=int(args["n_envs"]), seed=self.seed)
         history = self.history
-
-        class EpisodeLog(BaseCallback):
-            def _on_step(self) -> bool:
-                for info in self.locals.get("infos", []):
-                    if "episode" in info:
-                        history.append((self.num_timesteps, float(info["ettr"])))
-                        logger.log_metrics({"train/episode_ettr": float(info["ettr"])}, step=self.num_timesteps)
-                return True
 
         # MaskablePPO: a sub-action that cannot matter (the recovery at a periodic tick, or at a
         # failure that takes no node) has one allowed value, so it gets no gradient noise.
@@ -153,7 +145,13 @@ class TrainingReliabilityTask:
         log.info(
             "training PPO for %d steps on %d envs (scenario %s)", args["total_steps"], args["n_envs"], self.env.scenario
         )
-        model.learn(total_timesteps=int(args["total_steps"]), progress_bar=self.progress_bar, callback=EpisodeLog())
+        model.learn(
+            total_timesteps=int(args["total_steps"]),
+            progress_bar=self.progress_bar,
+            callback=episode_logger(
+                history, logger, metric="train/episode_ettr", value=lambda info: float(info["ettr"])
+            ),
+        )
         vec.close()
         self.onnx = tr_export.export_onnx(model.policy)
 
