@@ -19,7 +19,7 @@ from pathlib import Path
 # so that the suite's shared helpers import as ``bench._common``.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench._common import ROOT, Benchmark, Check, finish, write_result
+from bench._common import ROOT, Benchmark, Check, data_dir, finish, write_result
 
 BENCHMARKS = (Benchmark("vm2rl_quality", minutes=11),)
 
@@ -64,8 +64,16 @@ def main() -> int:
     parser.add_argument("--n-generated", type=int, default=None, help="generated medium test snapshots")
     args = parser.parse_args()
     predictor = infragym.load(args.checkpoint)
-    cfg = OmegaConf.create(predictor.manifest["config"])
-    cfg.paths.root_dir = str(ROOT)
+    # An export's config leaves out the run's local paths (infragym.runner.RUN_LOCAL_KEYS): this
+    # checkout's are put back, as conf/paths/default.yaml sets them for a run from it.
+    paths = {
+        "root_dir": str(ROOT),
+        "data_dir": str(data_dir()),
+        "log_dir": str(ROOT / "outputs"),
+        "output_dir": str(ROOT / "outputs" / "bench_vm2rl_quality"),
+        "work_dir": str(ROOT),
+    }
+    cfg = OmegaConf.create({**predictor.manifest["config"], "paths": paths})
     cfg.task.mip_time_limit_s = args.mip_time_limit
     if args.k is not None:
         cfg.task.k_samples = args.k
