@@ -238,14 +238,10 @@ def group_pairs(flat: np.ndarray, sizes: np.ndarray, kinds: np.ndarray) -> tuple
     """Every ordered pair (v, u), v != u, of members of each group (``flat`` holds the groups'
     members one group after another, ``sizes`` their lengths) with the group's kind: group after
     group, v-major, u in member order."""
+    # at most |group|^2 pairs per group: filled in one pass, then trimmed
     n = 0
-    start = 0
     for g in range(sizes.size):
-        for a in range(start, start + sizes[g]):
-            for b in range(start, start + sizes[g]):
-                if flat[a] != flat[b]:
-                    n += 1
-        start += sizes[g]
+        n += sizes[g] * sizes[g]
     pair_v = np.empty(n, dtype=flat.dtype)
     pair_u = np.empty(n, dtype=flat.dtype)
     pair_kind = np.empty(n, dtype=kinds.dtype)
@@ -260,4 +256,4 @@ def group_pairs(flat: np.ndarray, sizes: np.ndarray, kinds: np.ndarray) -> tuple
                     pair_kind[k] = kinds[g]
                     k += 1
         start += sizes[g]
-    return pair_v, pair_u, pair_kind
+    return pair_v[:k].copy(), pair_u[:k].copy(), pair_kind[:k].copy()
